@@ -1,0 +1,43 @@
+//! HTTP routes: health, the built SDK packages and the `www/` demo.
+
+use axum::http::{header, HeaderValue};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::path::Path;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// The npm packages whose build output the demo loads through its import map.
+const SERVED_PACKAGES: [&str; 3] = ["realtime", "realtime-chat", "realtime-e2ee"];
+
+pub fn router(root: &Path) -> Router {
+    let mut router = Router::new().route("/healthz", get(healthz));
+    for package in SERVED_PACKAGES {
+        for part in ["dist", "wasm"] {
+            let dir = root.join("packages").join(package).join(part);
+            router = router.nest_service(&format!("/sdk/{package}/{part}"), ServeDir::new(dir));
+        }
+    }
+    router
+        .fallback_service(ServeDir::new(root.join("www")))
+        // Cross-origin isolation gives pages full-resolution performance.now(),
+        // which the latency benchmarks need; everything the demo loads is same-origin.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::HeaderName::from_static("cross-origin-embedder-policy"),
+            HeaderValue::from_static("require-corp"),
+        ))
+        // A development server: always serve the latest build.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok", "version": domvia_realtime::VERSION }))
+}

@@ -1,0 +1,333 @@
+//! WebSocket frames: the JSON envelope `{"event", "channel", "data", "user_id"}`.
+
+use serde_json::{Map, Value};
+
+use super::Error;
+
+/// One WebSocket message of the protocol, before its event is interpreted.
+///
+/// # The `data` rule
+///
+/// On the wire `data` is either a JSON string that holds JSON text (what Pusher
+/// servers send, and what [`encode`](Frame::encode) writes) or a plain JSON value
+/// (what pusher-js sends for `pusher:subscribe` and client events, and what
+/// [`encode_inline`](Frame::encode_inline) writes). [`decode`](Frame::decode)
+/// accepts both: a string `data` is parsed as JSON when it is JSON text, and kept
+/// as a string value when it is not; any other value is kept as it is.
+///
+/// So that every frame survives the trip, both encoders write a string value as
+/// the JSON text of that string (`"x"` goes out as `"\"x\""`), never bare:
+/// otherwise a string that happens to look like JSON (`"{}"`, `"1"`, `"null"`)
+/// would come back as an object, number or null. pusher-js decodes such data
+/// back to the same string. Round trips hold for data nested less than about
+/// 120 levels deep; serde_json refuses deeper input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// The event name, such as `pusher:subscribe` or `client-typing`.
+    pub event: String,
+    /// The channel the event belongs to, if any.
+    pub channel: Option<String>,
+    /// The decoded event data, if any.
+    pub data: Option<Value>,
+    /// The sender, stamped by the broker on client events in presence channels.
+    pub user_id: Option<String>,
+}
+
+/// The prefix of events that clients send to each other through the broker.
+pub const CLIENT_EVENT_PREFIX: &str = "client-";
+
+fn malformed(reason: &str) -> Error {
+    Error::MalformedFrame {
+        reason: reason.to_owned(),
+    }
+}
+
+/// Compact JSON text of a string.
+fn json_string(text: &str) -> String {
+    Value::String(text.to_owned()).to_string()
+}
+
+/// Takes an optional string member; `null` counts as absent.
+fn optional_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(Error::MalformedFrame {
+            reason: format!("{key} is not a string"),
+        }),
+    }
+}
+
+/// Applies the `data` rule: a string holding JSON text becomes that JSON.
+fn decode_data(data: Value) -> Value {
+    match data {
+        Value::String(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(inner) => inner,
+            Err(_) => Value::String(text),
+        },
+        other => other,
+    }
+}
+
+impl Frame {
+    /// A frame with only an event name.
+    pub fn new(event: impl Into<String>) -> Frame {
+        Frame {
+            event: event.into(),
+            channel: None,
+            data: None,
+            user_id: None,
+        }
+    }
+
+    /// This frame with `channel` set.
+    pub fn with_channel(mut self, channel: impl Into<String>) -> Frame {
+        self.channel = Some(channel.into());
+        self
+    }
+
+    /// This frame with `data` set.
+    pub fn with_data(mut self, data: Value) -> Frame {
+        self.data = Some(data);
+        self
+    }
+
+    /// This frame with `user_id` set.
+    pub fn with_user_id(mut self, user_id: impl Into<String>) -> Frame {
+        self.user_id = Some(user_id.into());
+        self
+    }
+
+    /// True for a `client-` event, sent by one client to the others.
+    pub fn is_client_event(&self) -> bool {
+        self.event.starts_with(CLIENT_EVENT_PREFIX)
+    }
+
+    /// Decodes a frame from WebSocket text, in either the server or the client
+    /// form (see the `data` rule on [`Frame`]).
+    ///
+    /// Fails with [`Error::MalformedFrame`] when the text is not a JSON object,
+    /// has no string `event`, or has a `channel` or `user_id` that is neither a
+    /// string nor null. Other members are ignored.
+    pub fn decode(text: &str) -> Result<Frame, Error> {
+        let value: Value = serde_json::from_str(text).map_err(|e| Error::MalformedFrame {
+            reason: format!("it is not JSON ({e})"),
+        })?;
+        let Value::Object(mut map) = value else {
+            return Err(malformed("it is not a JSON object"));
+        };
+        let event = match map.remove("event") {
+            Some(Value::String(event)) => event,
+            Some(_) => return Err(malformed("event is not a string")),
+            None => return Err(malformed("it has no event")),
+        };
+        let channel = optional_string(&mut map, "channel")?;
+        let user_id = optional_string(&mut map, "user_id")?;
+        let data = map.remove("data").map(decode_data);
+        Ok(Frame {
+            event,
+            channel,
+            data,
+            user_id,
+        })
+    }
+
+    /// Encodes the frame as a server sends it: `data` is a JSON string holding
+    /// the JSON text of the data. Absent fields are left out.
+    pub fn encode(&self) -> String {
+        self.write(|data| json_string(&data.to_string()))
+    }
+
+    /// Encodes the frame as pusher-js sends it to the server: `data` is plain
+    /// JSON, except that a string is written as the JSON text of the string
+    /// (see the `data` rule on [`Frame`]). Absent fields are left out.
+    pub fn encode_inline(&self) -> String {
+        self.write(|data| match data {
+            Value::String(text) => json_string(&json_string(text)),
+            other => other.to_string(),
+        })
+    }
+
+    fn write(&self, data_json: impl Fn(&Value) -> String) -> String {
+        let mut out = String::with_capacity(64);
+        out.push_str("{\"event\":");
+        out.push_str(&json_string(&self.event));
+        if let Some(channel) = &self.channel {
+            out.push_str(",\"channel\":");
+            out.push_str(&json_string(channel));
+        }
+        if let Some(data) = &self.data {
+            out.push_str(",\"data\":");
+            out.push_str(&data_json(data));
+        }
+        if let Some(user_id) = &self.user_id {
+            out.push_str(",\"user_id\":");
+            out.push_str(&json_string(user_id));
+        }
+        out.push('}');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trips(frame: &Frame) {
+        assert_eq!(
+            Frame::decode(&frame.encode()).as_ref(),
+            Ok(frame),
+            "{}",
+            frame.encode()
+        );
+        assert_eq!(
+            Frame::decode(&frame.encode_inline()).as_ref(),
+            Ok(frame),
+            "{}",
+            frame.encode_inline()
+        );
+    }
+
+    #[test]
+    fn decodes_server_frames_with_double_encoded_data() {
+        let text = r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"123.456\",\"activity_timeout\":120}"}"#;
+        let frame = Frame::decode(text).unwrap();
+        assert_eq!(frame.event, "pusher:connection_established");
+        assert_eq!(frame.channel, None);
+        assert_eq!(
+            frame.data,
+            Some(json!({"socket_id": "123.456", "activity_timeout": 120}))
+        );
+    }
+
+    #[test]
+    fn decodes_client_frames_with_inline_data() {
+        let text = r#"{"event":"pusher:subscribe","data":{"auth":"","channel":"chat"}}"#;
+        let frame = Frame::decode(text).unwrap();
+        assert_eq!(frame.data, Some(json!({"auth": "", "channel": "chat"})));
+    }
+
+    #[test]
+    fn keeps_non_json_string_data_as_a_string() {
+        let frame = Frame::decode(r#"{"event":"e","data":"hello"}"#).unwrap();
+        assert_eq!(frame.data, Some(json!("hello")));
+        let frame = Frame::decode(r#"{"event":"e","data":"{broken"}"#).unwrap();
+        assert_eq!(frame.data, Some(json!("{broken")));
+    }
+
+    #[test]
+    fn reads_user_id_and_channel() {
+        let text = r#"{"event":"client-typing","channel":"presence-x","data":"{}","user_id":"u1"}"#;
+        let frame = Frame::decode(text).unwrap();
+        assert_eq!(
+            frame,
+            Frame::new("client-typing")
+                .with_channel("presence-x")
+                .with_data(json!({}))
+                .with_user_id("u1")
+        );
+        assert!(frame.is_client_event());
+        let nulls = Frame::decode(r#"{"event":"e","channel":null,"user_id":null}"#).unwrap();
+        assert_eq!(nulls, Frame::new("e"));
+    }
+
+    #[test]
+    fn rejects_malformed_frames() {
+        for text in [
+            "",
+            "not json",
+            "[]",
+            "\"event\"",
+            "null",
+            "{}",
+            r#"{"event":1}"#,
+            r#"{"event":null}"#,
+            r#"{"event":"e","channel":1}"#,
+            r#"{"event":"e","channel":{}}"#,
+            r#"{"event":"e","user_id":42}"#,
+            r#"{"event":"e"} trailing"#,
+        ] {
+            let err = Frame::decode(text).unwrap_err();
+            assert_eq!(err.code(), "malformed_frame", "{text:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!(
+            "{{\"event\":\"e\",\"data\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(Frame::decode(&deep).is_err());
+        let inner = "[".repeat(100_000) + &"]".repeat(100_000);
+        let text = format!("{{\"event\":\"e\",\"data\":{}}}", json_string(&inner));
+        let frame = Frame::decode(&text).unwrap();
+        assert_eq!(frame.data, Some(Value::String(inner)));
+    }
+
+    #[test]
+    fn encodes_both_forms() {
+        let frame = Frame::new("pusher:subscribe").with_data(json!({"channel": "chat"}));
+        assert_eq!(
+            frame.encode(),
+            r#"{"event":"pusher:subscribe","data":"{\"channel\":\"chat\"}"}"#
+        );
+        assert_eq!(
+            frame.encode_inline(),
+            r#"{"event":"pusher:subscribe","data":{"channel":"chat"}}"#
+        );
+        assert_eq!(
+            Frame::new("pusher:ping").encode(),
+            r#"{"event":"pusher:ping"}"#
+        );
+        let full = Frame::new("client-x")
+            .with_channel("private-a")
+            .with_data(json!(1))
+            .with_user_id("u");
+        assert_eq!(
+            full.encode(),
+            r#"{"event":"client-x","channel":"private-a","data":"1","user_id":"u"}"#
+        );
+    }
+
+    #[test]
+    fn strings_that_look_like_json_stay_strings() {
+        for text in [
+            "{}", "\"{}\"", "1", "null", "true", "[1]", "", " ", "hello", "\"", "\\",
+        ] {
+            let frame = Frame::new("e").with_data(Value::String(text.into()));
+            round_trips(&frame);
+        }
+        let frame = Frame::new("e").with_data(json!("x"));
+        assert_eq!(frame.encode(), r#"{"event":"e","data":"\"x\""}"#);
+        assert_eq!(frame.encode_inline(), r#"{"event":"e","data":"\"x\""}"#);
+    }
+
+    #[test]
+    fn round_trips_assorted_frames() {
+        let datas = [
+            json!(null),
+            json!(0),
+            json!(-1),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(0.1),
+            json!(1e300),
+            json!(-2.5e-308),
+            json!([]),
+            json!({}),
+            json!({"a": [1, "b", {"c": null}], "\"q\"": "é\u{1F600}\n\u{0}"}),
+        ];
+        for data in datas {
+            round_trips(&Frame::new("e").with_data(data));
+        }
+        round_trips(&Frame::new(""));
+        round_trips(
+            &Frame::new("é\"\\\u{7f}\u{1}")
+                .with_channel("\u{2028}")
+                .with_user_id("\"}"),
+        );
+    }
+}

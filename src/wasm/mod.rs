@@ -1,0 +1,90 @@
+//! The wasm boundary: the only module that touches wasm-bindgen and js-sys.
+//!
+//! Every export converts its arguments once, calls the pure core, and turns a
+//! core [`Error`] into a real JS `Error` whose `code` is the core's stable code.
+
+use crate::protocol::{self, CloseAction, Error};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(message: &str);
+}
+
+/// Runs when the module is instantiated: a panic is a bug, so report it on the
+/// console with its message instead of an opaque `unreachable` trap.
+#[wasm_bindgen(start)]
+fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        console_error(&format!(
+            "domvia-realtime: internal error (please report): {info}"
+        ));
+    }));
+}
+
+/// Converts a core error into a JS `Error` named `DomViaError` with a `code`.
+pub(crate) fn js_error(error: &Error) -> JsValue {
+    let js = js_sys::Error::new(&error.to_string());
+    js.set_name("DomViaError");
+    // Reflect::set on a fresh Error object cannot fail; ignore rather than panic.
+    let _ = js_sys::Reflect::set(
+        &js,
+        &JsValue::from_str("code"),
+        &JsValue::from_str(error.code()),
+    );
+    js.into()
+}
+
+/// The SDK version.
+#[wasm_bindgen]
+pub fn version() -> String {
+    crate::VERSION.to_owned()
+}
+
+/// `private-chat.room.{roomId}`, or `presence-chat.room.{roomId}` when `presence`.
+#[wasm_bindgen(js_name = buildChatChannelName)]
+pub fn build_chat_channel_name(room_id: &str, presence: bool) -> Result<String, JsValue> {
+    protocol::build_chat_channel_name(room_id, presence).map_err(|e| js_error(&e))
+}
+
+/// Validates a channel name and returns its kind:
+/// `public`, `private`, `presence` or `private-encrypted`.
+#[wasm_bindgen(js_name = validateChannelName)]
+pub fn validate_channel_name(name: &str) -> Result<String, JsValue> {
+    protocol::validate_channel_name(name)
+        .map(|kind| kind.as_str().to_owned())
+        .map_err(|e| js_error(&e))
+}
+
+/// What a client does when the socket closes with `code`:
+/// `fail`, `backoff`, `reconnect_now` or `keep_socket`.
+#[wasm_bindgen(js_name = closeAction)]
+pub fn close_action(code: u16) -> String {
+    match protocol::close_action(code) {
+        CloseAction::Fail => "fail",
+        CloseAction::Backoff => "backoff",
+        CloseAction::ReconnectNow => "reconnect_now",
+        CloseAction::KeepSocket => "keep_socket",
+    }
+    .to_owned()
+}
+
+/// Checks the body an auth endpoint returned for `channel_name` before it is
+/// sent to the broker, so a misconfigured server fails with a clear code here
+/// instead of an opaque rejection from the broker. Returns `{ auth, channel_data? }`.
+#[wasm_bindgen(js_name = parseChannelAuthResponse)]
+pub fn parse_channel_auth_response(
+    app_key: &str,
+    channel_name: &str,
+    body: &str,
+) -> Result<JsValue, JsValue> {
+    let auth = protocol::parse_channel_auth_response(app_key, channel_name, body)
+        .map_err(|e| js_error(&e))?;
+    let result = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&result, &"auth".into(), &auth.auth.into());
+    if let Some(channel_data) = auth.channel_data {
+        let _ = js_sys::Reflect::set(&result, &"channel_data".into(), &channel_data.into());
+    }
+    Ok(result.into())
+}

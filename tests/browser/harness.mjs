@@ -1,0 +1,79 @@
+// Shared pieces of the browser tests: the real embedded server on a free
+// loopback port, and Debian's Chromium driven by playwright-core.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+const STARTUP_LIMIT_MS = 20_000;
+const STOP_LIMIT_MS = 10_000;
+
+/**
+ * Starts `domvia-server` on 127.0.0.1 with port 0 and resolves once it printed
+ * its `listening on` line. DOMVIA_SERVER_BIN overrides the binary.
+ */
+export async function startServer(extraEnv = {}) {
+  const binary = process.env.DOMVIA_SERVER_BIN ?? `${repoRoot}target/debug/domvia-server`;
+  const child = spawn(binary, ["--host", "127.0.0.1", "--port", "0", "--root", repoRoot], {
+    env: { ...process.env, ...extraEnv },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const lines = createInterface({ input: child.stdout });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`domvia-server printed no listening line within ${STARTUP_LIMIT_MS} ms`));
+    }, STARTUP_LIMIT_MS);
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`domvia-server exited early with ${code}`)));
+    lines.on("line", (line) => {
+      const match = /^listening on (http:\/\/\S+)$/.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+  });
+  return {
+    url,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      const exited = once(child, "exit");
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), STOP_LIMIT_MS);
+      const [code] = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/** Debian's Chromium, headless, with the flags this closed network needs. */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-dev-shm-usage",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+}
+
+/** Collects console errors and uncaught page errors, for asserting there were none. */
+export function recordPageErrors(page) {
+  const errors = [];
+  page.on("console", (message) => {
+    if (message.type() === "error") errors.push(`console: ${message.text()}`);
+  });
+  page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
+  return errors;
+}
