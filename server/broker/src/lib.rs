@@ -1,0 +1,1 @@
+//! A Pusher Channels protocol 7 compatible broker.
