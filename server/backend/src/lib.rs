@@ -1,1 +1,201 @@
-//! The reference chat backend.
+//! The DomVia reference chat backend: the "trusted app server" of the private
+//! chat SDK.
+//!
+//! It owns identity (a demo sign-in with stateless signed session tokens),
+//! rooms and membership, durable messages with a gap-free per-room `seq`, read
+//! receipts, and opaque end-to-end encryption records (device records, room
+//! epochs, key shares). It signs channel access with the protocol core
+//! ([`domvia_realtime::protocol`]) only after checking membership, and
+//! publishes what changed to the broker's REST API.
+//!
+//! Mount [`Backend::router`] into an axum server; the HTTP API is documented in
+//! `API.md` next to this crate's `Cargo.toml`.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), domvia_backend::BackendError> {
+//! use domvia_backend::{AppCredentials, Backend, BackendConfig};
+//! let backend = Backend::open(BackendConfig {
+//!     database: "chat.sqlite3".into(),
+//!     app: AppCredentials { id: "1".into(), key: "key".into(), secret: "secret".into() },
+//!     broker_url: Some("http://127.0.0.1:7420".into()),
+//!     session_secret: b"a long random secret, at least 16 bytes".to_vec(),
+//! })?;
+//! let router: axum::Router = backend.router();
+//! // ... serve `router`; on shutdown:
+//! backend.close()?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod extract;
+mod ids;
+pub mod publisher;
+mod routes;
+mod schema;
+mod session;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+use error::ApiError;
+pub use error::BackendError;
+use publisher::Publisher;
+
+/// The broker app the backend signs for and publishes to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppCredentials {
+    /// The app id, in the REST path `/apps/{id}/events`.
+    pub id: String,
+    /// The public key, the first half of every `auth`.
+    pub key: String,
+    /// The secret that signs channel access and REST requests.
+    pub secret: String,
+}
+
+impl fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How to open a [`Backend`].
+#[derive(Clone)]
+pub struct BackendConfig {
+    /// An SQLite file path, or `:memory:`.
+    pub database: String,
+    /// The broker app.
+    pub app: AppCredentials,
+    /// The broker's HTTP base URL (`http://host:port`, optionally with a path
+    /// prefix), or `None` to publish nothing (tests).
+    pub broker_url: Option<String>,
+    /// The HMAC key of session tokens: at least 16 bytes, random, secret.
+    pub session_secret: Vec<u8>,
+}
+
+impl fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("database", &self.database)
+            .field("app", &self.app)
+            .field("broker_url", &self.broker_url)
+            .field("session_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The smallest accepted session secret, in bytes.
+pub const MIN_SESSION_SECRET_LEN: usize = 16;
+
+/// The chat backend: cheap to clone, all clones share one database connection.
+#[derive(Clone)]
+pub struct Backend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Mutex<Connection>>,
+    app: AppCredentials,
+    publisher: Option<Publisher>,
+    session_secret: Vec<u8>,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("app", &self.inner.app)
+            .field("publisher", &self.inner.publisher)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// Opens (creating or migrating) the database and checks the config.
+    pub fn open(config: BackendConfig) -> Result<Backend, BackendError> {
+        if config.session_secret.len() < MIN_SESSION_SECRET_LEN {
+            return Err(BackendError::Config(format!(
+                "the session secret must be at least {MIN_SESSION_SECRET_LEN} bytes"
+            )));
+        }
+        if config.app.key.is_empty() || config.app.secret.is_empty() {
+            return Err(BackendError::Config(
+                "the app key and secret must not be empty".into(),
+            ));
+        }
+        let publisher = config
+            .broker_url
+            .as_deref()
+            .map(|url| Publisher::new(url, &config.app))
+            .transpose()?;
+        let conn = schema::open(&config.database)?;
+        Ok(Backend {
+            inner: Arc::new(Inner {
+                db: Arc::new(Mutex::new(conn)),
+                app: config.app,
+                publisher,
+                session_secret: config.session_secret,
+            }),
+        })
+    }
+
+    /// The HTTP API: `/api/...` and `/realtime/...` (see `API.md`).
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.clone())
+    }
+
+    /// Checkpoints the WAL into the database file, so that a copy of the file
+    /// alone has everything. Call on shutdown; the backend stays usable.
+    pub fn close(&self) -> Result<(), BackendError> {
+        let conn = self.inner.db.lock().unwrap_or_else(PoisonError::into_inner);
+        schema::checkpoint(&conn)
+    }
+
+    /// Runs `work` on the database on a blocking thread.
+    pub(crate) async fn db<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.inner.db);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.lock().unwrap_or_else(PoisonError::into_inner);
+            work(&mut conn)
+        })
+        .await
+        .map_err(|error| ApiError::internal(format!("a database task failed: {error}")))?
+    }
+
+    pub(crate) fn app(&self) -> &AppCredentials {
+        &self.inner.app
+    }
+
+    pub(crate) fn session_secret(&self) -> &[u8] {
+        &self.inner.session_secret
+    }
+
+    /// Publishes an event if a broker is configured. A failure is logged to
+    /// stderr and otherwise ignored: clients catch up from the history API.
+    pub(crate) async fn publish(
+        &self,
+        channel: &str,
+        name: &str,
+        data: &Value,
+        socket_id: Option<&str>,
+    ) {
+        let Some(publisher) = &self.inner.publisher else {
+            return;
+        };
+        if let Err(error) = publisher
+            .publish(channel, name, data, socket_id, ids::now_unix())
+            .await
+        {
+            eprintln!("domvia-backend: unable to publish {name} on {channel}; {error}");
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Publishes events to the broker through its Pusher-compatible HTTP API:
+//! `POST {broker_url}/apps/{app_id}/events`, signed with
+//! [`sign_query`](domvia_realtime::protocol::sign_query).
+//!
+//! Plain `http://` only, one short-lived HTTP/1.1 connection per event, 5 s
+//! timeout for the whole exchange. A broker in another network should be
+//! reached through a TLS-terminating proxy on the same host.
+
+use std::fmt;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+
+use domvia_realtime::protocol::sign_query;
+
+use crate::{AppCredentials, BackendError};
+
+/// How long one publish may take, from connect to the end of the response.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most of a broker's response body that is read (and then ignored).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Why a publish failed.
+#[derive(Debug)]
+pub struct PublishError(String);
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// A client of one broker app's REST API.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    /// `host:port` to connect to.
+    address: String,
+    /// The `Host` header: the authority as written in the URL.
+    host: String,
+    /// The path of the events endpoint, such as `/apps/1/events`.
+    events_path: String,
+    key: String,
+    secret: String,
+}
+
+impl Publisher {
+    /// A publisher for `broker_url` (`http://host[:port][/prefix]`) and app.
+    pub fn new(broker_url: &str, app: &AppCredentials) -> Result<Publisher, BackendError> {
+        let config =
+            |reason: &str| BackendError::Config(format!("broker URL {broker_url:?}: {reason}"));
+        let rest = broker_url
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+            .and_then(|_| broker_url.get(7..))
+            .ok_or_else(|| config("only http:// URLs are supported"))?;
+        let (authority, prefix) = match rest.find(['/', '?', '#']) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        if prefix.contains(['?', '#']) {
+            return Err(config("a query or fragment is not allowed"));
+        }
+        let authority_ok = !authority.is_empty()
+            && authority
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+        if !authority_ok {
+            return Err(config("the host is missing or invalid"));
+        }
+        let valid_port = |port: &str| {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok()
+        };
+        let (host_part, port) = match authority.strip_prefix('[') {
+            Some(literal) => {
+                let (_, after) = literal
+                    .split_once(']')
+                    .ok_or_else(|| config("the IPv6 host has no closing ']'"))?;
+                (
+                    &authority[..authority.len() - after.len()],
+                    after.strip_prefix(':'),
+                )
+            }
+            None => match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        let host_ok = !host_part.is_empty()
+            && (host_part.starts_with('[') || !host_part.contains(['[', ']', ':']));
+        let port_ok = match port {
+            Some(port) => valid_port(port),
+            None => authority.ends_with(']') || !authority.contains(':'),
+        };
+        if !host_ok || !port_ok {
+            return Err(config("the host or port is invalid"));
+        }
+        let has_port = port.is_some();
+        let address = if has_port {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        let app_id_ok = !app.id.is_empty()
+            && app
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !app_id_ok {
+            return Err(BackendError::Config(
+                "the app id must be non-empty [A-Za-z0-9._-]".into(),
+            ));
+        }
+        Ok(Publisher {
+            address,
+            host: authority.to_owned(),
+            events_path: format!("{}/apps/{}/events", prefix.trim_end_matches('/'), app.id),
+            key: app.key.clone(),
+            secret: app.secret.clone(),
+        })
+    }
+
+    /// The JSON body of one event: `data` is the payload as a JSON string.
+    pub fn event_body(channel: &str, name: &str, data: &Value, socket_id: Option<&str>) -> Vec<u8> {
+        let mut body = json!({
+            "name": name,
+            "channels": [channel],
+            "data": data.to_string(),
+        });
+        if let (Some(socket_id), Value::Object(map)) = (socket_id, &mut body) {
+            map.insert("socket_id".into(), Value::from(socket_id));
+        }
+        body.to_string().into_bytes()
+    }
+
+    /// Publishes event `name` with `data` on `channel`, leaving out the
+    /// connection `socket_id` (the sender's own socket) if given.
+    pub async fn publish(
+        &self,
+        channel: &str,
+        name: &str,
+        data: &Value,
+        socket_id: Option<&str>,
+        now_unix: u64,
+    ) -> Result<(), PublishError> {
+        let body = Self::event_body(channel, name, data, socket_id);
+        let query = sign_query(
+            &self.key,
+            &self.secret,
+            "POST",
+            &self.events_path,
+            &[],
+            Some(&body),
+            now_unix,
+        );
+        let uri = format!("{}?{query}", self.events_path);
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.send(uri, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(PublishError(format!(
+                "the broker at {} did not answer within {} s",
+                self.address,
+                PUBLISH_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    async fn send(&self, uri: String, body: Vec<u8>) -> Result<(), PublishError> {
+        let fail = |what: &str, error: &dyn fmt::Display| {
+            PublishError(format!("{what} ({}): {error}", self.address))
+        };
+        let stream = TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| fail("cannot connect to the broker", &e))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| fail("HTTP handshake failed", &e))?;
+        let driver = tokio::spawn(connection);
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(HOST, &self.host)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| fail("cannot build the request", &e))?;
+        let result = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| fail("request failed", &e))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map(|collected| collected.to_bytes())
+                .unwrap_or_default();
+            if status.is_success() {
+                Ok(())
+            } else {
+                let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                Err(fail(&format!("the broker answered {status}"), &text))
+            }
+        }
+        .await;
+        drop(sender);
+        driver.abort();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> AppCredentials {
+        AppCredentials {
+            id: "app-1".into(),
+            key: "key".into(),
+            secret: "secret".into(),
+        }
+    }
+
+    #[test]
+    fn parses_broker_urls() {
+        let p = Publisher::new("http://127.0.0.1:7420", &app()).unwrap();
+        assert_eq!(p.address, "127.0.0.1:7420");
+        assert_eq!(p.events_path, "/apps/app-1/events");
+        let p = Publisher::new("HTTP://broker.local/pusher/", &app()).unwrap();
+        assert_eq!(p.address, "broker.local:80");
+        assert_eq!(p.host, "broker.local");
+        assert_eq!(p.events_path, "/pusher/apps/app-1/events");
+        let p = Publisher::new("http://[::1]:6001", &app()).unwrap();
+        assert_eq!(p.address, "[::1]:6001");
+        let p = Publisher::new("http://[::1]", &app()).unwrap();
+        assert_eq!(p.address, "[::1]:80");
+        for bad in [
+            "https://broker",
+            "ws://broker",
+            "http://",
+            "http://user@broker",
+            "http://broker:port",
+            "http://broker:99999",
+            "http://broker/x?y",
+            "broker:7420",
+            "",
+            "http://bro ker",
+        ] {
+            assert!(Publisher::new(bad, &app()).is_err(), "{bad:?}");
+        }
+        let mut bad_app = app();
+        bad_app.id = "a/b".into();
+        assert!(Publisher::new("http://broker", &bad_app).is_err());
+    }
+
+    #[test]
+    fn event_bodies_carry_data_as_a_string() {
+        let body = Publisher::event_body(
+            "private-chat.room.r",
+            "message.created",
+            &json!({"seq": 1}),
+            Some("1.2"),
+        );
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            value,
+            json!({"name": "message.created", "channels": ["private-chat.room.r"], "data": "{\"seq\":1}", "socket_id": "1.2"})
+        );
+        let body = Publisher::event_body("c", "e", &json!({}), None);
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        assert!(value.get("socket_id").is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_broker_is_an_error() {
+        // Port 9 (discard) on localhost is closed on test machines; either way
+        // the publish must end in an error, never hang past the timeout.
+        let p = Publisher::new("http://127.0.0.1:9", &app()).unwrap();
+        assert!(p.publish("c", "e", &json!({}), None, 0).await.is_err());
+    }
+}

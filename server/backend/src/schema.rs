@@ -1,0 +1,154 @@
+//! The SQLite schema and how a connection is opened.
+//!
+//! The schema version lives in `PRAGMA user_version`; [`open`] creates or
+//! migrates to [`SCHEMA_VERSION`] and refuses a newer database.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::BackendError;
+
+/// The schema version this code writes.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1: users, rooms, members with read positions, messages with a
+/// gap-free per-room `seq`, and the opaque E2EE records.
+const SCHEMA_V1: &str = "
+CREATE TABLE users (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE rooms (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL CHECK (kind IN ('direct', 'group')),
+    name        TEXT,
+    created_by  TEXT NOT NULL REFERENCES users(id),
+    created_at  INTEGER NOT NULL,
+    -- 'smaller_user_id:larger_user_id' for direct rooms, NULL for groups.
+    direct_key  TEXT UNIQUE
+);
+
+CREATE TABLE room_members (
+    room_id        TEXT NOT NULL REFERENCES rooms(id),
+    user_id        TEXT NOT NULL REFERENCES users(id),
+    joined_at      INTEGER NOT NULL,
+    last_read_seq  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX room_members_by_user ON room_members(user_id, room_id);
+
+CREATE TABLE messages (
+    room_id     TEXT NOT NULL REFERENCES rooms(id),
+    seq         INTEGER NOT NULL CHECK (seq >= 1),
+    message_id  TEXT NOT NULL UNIQUE,
+    sender_id   TEXT NOT NULL REFERENCES users(id),
+    client_id   TEXT NOT NULL,
+    text        TEXT,
+    ciphertext  TEXT,
+    sent_at     INTEGER NOT NULL,
+    CHECK ((text IS NULL) <> (ciphertext IS NULL)),
+    UNIQUE (room_id, seq),
+    UNIQUE (room_id, sender_id, client_id)
+);
+
+CREATE TABLE devices (
+    device_id   TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users(id),
+    record      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX devices_by_user ON devices(user_id);
+
+CREATE TABLE epochs (
+    room_id     TEXT NOT NULL REFERENCES rooms(id),
+    epoch       INTEGER NOT NULL CHECK (epoch >= 1),
+    created_by  TEXT NOT NULL REFERENCES users(id),
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (room_id, epoch)
+);
+
+CREATE TABLE key_shares (
+    room_id     TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    device_id   TEXT NOT NULL,
+    share       TEXT NOT NULL,
+    PRIMARY KEY (room_id, epoch, device_id),
+    FOREIGN KEY (room_id, epoch) REFERENCES epochs(room_id, epoch)
+);
+";
+
+/// Opens `database` (a path or `:memory:`) with WAL, `synchronous=FULL`,
+/// foreign keys and a 5 s busy timeout, then creates or migrates the schema.
+pub(crate) fn open(database: &str) -> Result<Connection, BackendError> {
+    let mut conn = if database == ":memory:" {
+        Connection::open_in_memory()?
+    } else {
+        Connection::open(database)?
+    };
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // journal_mode answers with the mode in effect ("memory" for :memory:).
+    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), BackendError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(BackendError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < 1 {
+        tx.execute_batch(SCHEMA_V1)?;
+    }
+    // Later versions add `if version < N { ... }` steps here.
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Writes the whole WAL into the database file and truncates it.
+pub(crate) fn checkpoint(conn: &Connection) -> Result<(), BackendError> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    if busy != 0 {
+        return Err(BackendError::CheckpointBlocked);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_the_schema_once() {
+        let mut conn = open(":memory:").unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        migrate(&mut conn).unwrap();
+        let fk: i64 = conn
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        checkpoint(&conn).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(BackendError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+}
