@@ -7,51 +7,140 @@ use std::path::PathBuf;
 /// The port the demo uses when none is given. `0` asks the OS for a free one.
 pub const DEFAULT_PORT: u16 = 7420;
 
+/// Development app credentials. Printed at start; never use them in production.
+pub const DEV_APP_ID: &str = "domvia-dev";
+pub const DEV_APP_KEY: &str = "domvia-dev-key";
+pub const DEV_APP_SECRET: &str = "domvia-dev-secret";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
     /// The repository root: `www/` and the built `packages/*` are served from it.
     pub root: PathBuf,
+    /// A SQLite file path, or `:memory:`.
+    pub database: String,
+    pub app_id: String,
+    pub app_key: String,
+    pub app_secret: String,
+    /// Backend-only mode: publish to this Pusher-compatible broker (for example
+    /// `http://127.0.0.1:6001`) instead of running the embedded one.
+    pub external_broker: Option<String>,
+    /// Client events per second per connection on the embedded broker (0 = unlimited).
+    pub client_events_per_second: u32,
 }
 
+/// Every setting: (flag, environment variable, what it is).
+const SETTINGS: [(&str, &str, &str); 9] = [
+    (
+        "--host",
+        "DOMVIA_HOST",
+        "IP address to listen on (127.0.0.1)",
+    ),
+    ("--port", "DOMVIA_PORT", "port (7420; 0 picks a free one)"),
+    (
+        "--root",
+        "DOMVIA_ROOT",
+        "repository root holding www/ and packages/ (this checkout)",
+    ),
+    (
+        "--db",
+        "DOMVIA_DB",
+        "SQLite file, or :memory: (ROOT/data/domvia.sqlite)",
+    ),
+    ("--app-id", "DOMVIA_APP_ID", "broker app id"),
+    ("--app-key", "DOMVIA_APP_KEY", "broker app key (public)"),
+    ("--app-secret", "DOMVIA_APP_SECRET", "broker app secret"),
+    (
+        "--broker",
+        "DOMVIA_BROKER_URL",
+        "publish to this external broker, backend only",
+    ),
+    (
+        "--client-events-per-second",
+        "DOMVIA_CLIENT_EVENTS_PER_SECOND",
+        "client-event limit (10)",
+    ),
+];
+
 impl Config {
-    /// Reads `DOMVIA_HOST`, `DOMVIA_PORT`, `DOMVIA_ROOT` from `env`, then
-    /// `--host`, `--port`, `--root` from `args` (which win).
+    /// Reads the `DOMVIA_*` variables from `env`, then flags from `args` (which win).
     pub fn from_env_and_args(
         env: impl Fn(&str) -> Option<String>,
         args: impl IntoIterator<Item = String>,
     ) -> Result<Config, String> {
-        let mut host = env("DOMVIA_HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
-        let mut port = env("DOMVIA_PORT").unwrap_or_else(|| DEFAULT_PORT.to_string());
-        let mut root = env("DOMVIA_ROOT")
-            .map(PathBuf::from)
-            .unwrap_or_else(default_root);
-
+        let mut values: Vec<Option<String>> = SETTINGS.iter().map(|(_, var, _)| env(var)).collect();
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
-            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-            match flag.as_str() {
-                "--host" => host = value()?,
-                "--port" => port = value()?,
-                "--root" => root = PathBuf::from(value()?),
-                "--help" | "-h" => return Err(USAGE.to_owned()),
-                other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            if flag == "--help" || flag == "-h" {
+                return Err(usage());
             }
+            let Some(index) = SETTINGS.iter().position(|(name, _, _)| *name == flag) else {
+                return Err(format!("unknown argument {flag:?}\n{}", usage()));
+            };
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            values[index] = Some(value);
         }
+        let [host, port, root, database, app_id, app_key, app_secret, broker, client_events] =
+            <[Option<String>; 9]>::try_from(values).map_err(|_| usage())?;
 
+        let host = host.unwrap_or_else(|| "127.0.0.1".to_owned());
         let host = host
             .parse()
             .map_err(|_| format!("DOMVIA_HOST/--host {host:?} is not an IP address"))?;
-        let port = port
-            .parse()
-            .map_err(|_| format!("DOMVIA_PORT/--port {port:?} is not a port number"))?;
-        Ok(Config { host, port, root })
+        let port = match port {
+            Some(port) => port
+                .parse()
+                .map_err(|_| format!("DOMVIA_PORT/--port {port:?} is not a port number"))?,
+            None => DEFAULT_PORT,
+        };
+        let root = root.map(PathBuf::from).unwrap_or_else(default_root);
+        let database = database.unwrap_or_else(|| {
+            root.join("data")
+                .join("domvia.sqlite")
+                .to_string_lossy()
+                .into_owned()
+        });
+        let client_events_per_second = match client_events {
+            Some(value) => value.parse().map_err(|_| {
+                format!("DOMVIA_CLIENT_EVENTS_PER_SECOND {value:?} is not a whole number")
+            })?,
+            None => 10,
+        };
+        let external_broker = broker.filter(|url| !url.is_empty());
+        if let Some(url) = &external_broker {
+            if !url.starts_with("http://") {
+                return Err(format!(
+                    "DOMVIA_BROKER_URL/--broker {url:?} must be an http:// URL (TLS is not supported yet)"
+                ));
+            }
+        }
+        Ok(Config {
+            host,
+            port,
+            root,
+            database,
+            app_id: app_id.unwrap_or_else(|| DEV_APP_ID.to_owned()),
+            app_key: app_key.unwrap_or_else(|| DEV_APP_KEY.to_owned()),
+            app_secret: app_secret.unwrap_or_else(|| DEV_APP_SECRET.to_owned()),
+            external_broker,
+            client_events_per_second,
+        })
+    }
+
+    /// Whether the app credentials are the published development defaults.
+    pub fn uses_dev_credentials(&self) -> bool {
+        self.app_secret == DEV_APP_SECRET
     }
 }
 
-const USAGE: &str =
-    "usage: domvia-server [--host IP] [--port PORT (0 = any free port)] [--root REPO_DIR]";
+fn usage() -> String {
+    let mut text = String::from("usage: domvia-server [FLAG VALUE]...\n");
+    for (flag, var, about) in SETTINGS {
+        text.push_str(&format!("  {flag:<28} {var:<32} {about}\n"));
+    }
+    text
+}
 
 /// The checkout this binary was built from, so `cargo run` works from anywhere.
 fn default_root() -> PathBuf {
@@ -74,18 +163,34 @@ mod tests {
     }
 
     #[test]
-    fn defaults_bind_loopback_on_the_demo_port() {
+    fn defaults_just_work_on_loopback() {
         let config = parse(&[], &[]).unwrap();
         assert_eq!(config.host.to_string(), "127.0.0.1");
         assert_eq!(config.port, DEFAULT_PORT);
+        assert!(config.database.ends_with("data/domvia.sqlite"));
+        assert_eq!(config.app_key, DEV_APP_KEY);
+        assert!(config.uses_dev_credentials());
+        assert_eq!(config.external_broker, None);
+        assert_eq!(config.client_events_per_second, 10);
     }
 
     #[test]
     fn flags_override_environment() {
         let config = parse(&[("DOMVIA_PORT", "9000")], &["--port", "0"]).unwrap();
         assert_eq!(config.port, 0);
-        let config = parse(&[("DOMVIA_PORT", "9000")], &[]).unwrap();
+        let config = parse(&[("DOMVIA_PORT", "9000"), ("DOMVIA_DB", ":memory:")], &[]).unwrap();
         assert_eq!(config.port, 9000);
+        assert_eq!(config.database, ":memory:");
+        let config = parse(
+            &[("DOMVIA_APP_SECRET", "s3")],
+            &["--broker", "http://127.0.0.1:6001"],
+        )
+        .unwrap();
+        assert!(!config.uses_dev_credentials());
+        assert_eq!(
+            config.external_broker.as_deref(),
+            Some("http://127.0.0.1:6001")
+        );
     }
 
     #[test]
@@ -102,5 +207,11 @@ mod tests {
         assert!(parse(&[], &["--bogus"])
             .unwrap_err()
             .contains("unknown argument"));
+        assert!(parse(&[], &["--broker", "https://x"])
+            .unwrap_err()
+            .contains("http://"));
+        assert!(parse(&[("DOMVIA_CLIENT_EVENTS_PER_SECOND", "-1")], &[])
+            .unwrap_err()
+            .contains("whole number"));
     }
 }

@@ -1,13 +1,18 @@
-//! `domvia-server`: the embedded development server.
+//! `domvia-server`: the embedded development server. One process is the
+//! Pusher-compatible broker, the reference chat backend (SQLite) and the demo.
 //!
 //! Prints exactly one `listening on http://HOST:PORT` line on stdout once the
-//! socket accepts connections (tests and scripts wait for it), and exits 0 on
-//! SIGINT or SIGTERM after in-flight requests finish.
+//! socket accepts connections (tests and scripts wait for it); everything else
+//! goes to stderr. On SIGINT or SIGTERM it closes the broker's sockets (4200:
+//! reconnect now), finishes in-flight requests, checkpoints SQLite and exits 0.
 
 mod config;
 mod routes;
 
 use config::Config;
+use domvia_backend::{Backend, BackendConfig};
+use domvia_broker::{Broker, Limits};
+use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::process::ExitCode;
 use tokio::net::TcpListener;
@@ -24,36 +29,102 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match TcpListener::bind((config.host, config.port)).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln!(
-                "domvia-server: unable to listen on {}:{}; {err}",
-                config.host, config.port
-            );
-            return ExitCode::from(1);
-        }
-    };
-    let address = match listener.local_addr() {
-        Ok(address) => address,
-        Err(err) => {
-            eprintln!("domvia-server: unable to read the bound address; {err}");
-            return ExitCode::from(1);
-        }
-    };
-    println!("listening on http://{address}");
-    let _ = std::io::stdout().flush();
-
-    let served = axum::serve(listener, routes::router(&config.root))
-        .with_graceful_shutdown(shutdown_requested())
-        .await;
-    match served {
+    match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("domvia-server: {err}");
+        Err(message) => {
+            eprintln!("domvia-server: {message}");
             ExitCode::from(1)
         }
     }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let listener = TcpListener::bind((config.host, config.port))
+        .await
+        .map_err(|err| format!("unable to listen on {}:{}; {err}", config.host, config.port))?;
+    let address = listener
+        .local_addr()
+        .map_err(|err| format!("unable to read the bound address; {err}"))?;
+
+    // The backend publishes through the broker's signed REST API exactly as it
+    // would to any Pusher-compatible broker: the embedded one is just local.
+    let broker = match config.external_broker {
+        Some(_) => None,
+        None => Some(Broker::new(
+            domvia_broker::AppCredentials {
+                id: config.app_id.clone(),
+                key: config.app_key.clone(),
+                secret: config.app_secret.clone(),
+            },
+            Limits {
+                client_events_per_second: config.client_events_per_second,
+                ..Limits::default()
+            },
+        )),
+    };
+    let broker_url = config
+        .external_broker
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+
+    if config.database != ":memory:" {
+        if let Some(dir) = std::path::Path::new(&config.database).parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|err| format!("unable to create {}; {err}", dir.display()))?;
+        }
+    }
+    let backend = Backend::open(BackendConfig {
+        database: config.database.clone(),
+        app: domvia_backend::AppCredentials {
+            id: config.app_id.clone(),
+            key: config.app_key.clone(),
+            secret: config.app_secret.clone(),
+        },
+        broker_url: Some(broker_url.clone()),
+        session_secret: session_secret(&config.app_secret),
+    })
+    .map_err(|err| format!("unable to open the database {}; {err}", config.database))?;
+
+    let router = routes::router(&config.root, broker.as_ref(), &backend);
+
+    eprintln!("domvia-server {}", domvia_realtime::VERSION);
+    eprintln!("  app id {}, key {}", config.app_id, config.app_key);
+    if config.uses_dev_credentials() {
+        eprintln!(
+            "  secret {} (development default: set DOMVIA_APP_SECRET outside development)",
+            config.app_secret
+        );
+    }
+    match &broker {
+        Some(_) => eprintln!("  broker ws://{address}/app/{}", config.app_key),
+        None => eprintln!("  backend only: publishing to {broker_url}"),
+    }
+    eprintln!("  database {}", config.database);
+    println!("listening on http://{address}");
+    let _ = std::io::stdout().flush();
+
+    let stopping_broker = broker.clone();
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown_requested().await;
+            if let Some(broker) = stopping_broker {
+                broker.shutdown().await;
+            }
+        })
+        .await;
+    let closed = backend.close();
+    served.map_err(|err| err.to_string())?;
+    closed.map_err(|err| format!("unable to close the database cleanly; {err}"))
+}
+
+/// Session tokens are keyed from the app secret, so they survive a restart
+/// without another setting, and rotate with it.
+fn session_secret(app_secret: &str) -> Vec<u8> {
+    Sha256::new()
+        .chain_update(b"domvia-session-v1\0")
+        .chain_update(app_secret.as_bytes())
+        .finalize()
+        .to_vec()
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.

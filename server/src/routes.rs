@@ -1,8 +1,11 @@
-//! HTTP routes: health, the built SDK packages and the `www/` demo.
+//! HTTP routes: the broker, the chat backend, health, the built SDK packages
+//! and the `www/` demo, on one origin.
 
 use axum::http::{header, HeaderValue};
 use axum::routing::get;
 use axum::{Json, Router};
+use domvia_backend::Backend;
+use domvia_broker::Broker;
 use serde_json::{json, Value};
 use std::path::Path;
 use tower_http::services::ServeDir;
@@ -11,8 +14,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 /// The npm packages whose build output the demo loads through its import map.
 const SERVED_PACKAGES: [&str; 3] = ["realtime", "realtime-chat", "realtime-e2ee"];
 
-pub fn router(root: &Path) -> Router {
-    let mut router = Router::new().route("/healthz", get(healthz));
+pub fn router(root: &Path, broker: Option<&Broker>, backend: &Backend) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .merge(backend.router());
+    if let Some(broker) = broker {
+        router = router.merge(broker.router());
+    }
     for package in SERVED_PACKAGES {
         for part in ["dist", "wasm"] {
             let dir = root.join("packages").join(package).join(part);

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
-import { launchChromium, recordPageErrors, repoRoot, startServer } from "./harness.mjs";
+import { launchChromium, recordPageErrors, repoRoot, startServer } from "../support/harness.mjs";
 
 let server;
 let browser;

@@ -11,15 +11,24 @@ export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const STARTUP_LIMIT_MS = 20_000;
 const STOP_LIMIT_MS = 10_000;
 
+/** The development app credentials the server uses unless told otherwise. */
+export const devApp = { id: "domvia-dev", key: "domvia-dev-key", secret: "domvia-dev-secret" };
+
 /**
  * Starts `domvia-server` on 127.0.0.1 with port 0 and resolves once it printed
- * its `listening on` line. DOMVIA_SERVER_BIN overrides the binary.
+ * its `listening on` line. The database is `:memory:` unless `env.DOMVIA_DB`
+ * names a file. DOMVIA_SERVER_BIN overrides the binary.
  */
-export async function startServer(extraEnv = {}) {
+export async function startServer(env = {}) {
   const binary = process.env.DOMVIA_SERVER_BIN ?? `${repoRoot}target/debug/domvia-server`;
   const child = spawn(binary, ["--host", "127.0.0.1", "--port", "0", "--root", repoRoot], {
-    env: { ...process.env, ...extraEnv },
-    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, DOMVIA_DB: ":memory:", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  // Keep the server's stderr out of the test report unless it fails to start.
+  let stderr = "";
+  child.stderr.on("data", (chunk) => {
+    stderr = (stderr + chunk).slice(-4000);
   });
   const lines = createInterface({ input: child.stdout });
   const url = await new Promise((resolve, reject) => {
@@ -28,7 +37,7 @@ export async function startServer(extraEnv = {}) {
       reject(new Error(`domvia-server printed no listening line within ${STARTUP_LIMIT_MS} ms`));
     }, STARTUP_LIMIT_MS);
     child.once("error", reject);
-    child.once("exit", (code) => reject(new Error(`domvia-server exited early with ${code}`)));
+    child.once("exit", (code) => reject(new Error(`domvia-server exited early with ${code}:\n${stderr}`)));
     lines.on("line", (line) => {
       const match = /^listening on (http:\/\/\S+)$/.exec(line);
       if (match) {
@@ -39,6 +48,8 @@ export async function startServer(extraEnv = {}) {
   });
   return {
     url,
+    port: Number(new URL(url).port),
+    stderr: () => stderr,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       const exited = once(child, "exit");
