@@ -1,7 +1,9 @@
 // pusher-js against the embedded broker: REST trigger -> receive latency,
 // client-event round trip, and fan-out to 1,000 subscribers of one channel.
-// A benchmark, not a test: run `node bench/broker.mjs` after `cargo build
-// --profile server -p domvia-server` (npm run bench:broker does both).
+// A benchmark, not a test: run `node --experimental-websocket bench/broker.mjs`
+// after `cargo build --profile server -p domvia-server` (npm run bench:broker
+// does both). The raw-WebSocket baseline needs Node's WebSocket (the flag on
+// Node 20, built in from 22).
 // Figures are medians and tails over the stated counts, on this machine.
 import Pusher from "pusher";
 import { performance } from "node:perf_hooks";
@@ -56,17 +58,16 @@ try {
     client.disconnect();
   }
 
-  // 2. Client-event round trip between two pusher-js clients on a public-auth-free path:
-  // client events need a private channel, so both sign with the broker secret here
-  // through a custom authorizer (this benchmark measures the broker, not the backend).
+  // 2. Client-event round trip between two pusher-js clients. Client events need
+  // a private channel; the bench signs with the app secret in-process, so it
+  // measures the broker, not the backend's auth endpoint.
   {
-    const authorizer = (channel) => ({
-      authorize: (socketId, callback) => {
-        callback(null, rest.authorizeChannel(socketId, channel.name));
-      },
-    });
-    const a = await connectPusher(server, devApp, null, { authorizer });
-    const b = await connectPusher(server, devApp, null, { authorizer });
+    const channelAuthorization = {
+      customHandler: ({ socketId, channelName }, callback) =>
+        callback(null, rest.authorizeChannel(socketId, channelName)),
+    };
+    const a = await connectPusher(server, devApp, null, { channelAuthorization });
+    const b = await connectPusher(server, devApp, null, { channelAuthorization });
     const channelA = await subscribed(a, "private-bench-rtt");
     const channelB = await subscribed(b, "private-bench-rtt");
     channelB.bind("client-ping", (data) => channelB.trigger("client-pong", data));
@@ -87,6 +88,59 @@ try {
     results.clientEventRoundTrip = summary(samples);
     a.disconnect();
     b.disconnect();
+  }
+
+  // 2b. The same exchange over two raw WebSockets speaking the protocol by hand:
+  // the floor that the broker and the loopback network allow, without pusher-js.
+  if (typeof WebSocket === "function") {
+    const open = async () => {
+      const socket = new WebSocket(`ws://127.0.0.1:${server.port}/app/${devApp.key}?protocol=7&client=bench&version=1`);
+      const established = await within("connection_established", (resolve) =>
+        socket.addEventListener("message", function first(message) {
+          const frame = JSON.parse(message.data);
+          if (frame.event === "pusher:connection_established") {
+            socket.removeEventListener("message", first);
+            resolve(JSON.parse(frame.data));
+          }
+        }),
+      );
+      const channel = "private-bench-raw";
+      const { auth } = rest.authorizeChannel(established.socket_id, channel);
+      const ok = within("raw subscription", (resolve) =>
+        socket.addEventListener("message", function acked(message) {
+          if (JSON.parse(message.data).event === "pusher_internal:subscription_succeeded") {
+            socket.removeEventListener("message", acked);
+            resolve();
+          }
+        }),
+      );
+      socket.send(JSON.stringify({ event: "pusher:subscribe", data: { channel, auth } }));
+      await ok;
+      return socket;
+    };
+    const a = await open();
+    const b = await open();
+    b.addEventListener("message", (message) => {
+      const frame = JSON.parse(message.data);
+      if (frame.event === "client-ping") b.send(JSON.stringify({ event: "client-pong", channel: frame.channel, data: JSON.parse(frame.data) }));
+    });
+    const samples = [];
+    let pending = null;
+    a.addEventListener("message", (message) => {
+      const frame = JSON.parse(message.data);
+      if (frame.event === "client-pong" && pending && JSON.parse(frame.data).i === pending.i) pending.resolve();
+    });
+    for (let i = 0; i < ROUND_TRIPS; i++) {
+      const start = performance.now();
+      await within("a raw pong", (resolve) => {
+        pending = { i, resolve };
+        a.send(JSON.stringify({ event: "client-ping", channel: "private-bench-raw", data: { i } }));
+      });
+      samples.push(performance.now() - start);
+    }
+    results.rawClientEventRoundTrip = summary(samples);
+    a.close();
+    b.close();
   }
 
   // 3. Fan-out: FANOUT_CLIENTS subscribers of one channel, FANOUT_EVENTS triggers.
@@ -136,7 +190,8 @@ try {
 console.log(`# broker benchmark: pusher-js 8.6 clients in Node ${process.version}, ${process.env.DOMVIA_SERVER_BIN}`);
 const table = [
   ["REST trigger -> receive", results.restTriggerToReceive],
-  ["client-event round trip", results.clientEventRoundTrip],
+  ["client-event round trip, pusher-js", results.clientEventRoundTrip],
+  ["client-event round trip, raw WebSockets", results.rawClientEventRoundTrip],
   [`fan-out: last of ${FANOUT_CLIENTS} receivers`, results.fanout?.lastReceiverLatency],
 ];
 console.log("| measure | n | p50 | p99 | mean |\n| --- | --- | --- | --- | --- |");
