@@ -144,7 +144,8 @@ fn usage() -> String {
 
 /// The checkout this binary was built from, so `cargo run` works from anywhere.
 fn default_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    let server_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    server_dir.parent().unwrap_or(server_dir).to_path_buf()
 }
 
 #[cfg(test)]
