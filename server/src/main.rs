@@ -12,6 +12,7 @@ mod routes;
 use config::Config;
 use domvia_backend::{Backend, BackendConfig};
 use domvia_broker::{Broker, Limits};
+use domvia_realtime::protocol::AppCredentials;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::process::ExitCode;
@@ -46,16 +47,17 @@ async fn run(config: Config) -> Result<(), String> {
         .local_addr()
         .map_err(|err| format!("unable to read the bound address; {err}"))?;
 
+    let app = AppCredentials {
+        id: config.app_id.clone(),
+        key: config.app_key.clone(),
+        secret: config.app_secret.clone(),
+    };
     // The backend publishes through the broker's signed REST API exactly as it
     // would to any Pusher-compatible broker: the embedded one is just local.
     let broker = match config.external_broker {
         Some(_) => None,
         None => Some(Broker::new(
-            domvia_broker::AppCredentials {
-                id: config.app_id.clone(),
-                key: config.app_key.clone(),
-                secret: config.app_secret.clone(),
-            },
+            app.clone(),
             Limits {
                 client_events_per_second: config.client_events_per_second,
                 ..Limits::default()
@@ -75,11 +77,7 @@ async fn run(config: Config) -> Result<(), String> {
     }
     let backend = Backend::open(BackendConfig {
         database: config.database.clone(),
-        app: domvia_backend::AppCredentials {
-            id: config.app_id.clone(),
-            key: config.app_key.clone(),
-            secret: config.app_secret.clone(),
-        },
+        app,
         broker_url: Some(broker_url.clone()),
         session_secret: session_secret(&config.app_secret),
     })

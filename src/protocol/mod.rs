@@ -7,6 +7,7 @@
 //! The browser SDK (through `src/wasm`) and the embedded server share this
 //! module, so both sides of the wire agree byte for byte.
 
+mod app;
 mod auth;
 mod channel;
 mod close;
@@ -17,6 +18,7 @@ mod hex;
 mod mac;
 mod rest;
 
+pub use app::AppCredentials;
 pub use auth::{
     authenticate_user, authorize_presence_channel, authorize_private_channel,
     parse_channel_auth_response, parse_presence_channel_data, validate_socket_id,

@@ -44,26 +44,7 @@ use error::ApiError;
 pub use error::BackendError;
 use publisher::Publisher;
 
-/// The broker app the backend signs for and publishes to.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AppCredentials {
-    /// The app id, in the REST path `/apps/{id}/events`.
-    pub id: String,
-    /// The public key, the first half of every `auth`.
-    pub key: String,
-    /// The secret that signs channel access and REST requests.
-    pub secret: String,
-}
-
-impl fmt::Debug for AppCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppCredentials")
-            .field("id", &self.id)
-            .field("key", &self.key)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
-}
+pub use domvia_realtime::protocol::AppCredentials;
 
 /// How to open a [`Backend`].
 #[derive(Clone)]

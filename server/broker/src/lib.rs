@@ -20,7 +20,6 @@ mod rest;
 mod socket;
 mod state;
 
-use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,30 +30,7 @@ use tokio::sync::Notify;
 
 use state::{Closing, Hub};
 
-/// The credentials of the one app the broker serves.
-///
-/// `key` is public (clients put it in the WebSocket URL); `secret` signs
-/// channel auth and REST requests and never leaves the server. `Debug` hides
-/// the secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AppCredentials {
-    /// The app id of the REST API paths, `/apps/{id}/...`.
-    pub id: String,
-    /// The public app key, `/app/{key}`.
-    pub key: String,
-    /// The shared secret of the HMAC-SHA256 signatures.
-    pub secret: String,
-}
-
-impl fmt::Debug for AppCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppCredentials")
-            .field("id", &self.id)
-            .field("key", &self.key)
-            .field("secret", &"<hidden>")
-            .finish()
-    }
-}
+pub use domvia_realtime::protocol::AppCredentials;
 
 /// Limits and timeouts of the broker. [`Limits::default`] gives the defaults
 /// noted on each field; tests set smaller ones.
