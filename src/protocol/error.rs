@@ -43,6 +43,21 @@ pub enum Error {
     BodyMd5Mismatch,
     /// A channel auth endpoint returned something other than a valid auth.
     InvalidAuthResponse { reason: String },
+    /// A client event was triggered while client events are disabled in the options.
+    ClientEventsDisabled { event: String },
+    /// A client event name lacks the `client-` prefix or is too long.
+    InvalidEventName { event: String, reason: String },
+    /// A client event was triggered on a channel whose subscription the broker
+    /// has not acknowledged (or that is not subscribed at all).
+    NotSubscribed { channel: String, event: String },
+    /// Connection options are missing or of the wrong type.
+    InvalidConfig { reason: String },
+    /// Event data is larger than the protocol allows.
+    PayloadTooLarge {
+        event: String,
+        size: usize,
+        limit: usize,
+    },
 }
 
 impl Error {
@@ -63,6 +78,11 @@ impl Error {
             Error::TimestampOutOfWindow => "auth_timestamp_expired",
             Error::BodyMd5Mismatch => "body_md5_mismatch",
             Error::InvalidAuthResponse { .. } => "invalid_auth_response",
+            Error::ClientEventsDisabled { .. } => "client_events_disabled",
+            Error::InvalidEventName { .. } => "invalid_event_name",
+            Error::NotSubscribed { .. } => "not_subscribed",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::InvalidConfig { .. } => "invalid_config",
         }
     }
 }
@@ -113,6 +133,24 @@ impl fmt::Display for Error {
             Error::InvalidAuthResponse { reason } => {
                 write!(f, "unable to use the auth endpoint's response; {reason}")
             }
+            Error::ClientEventsDisabled { event } => write!(
+                f,
+                "unable to trigger event {event:?}; client events are disabled in the options"
+            ),
+            Error::InvalidEventName { event, reason } => {
+                write!(f, "unable to trigger event {event:?}; {reason}")
+            }
+            Error::NotSubscribed { channel, event } => write!(
+                f,
+                "unable to trigger event {event:?} on channel {channel:?}; the channel is not subscribed (or the broker has not acknowledged the subscription yet)"
+            ),
+            Error::InvalidConfig { reason } => {
+                write!(f, "unable to create the connection; {reason}")
+            }
+            Error::PayloadTooLarge { event, size, limit } => write!(
+                f,
+                "unable to trigger event {event:?}; data has {size} bytes, more than the limit of {limit}"
+            ),
         }
     }
 }
@@ -153,6 +191,21 @@ mod tests {
             Error::TimestampOutOfWindow,
             Error::BodyMd5Mismatch,
             Error::InvalidAuthResponse { reason: s() },
+            Error::ClientEventsDisabled { event: s() },
+            Error::InvalidEventName {
+                event: s(),
+                reason: s(),
+            },
+            Error::NotSubscribed {
+                channel: s(),
+                event: s(),
+            },
+            Error::PayloadTooLarge {
+                event: s(),
+                size: 10_241,
+                limit: 10_240,
+            },
+            Error::InvalidConfig { reason: s() },
         ]
     }
 
