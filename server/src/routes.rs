@@ -8,6 +8,7 @@ use domvia_backend::Backend;
 use domvia_broker::Broker;
 use serde_json::{json, Value};
 use std::path::Path;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -39,6 +40,16 @@ pub fn router(root: &Path, broker: Option<&Broker>, backend: &Backend) -> Router
             header::HeaderName::from_static("cross-origin-embedder-policy"),
             HeaderValue::from_static("require-corp"),
         ))
+        // Pages on another origin (a Vite or Angular dev server) may call the
+        // backend with a bearer token. `Any` never allows credentials, so the
+        // session cookie stays same-origin and this opens no CSRF hole.
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(Any)
+                .allow_headers(Any)
+                .max_age(std::time::Duration::from_secs(600)),
+        )
         // A development server: always serve the latest build.
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

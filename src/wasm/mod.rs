@@ -6,6 +6,8 @@
 use crate::protocol::{self, CloseAction, Error};
 use wasm_bindgen::prelude::*;
 
+pub mod connection;
+
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_namespace = console, js_name = error)]

@@ -16,12 +16,13 @@ export const devApp = { id: "domvia-dev", key: "domvia-dev-key", secret: "domvia
 
 /**
  * Starts `domvia-server` on 127.0.0.1 with port 0 and resolves once it printed
- * its `listening on` line. The database is `:memory:` unless `env.DOMVIA_DB`
- * names a file. DOMVIA_SERVER_BIN overrides the binary.
+ * its `listening on` line (on `port` when given, to restart a server where its
+ * clients expect it). The database is `:memory:` unless `env.DOMVIA_DB` names
+ * a file. DOMVIA_SERVER_BIN overrides the binary.
  */
-export async function startServer(env = {}) {
+export async function startServer(env = {}, { port = 0 } = {}) {
   const binary = process.env.DOMVIA_SERVER_BIN ?? `${repoRoot}target/debug/domvia-server`;
-  const child = spawn(binary, ["--host", "127.0.0.1", "--port", "0", "--root", repoRoot], {
+  const child = spawn(binary, ["--host", "127.0.0.1", "--port", String(port), "--root", repoRoot], {
     env: { ...process.env, DOMVIA_DB: ":memory:", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -7,6 +7,12 @@
 export type DomViaErrorCode =
   | "not_ready"
   | "wasm_load_failed"
+  | "invalid_config"
+  | "disposed"
+  | "not_subscribed"
+  | "client_events_disabled"
+  | "invalid_event_name"
+  | "payload_too_large"
   | "invalid_channel_name"
   | "invalid_room_id"
   | "wrong_channel_kind"

@@ -8,11 +8,29 @@
  *
  * @packageDocumentation
  */
-import initWasm, * as core from "../wasm/domvia_realtime.js";
-import { DomViaError, toDomViaError } from "./errors.js";
+import * as core from "../wasm/domvia_realtime.js";
+import { callCore } from "./runtime.js";
 
 export { DomViaError } from "./errors.js";
 export type { DomViaErrorCode } from "./errors.js";
+export { ready, isReady } from "./runtime.js";
+export type { WasmSource } from "./runtime.js";
+export { DomViaRealtime } from "./realtime.js";
+export type {
+  Channel,
+  ChannelEventCallback,
+  ChannelState,
+  ConnectionState,
+  DomViaRealtimeOptions,
+  EventMetadata,
+  GlobalEventCallback,
+  Member,
+  PresenceMembers,
+  RealtimeConnection,
+  StateChange,
+  SubscriptionError,
+  Unsubscribe,
+} from "./realtime.js";
 
 /** The kinds of Pusher channel, from the name's prefix. */
 export type ChannelKind = "public" | "private" | "presence" | "private-encrypted";
@@ -23,52 +41,6 @@ export type ChannelKind = "public" | "private" | "presence" | "private-encrypted
  * 4200-4299 `reconnect_now`, 4300-4399 `keep_socket`; other codes `backoff`.
  */
 export type CloseAction = "fail" | "backoff" | "reconnect_now" | "keep_socket";
-
-/** Where to load the `.wasm` from, when not beside this module (the default). */
-export type WasmSource = string | URL | Request | Response | BufferSource | WebAssembly.Module;
-
-let loading: Promise<void> | undefined;
-let loaded = false;
-
-/**
- * Loads and instantiates the wasm module once; later calls return the same
- * promise. A failed load rejects with `wasm_load_failed` and may be retried.
- */
-export function ready(source?: WasmSource): Promise<void> {
-  loading ??= initWasm(source === undefined ? undefined : { module_or_path: source }).then(
-    () => {
-      loaded = true;
-    },
-    (cause: unknown) => {
-      loading = undefined;
-      const reason = cause instanceof Error ? cause.message : String(cause);
-      throw new DomViaError("wasm_load_failed", `unable to load the DomVia wasm module; ${reason}`, {
-        cause,
-      });
-    },
-  );
-  return loading;
-}
-
-/** Whether {@link ready} has finished, so the synchronous functions can run. */
-export function isReady(): boolean {
-  return loaded;
-}
-
-/** Runs a wasm call after checking the module is loaded, converting its errors. */
-function callCore<T>(operation: string, call: () => T): T {
-  if (!loaded) {
-    throw new DomViaError(
-      "not_ready",
-      `unable to ${operation}; the DomVia wasm module is not loaded yet (await ready() first)`,
-    );
-  }
-  try {
-    return call();
-  } catch (thrown) {
-    throw toDomViaError(thrown);
-  }
-}
 
 /** The SDK version, as reported by the wasm core. */
 export function version(): string {

@@ -1,0 +1,502 @@
+/**
+ * `DomViaRealtime`: one connection to a Pusher-protocol broker, its channels,
+ * presence members and client events. The state machine (reconnection,
+ * keep-alive, resubscription, auth) runs in the wasm core; this layer owns
+ * ergonomics: typed options, channel objects, listener bookkeeping.
+ */
+import { RealtimeConnection as CoreConnection } from "../wasm/domvia_realtime.js";
+import { DomViaError, toDomViaError } from "./errors.js";
+import { ready, reportListenerError } from "./runtime.js";
+
+/** The connection's state, as pusher-js names them. */
+export type ConnectionState =
+  | "initialized"
+  | "connecting"
+  | "connected"
+  | "unavailable"
+  | "failed"
+  | "disconnected";
+
+/** One change of {@link ConnectionState}. */
+export interface StateChange {
+  previous: ConnectionState;
+  current: ConnectionState;
+  /** Why, when the change has a reason (a close code, a timeout, an error). */
+  reason?: string;
+}
+
+/** A channel's subscription state. */
+export type ChannelState = "subscribing" | "subscribed" | "failed" | "unsubscribed";
+
+/** Calling it removes the listener it came from. Calling it twice is harmless. */
+export type Unsubscribe = () => void;
+
+/** What the broker says about an event besides its data. */
+export interface EventMetadata {
+  /** The sender's user id, stamped by the broker on client events in presence channels. */
+  user_id?: string;
+}
+
+/** Receives one event's data. */
+export type ChannelEventCallback = (data: unknown, metadata: EventMetadata) => void;
+
+/** Receives every event of a channel. */
+export type GlobalEventCallback = (event: string, data: unknown, metadata: EventMetadata) => void;
+
+/** Why a subscription was refused: the auth endpoint's or the broker's status. */
+export interface SubscriptionError {
+  code: "subscription_refused";
+  /** 401/403 from the auth endpoint or the broker; undefined when unreachable. */
+  status?: number;
+  message: string;
+}
+
+/** A presence member: the user id the app server signed, and its public info. */
+export interface Member {
+  id: string;
+  info: unknown;
+}
+
+/** The members of a presence channel, kept current by the broker's events. */
+export interface PresenceMembers {
+  /** This connection's own member, once subscribed. */
+  readonly me: Member | null;
+  readonly count: number;
+  each(callback: (member: Member) => void): void;
+  get(id: string): Member | null;
+}
+
+/** Options of {@link DomViaRealtime.create}. */
+export interface DomViaRealtimeOptions {
+  /** The app's public key (never the secret). */
+  key: string;
+  /** The broker's host name, for example `ws.domvia.net` or `127.0.0.1`. */
+  host: string;
+  /** The broker's port; the scheme's default when omitted. */
+  port?: number;
+  /** `wss://` instead of `ws://`. Defaults to true unless the page itself is `http:`. */
+  forceTLS?: boolean;
+  /** The app server's channel auth endpoint, called with POST `socket_id` and `channel_name`. */
+  authEndpoint: string;
+  /** Extra headers and form params sent with every auth request. */
+  auth?: { headers?: Record<string, string>; params?: Record<string, string> };
+  /** Called before every auth request, for tokens that expire. */
+  headersProvider?: () => Promise<Record<string, string>>;
+  /** Allows `channel.trigger` of `client-` events. Off by default. */
+  clientEvents?: boolean;
+  /** Signs the connection in as the app server's user (`pusher:signin`). */
+  userAuthentication?: { endpoint: string };
+  /** Ping after this much silence, if shorter than the broker's activity timeout. */
+  activityTimeoutMs?: number;
+  /** How long to wait for a pong before reconnecting. Default 30 s. */
+  pongTimeoutMs?: number;
+  /** How long to keep trying before the state says `unavailable`. Default 10 s. */
+  unavailableTimeoutMs?: number;
+  /** Connect as soon as the SDK is loaded. Default true. */
+  autoConnect?: boolean;
+}
+
+/** The connection of a {@link DomViaRealtime}. */
+export interface RealtimeConnection {
+  readonly state: ConnectionState;
+  /** The broker's id for this connection, once connected. */
+  readonly socketId: string | undefined;
+  /** Calls `listener` on every state change; returns the function that stops it. */
+  onStateChange(listener: (change: StateChange) => void): Unsubscribe;
+  /** Calls `listener` on every `pusher:error` the broker sends (for example 4301, rate limited). */
+  onError(listener: (error: { code?: number; message: string }) => void): Unsubscribe;
+  connect(): void;
+  disconnect(): void;
+}
+
+/** A subscribed (or subscribing) channel. */
+export interface Channel {
+  readonly name: string;
+  readonly state: ChannelState;
+  /** Present on `presence-` channels. */
+  readonly members: PresenceMembers | undefined;
+  /**
+   * Calls `callback` for each `event` on this channel. The SDK's own events are
+   * `pusher:subscription_succeeded`, `pusher:subscription_error`
+   * ({@link SubscriptionError}), `pusher:member_added` and `pusher:member_removed` ({@link Member}).
+   */
+  bind(event: string, callback: ChannelEventCallback): Unsubscribe;
+  /** Calls `callback` for every event on this channel. */
+  bindGlobal(callback: GlobalEventCallback): Unsubscribe;
+  /**
+   * Sends a client event to the channel's other subscribers, synchronously on
+   * the socket. Rejects with `client_events_disabled`, `invalid_event_name`
+   * (no `client-` prefix), `wrong_channel_kind` (public channel),
+   * `not_subscribed` or `payload_too_large`.
+   */
+  trigger(event: string, data: unknown): Promise<void>;
+  unsubscribe(): void;
+}
+
+/** The core's notices, as the wasm boundary hands them over. */
+type Notice =
+  | { type: "state_change"; previous: ConnectionState; current: ConnectionState; reason?: string }
+  | { type: "subscribed"; channel: string }
+  | { type: "subscription_error"; channel: string; status?: number; message: string }
+  | { type: "member_added" | "member_removed"; channel: string; userId: string; userInfoJson?: string }
+  | { type: "message"; channel?: string; event: string; dataJson?: string; userId?: string }
+  | { type: "error"; code?: number; message: string }
+  | { type: "signed_in"; userDataJson: string };
+
+/** A set of listeners whose errors never escape. */
+class Listeners<A extends unknown[]> {
+  readonly #listeners = new Set<(...args: A) => void>();
+
+  add(listener: (...args: A) => void): Unsubscribe {
+    // Wrap so the same function added twice is called twice and removed once each.
+    const entry = (...args: A): void => listener(...args);
+    this.#listeners.add(entry);
+    return () => {
+      this.#listeners.delete(entry);
+    };
+  }
+
+  emit(...args: A): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(...args);
+      } catch (error) {
+        reportListenerError(error);
+      }
+    }
+  }
+
+  clear(): void {
+    this.#listeners.clear();
+  }
+}
+
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+class PresenceMemberList implements PresenceMembers {
+  readonly #core: () => CoreConnection | undefined;
+  readonly #channel: string;
+
+  constructor(core: () => CoreConnection | undefined, channel: string) {
+    this.#core = core;
+    this.#channel = channel;
+  }
+
+  #snapshot(): { me: string | null; members: Record<string, unknown> } {
+    const json = this.#core()?.membersJson(this.#channel);
+    if (json === undefined) return { me: null, members: {} };
+    return JSON.parse(json) as { me: string | null; members: Record<string, unknown> };
+  }
+
+  get me(): Member | null {
+    const { me, members } = this.#snapshot();
+    return me === null || !(me in members) ? null : { id: me, info: members[me] };
+  }
+
+  get count(): number {
+    return Object.keys(this.#snapshot().members).length;
+  }
+
+  each(callback: (member: Member) => void): void {
+    for (const [id, info] of Object.entries(this.#snapshot().members)) callback({ id, info });
+  }
+
+  get(id: string): Member | null {
+    const { members } = this.#snapshot();
+    return id in members ? { id, info: members[id] } : null;
+  }
+}
+
+class RealtimeChannel implements Channel {
+  readonly name: string;
+  readonly members: PresenceMembers | undefined;
+  readonly #owner: DomViaRealtime;
+  readonly #byEvent = new Map<string, Listeners<[unknown, EventMetadata]>>();
+  readonly #global = new Listeners<[string, unknown, EventMetadata]>();
+
+  constructor(owner: DomViaRealtime, name: string, core: () => CoreConnection | undefined) {
+    this.#owner = owner;
+    this.name = name;
+    this.members = name.startsWith("presence-") ? new PresenceMemberList(core, name) : undefined;
+  }
+
+  get state(): ChannelState {
+    return (this.#owner._core()?.channelState(this.name) as ChannelState | undefined) ?? "subscribing";
+  }
+
+  bind(event: string, callback: ChannelEventCallback): Unsubscribe {
+    let listeners = this.#byEvent.get(event);
+    if (listeners === undefined) {
+      listeners = new Listeners();
+      this.#byEvent.set(event, listeners);
+    }
+    return listeners.add(callback);
+  }
+
+  bindGlobal(callback: GlobalEventCallback): Unsubscribe {
+    return this.#global.add(callback);
+  }
+
+  trigger(event: string, data: unknown): Promise<void> {
+    const core = this.#owner._core();
+    if (core === undefined) {
+      return Promise.reject(
+        new DomViaError("not_subscribed", `unable to trigger ${event}; the channel ${this.name} is not subscribed yet`),
+      );
+    }
+    try {
+      core.trigger(this.name, event, JSON.stringify(data ?? null));
+      return Promise.resolve();
+    } catch (thrown) {
+      return Promise.reject(toDomViaError(thrown));
+    }
+  }
+
+  unsubscribe(): void {
+    this.#owner.unsubscribe(this.name);
+  }
+
+  /** @internal */
+  _emit(event: string, data: unknown, metadata: EventMetadata): void {
+    this.#byEvent.get(event)?.emit(data, metadata);
+    this.#global.emit(event, data, metadata);
+  }
+
+  /** @internal */
+  _clear(): void {
+    this.#byEvent.clear();
+    this.#global.clear();
+  }
+}
+
+class Connection implements RealtimeConnection {
+  readonly #owner: DomViaRealtime;
+  /** @internal */
+  readonly _stateListeners = new Listeners<[StateChange]>();
+  /** @internal */
+  readonly _errorListeners = new Listeners<[{ code?: number; message: string }]>();
+
+  constructor(owner: DomViaRealtime) {
+    this.#owner = owner;
+  }
+
+  get state(): ConnectionState {
+    return (this.#owner._core()?.state as ConnectionState | undefined) ?? "initialized";
+  }
+
+  get socketId(): string | undefined {
+    return this.#owner._core()?.socketId;
+  }
+
+  onStateChange(listener: (change: StateChange) => void): Unsubscribe {
+    return this._stateListeners.add(listener);
+  }
+
+  onError(listener: (error: { code?: number; message: string }) => void): Unsubscribe {
+    return this._errorListeners.add(listener);
+  }
+
+  connect(): void {
+    this.#owner._connect();
+  }
+
+  disconnect(): void {
+    this.#owner._disconnect();
+  }
+}
+
+/**
+ * A realtime connection with its channels. Create it with
+ * {@link DomViaRealtime.create}; release it with {@link DomViaRealtime.dispose}.
+ */
+export class DomViaRealtime {
+  readonly connection: RealtimeConnection;
+  readonly #connection: Connection;
+  readonly #options: DomViaRealtimeOptions;
+  readonly #channels = new Map<string, RealtimeChannel>();
+  readonly #signedIn = new Listeners<[unknown]>();
+  #core: CoreConnection | undefined;
+  #wantConnected: boolean;
+  #disposed = false;
+  /** Resolves when the wasm core is loaded and this connection is attached to it. */
+  readonly attached: Promise<void>;
+
+  /**
+   * Creates the connection. It loads the wasm core if needed and, unless
+   * `autoConnect` is false, connects as soon as it is loaded. Channels
+   * subscribed meanwhile are subscribed then.
+   *
+   * @throws {DomViaError} `invalid_config` for a missing key, host or authEndpoint.
+   */
+  static create(options: DomViaRealtimeOptions): DomViaRealtime {
+    for (const field of ["key", "host", "authEndpoint"] as const) {
+      if (typeof options[field] !== "string" || options[field].length === 0) {
+        throw new DomViaError("invalid_config", `unable to create the connection; ${field} must be a non-empty string`);
+      }
+    }
+    return new DomViaRealtime(options);
+  }
+
+  private constructor(options: DomViaRealtimeOptions) {
+    this.#options = options;
+    this.#connection = new Connection(this);
+    this.connection = this.#connection;
+    this.#wantConnected = options.autoConnect !== false;
+    this.attached = ready().then(() => this.#attach());
+    // The promise is also exposed; an unobserved failure is reported once here.
+    this.attached.catch((error: unknown) => reportListenerError(error));
+  }
+
+  #attach(): void {
+    if (this.#disposed) return;
+    const options = this.#options;
+    const pageIsPlainHttp = typeof location !== "undefined" && location.protocol === "http:";
+    const core = new CoreConnection({
+      key: options.key,
+      host: options.host,
+      port: options.port,
+      forceTLS: options.forceTLS ?? !pageIsPlainHttp,
+      clientEvents: options.clientEvents ?? false,
+      authEndpoint: options.authEndpoint,
+      userAuthEndpoint: options.userAuthentication?.endpoint,
+      authHeaders: options.auth?.headers,
+      authParams: options.auth?.params,
+      headersProvider: options.headersProvider,
+      activityTimeoutMs: options.activityTimeoutMs,
+      pongTimeoutMs: options.pongTimeoutMs,
+      unavailableTimeoutMs: options.unavailableTimeoutMs,
+    });
+    this.#core = core;
+    core.setListener((notice: Notice) => this.#dispatch(notice));
+    for (const name of this.#channels.keys()) core.subscribe(name);
+    if (this.#wantConnected) core.connect();
+  }
+
+  /** @internal The wasm connection, once attached. */
+  _core(): CoreConnection | undefined {
+    return this.#core;
+  }
+
+  /** @internal */
+  _connect(): void {
+    this.#wantConnected = true;
+    this.#core?.connect();
+  }
+
+  /** @internal */
+  _disconnect(): void {
+    this.#wantConnected = false;
+    this.#core?.disconnect();
+  }
+
+  /**
+   * Subscribes to a channel (or returns the existing one). Private and
+   * presence channels are authorized through `authEndpoint`.
+   *
+   * @throws {DomViaError} `invalid_channel_name`
+   */
+  subscribe(name: string): Channel {
+    if (this.#disposed) throw new DomViaError("disposed", `unable to subscribe to ${name}; the connection was disposed`);
+    const existing = this.#channels.get(name);
+    if (existing !== undefined) return existing;
+    if (this.#core !== undefined) {
+      try {
+        this.#core.subscribe(name);
+      } catch (thrown) {
+        throw toDomViaError(thrown);
+      }
+    } else if (!/^[A-Za-z0-9_\-=@,.;]{1,200}$/.test(name)) {
+      // Before the core is loaded, check the name here so the error is not deferred.
+      throw new DomViaError("invalid_channel_name", `unable to subscribe; ${JSON.stringify(name)} is not a valid channel name`);
+    }
+    const channel = new RealtimeChannel(this, name, () => this.#core);
+    this.#channels.set(name, channel);
+    return channel;
+  }
+
+  /** The channel named `name`, if subscribed. */
+  channel(name: string): Channel | undefined {
+    return this.#channels.get(name);
+  }
+
+  /** Unsubscribes and forgets the channel's listeners. */
+  unsubscribe(name: string): void {
+    const channel = this.#channels.get(name);
+    if (channel === undefined) return;
+    this.#channels.delete(name);
+    this.#core?.unsubscribe(name);
+    channel._clear();
+  }
+
+  /** Calls `listener` with the user data once `pusher:signin` succeeded. */
+  onSignedIn(listener: (userData: unknown) => void): Unsubscribe {
+    return this.#signedIn.add(listener);
+  }
+
+  /** Closes the socket and releases timers, closures and listeners. Idempotent. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const core = this.#core;
+    this.#core = undefined;
+    if (core !== undefined) {
+      core.dispose();
+      core.free();
+    }
+    for (const channel of this.#channels.values()) channel._clear();
+    this.#channels.clear();
+    this.#connection._stateListeners.clear();
+    this.#connection._errorListeners.clear();
+    this.#signedIn.clear();
+  }
+
+  #dispatch(notice: Notice): void {
+    switch (notice.type) {
+      case "state_change": {
+        const change: StateChange = { previous: notice.previous, current: notice.current };
+        if (notice.reason !== undefined) change.reason = notice.reason;
+        this.#connection._stateListeners.emit(change);
+        return;
+      }
+      case "subscribed":
+        this.#channels.get(notice.channel)?._emit("pusher:subscription_succeeded", undefined, {});
+        return;
+      case "subscription_error": {
+        const error: SubscriptionError = { code: "subscription_refused", message: notice.message };
+        if (notice.status !== undefined) error.status = notice.status;
+        this.#channels.get(notice.channel)?._emit("pusher:subscription_error", error, {});
+        return;
+      }
+      case "member_added":
+      case "member_removed": {
+        const member: Member = { id: notice.userId, info: parseJson(notice.userInfoJson) ?? null };
+        const event = notice.type === "member_added" ? "pusher:member_added" : "pusher:member_removed";
+        this.#channels.get(notice.channel)?._emit(event, member, {});
+        return;
+      }
+      case "message": {
+        if (notice.channel === undefined) return;
+        const metadata: EventMetadata = {};
+        if (notice.userId !== undefined) metadata.user_id = notice.userId;
+        this.#channels.get(notice.channel)?._emit(notice.event, parseJson(notice.dataJson), metadata);
+        return;
+      }
+      case "error": {
+        const error: { code?: number; message: string } = { message: notice.message };
+        if (notice.code !== undefined) error.code = notice.code;
+        this.#connection._errorListeners.emit(error);
+        return;
+      }
+      case "signed_in":
+        this.#signedIn.emit(parseJson(notice.userDataJson));
+        return;
+    }
+  }
+}

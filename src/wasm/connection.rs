@@ -1,0 +1,778 @@
+//! The browser side of a realtime connection: runs the pure
+//! [`Connection`](crate::connection::Connection) machine's actions with a
+//! web-sys `WebSocket`, gloo timers and `fetch`, and hands its notices to one
+//! JS listener (the TypeScript layer dispatches them to channels).
+//!
+//! Borrow discipline: the machine's `RefCell` is borrowed only to feed it one
+//! input or to pop one action, never while JS runs, so a listener may call back
+//! into the connection (for example `trigger` from a message handler).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::Timeout;
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+use crate::connection::{Action, ChannelState, Connection, Notice, Options, Timer};
+use crate::protocol::{self, Error};
+
+use super::js_error;
+
+#[wasm_bindgen]
+extern "C" {
+    /// The global `fetch`, in windows and workers alike.
+    #[wasm_bindgen(js_name = fetch)]
+    fn global_fetch(request: &web_sys::Request) -> js_sys::Promise;
+
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error_value(message: &str, error: &JsValue);
+}
+
+/// Where and how to ask the app server for signatures.
+struct AuthSettings {
+    /// The app key, to check that the endpoint signed for this app.
+    app_key: String,
+    endpoint: String,
+    user_endpoint: Option<String>,
+    headers: Vec<(String, String)>,
+    params: Vec<(String, String)>,
+    /// `() => Promise<Record<string, string>>`, called before every auth request.
+    headers_provider: Option<js_sys::Function>,
+}
+
+/// A JS event handler owned by Rust.
+type EventHandler = Closure<dyn FnMut(web_sys::Event)>;
+
+/// The open WebSocket and the closures it calls.
+struct OpenSocket {
+    socket: WebSocket,
+    _on_open: EventHandler,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl OpenSocket {
+    /// Closes the socket, detaches its handlers at once, and frees the closures
+    /// once the current call stack (which may be one of them) has returned.
+    fn retire(self, code: u16, reason: &str) {
+        self.socket.set_onopen(None);
+        self.socket.set_onmessage(None);
+        self.socket.set_onclose(None);
+        let _ = self.socket.close_with_code_and_reason(code, reason);
+        drop_later(self);
+    }
+}
+
+/// Drops `value` from a microtask: a closure or timer may be the very code that
+/// is running now, and must not be freed under its own feet.
+fn drop_later<T: 'static>(value: T) {
+    wasm_bindgen_futures::spawn_local(async move { drop(value) });
+}
+
+struct Shared {
+    machine: RefCell<Connection>,
+    auth: AuthSettings,
+    socket: RefCell<Option<OpenSocket>>,
+    /// Increments with every socket, so events of an abandoned socket are ignored.
+    socket_generation: Cell<u32>,
+    timers: RefCell<HashMap<Timer, Timeout>>,
+    listener: RefCell<Option<js_sys::Function>>,
+    online_listener: RefCell<Option<EventHandler>>,
+    disposed: Cell<bool>,
+}
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// A realtime connection to a Pusher-protocol broker. Created by the TS layer.
+#[wasm_bindgen(js_name = RealtimeConnection)]
+pub struct RealtimeConnection {
+    shared: Rc<Shared>,
+}
+
+#[wasm_bindgen(js_class = RealtimeConnection)]
+impl RealtimeConnection {
+    /// `options` is the TS layer's validated config: `{ key, host, port?, forceTLS?,
+    /// clientEvents?, authEndpoint, userAuthEndpoint?, authHeaders?, authParams?,
+    /// headersProvider?, activityTimeoutMs?, pongTimeoutMs?, unavailableTimeoutMs? }`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: &JsValue) -> Result<RealtimeConnection, JsValue> {
+        let key = string_field(options, "key")?.ok_or_else(|| config_error("key is required"))?;
+        let host =
+            string_field(options, "host")?.ok_or_else(|| config_error("host is required"))?;
+        let mut machine_options = Options::new(key.clone(), host);
+        machine_options.port = number_field(options, "port")?.map(|port| port as u16);
+        machine_options.force_tls = bool_field(options, "forceTLS").unwrap_or(false);
+        machine_options.client_events = bool_field(options, "clientEvents").unwrap_or(false);
+        if let Some(ms) = number_field(options, "activityTimeoutMs")? {
+            machine_options.activity_timeout_ms = Some(ms as u64);
+        }
+        if let Some(ms) = number_field(options, "pongTimeoutMs")? {
+            machine_options.pong_timeout_ms = ms as u64;
+        }
+        if let Some(ms) = number_field(options, "unavailableTimeoutMs")? {
+            machine_options.unavailable_timeout_ms = ms as u64;
+        }
+        let user_endpoint = string_field(options, "userAuthEndpoint")?;
+        machine_options.user_authentication = user_endpoint.is_some();
+        let auth = AuthSettings {
+            app_key: key,
+            endpoint: string_field(options, "authEndpoint")?.unwrap_or_default(),
+            user_endpoint,
+            headers: string_pairs(options, "authHeaders")?,
+            params: string_pairs(options, "authParams")?,
+            headers_provider: js_sys::Reflect::get(options, &"headersProvider".into())
+                .ok()
+                .and_then(|value| value.dyn_into::<js_sys::Function>().ok()),
+        };
+        // Jitter needs spread, not secrecy: Math.random is enough for a seed.
+        let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+        let shared = Rc::new(Shared {
+            machine: RefCell::new(Connection::new(machine_options, seed)),
+            auth,
+            socket: RefCell::new(None),
+            socket_generation: Cell::new(0),
+            timers: RefCell::new(HashMap::new()),
+            listener: RefCell::new(None),
+            online_listener: RefCell::new(None),
+            disposed: Cell::new(false),
+        });
+        listen_for_online(&shared);
+        Ok(RealtimeConnection { shared })
+    }
+
+    /// The one function that receives every notice, as a plain object with a `type`.
+    #[wasm_bindgen(js_name = setListener)]
+    pub fn set_listener(&self, listener: Option<js_sys::Function>) {
+        *self.shared.listener.borrow_mut() = listener;
+    }
+
+    /// `initialized`, `connecting`, `connected`, `unavailable`, `failed` or `disconnected`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.shared.machine.borrow().state().as_str().to_owned()
+    }
+
+    /// The broker's id for this connection, once connected.
+    #[wasm_bindgen(getter, js_name = socketId)]
+    pub fn socket_id(&self) -> Option<String> {
+        self.shared.machine.borrow().socket_id().map(str::to_owned)
+    }
+
+    pub fn connect(&self) {
+        if self.shared.disposed.get() {
+            return;
+        }
+        self.shared.machine.borrow_mut().connect(now_ms());
+        run(&self.shared);
+    }
+
+    pub fn disconnect(&self) {
+        self.shared.machine.borrow_mut().disconnect(now_ms());
+        run(&self.shared);
+    }
+
+    pub fn subscribe(&self, channel: &str) -> Result<(), JsValue> {
+        let subscribed = self
+            .shared
+            .machine
+            .borrow_mut()
+            .subscribe(now_ms(), channel);
+        run(&self.shared);
+        subscribed.map_err(|error| js_error(&error))
+    }
+
+    pub fn unsubscribe(&self, channel: &str) {
+        self.shared
+            .machine
+            .borrow_mut()
+            .unsubscribe(now_ms(), channel);
+        run(&self.shared);
+    }
+
+    /// `subscribing`, `subscribed`, `failed`, `unsubscribed`, or undefined for an unknown channel.
+    #[wasm_bindgen(js_name = channelState)]
+    pub fn channel_state(&self, channel: &str) -> Option<String> {
+        self.shared
+            .machine
+            .borrow()
+            .channel_state(channel)
+            .map(|state: ChannelState| state.as_str().to_owned())
+    }
+
+    /// A presence channel's members as JSON text: `{"me": id|null, "members": {id: info}}`.
+    #[wasm_bindgen(js_name = membersJson)]
+    pub fn members_json(&self, channel: &str) -> Option<String> {
+        let machine = self.shared.machine.borrow();
+        let members = machine.members(channel)?;
+        let map: serde_json::Map<String, Value> = members
+            .members
+            .iter()
+            .map(|(id, info)| (id.clone(), info.clone().unwrap_or(Value::Null)))
+            .collect();
+        Some(serde_json::json!({ "me": members.me, "members": map }).to_string())
+    }
+
+    /// Sends a client event now, on this call's stack; `data_json` is JSON text.
+    pub fn trigger(&self, channel: &str, event: &str, data_json: &str) -> Result<(), JsValue> {
+        let data: Value = serde_json::from_str(data_json).map_err(|_| {
+            js_error(&Error::InvalidEventData {
+                event: event.to_owned(),
+                reason: "the data is not JSON-serialisable".to_owned(),
+            })
+        })?;
+        let sent = self
+            .shared
+            .machine
+            .borrow_mut()
+            .trigger(channel, event, data);
+        run(&self.shared);
+        sent.map_err(|error| js_error(&error))
+    }
+
+    /// Releases the socket, timers and every closure. The connection is unusable after.
+    pub fn dispose(&self) {
+        if self.shared.disposed.replace(true) {
+            return;
+        }
+        self.shared.machine.borrow_mut().disconnect(now_ms());
+        run(&self.shared);
+        release(&self.shared);
+    }
+}
+
+impl Drop for RealtimeConnection {
+    fn drop(&mut self) {
+        self.dispose();
+    }
+}
+
+/// Drops everything that could call back into `shared`.
+fn release(shared: &Rc<Shared>) {
+    let open = shared.socket.borrow_mut().take();
+    if let Some(open) = open {
+        open.retire(1000, "disposed");
+    }
+    let timers: Vec<Timeout> = shared.timers.borrow_mut().drain().map(|(_, t)| t).collect();
+    for timer in timers {
+        drop_later(timer.cancel());
+    }
+    if let Some(listener) = shared.online_listener.borrow_mut().take() {
+        if let Some(window) = web_sys::window() {
+            let _ = window
+                .remove_event_listener_with_callback("online", listener.as_ref().unchecked_ref());
+        }
+    }
+    *shared.listener.borrow_mut() = None;
+}
+
+fn listen_for_online(shared: &Rc<Shared>) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let weak = Rc::downgrade(shared);
+    let listener = Closure::<dyn FnMut(web_sys::Event)>::new(move |_event| {
+        with_live(&weak, |shared| {
+            shared.machine.borrow_mut().network_online(now_ms());
+            run(shared);
+        });
+    });
+    if window
+        .add_event_listener_with_callback("online", listener.as_ref().unchecked_ref())
+        .is_ok()
+    {
+        *shared.online_listener.borrow_mut() = Some(listener);
+    }
+}
+
+fn with_live(weak: &Weak<Shared>, f: impl FnOnce(&Rc<Shared>)) {
+    if let Some(shared) = weak.upgrade() {
+        if !shared.disposed.get() {
+            f(&shared);
+        }
+    }
+}
+
+/// Runs the machine's actions until it has none, then returns.
+fn run(shared: &Rc<Shared>) {
+    loop {
+        // The borrow ends with this statement: nothing below runs under it.
+        let action = shared.machine.borrow_mut().poll_action();
+        let Some(action) = action else { return };
+        match action {
+            Action::OpenSocket { url } => open_socket(shared, &url),
+            Action::Send { text } => {
+                let socket = shared.socket.borrow();
+                if let Some(open) = socket.as_ref() {
+                    // A failed send surfaces as the socket's close event.
+                    let _ = open.socket.send_with_str(&text);
+                }
+            }
+            Action::CloseSocket { code, reason } => {
+                let open = shared.socket.borrow_mut().take();
+                if let Some(open) = open {
+                    open.retire(code, &reason);
+                }
+            }
+            Action::StartTimer { timer, delay_ms } => {
+                let weak = Rc::downgrade(shared);
+                let delay = u32::try_from(delay_ms).unwrap_or(u32::MAX);
+                let timeout = Timeout::new(delay, move || {
+                    with_live(&weak, |shared| {
+                        let fired = shared.timers.borrow_mut().remove(&timer);
+                        drop_later(fired);
+                        shared.machine.borrow_mut().timer_fired(now_ms(), timer);
+                        run(shared);
+                    });
+                });
+                let replaced = shared.timers.borrow_mut().insert(timer, timeout);
+                if let Some(replaced) = replaced {
+                    drop_later(replaced.cancel());
+                }
+            }
+            Action::CancelTimer { timer } => {
+                let cancelled = shared.timers.borrow_mut().remove(&timer);
+                if let Some(cancelled) = cancelled {
+                    drop_later(cancelled.cancel());
+                }
+            }
+            Action::Authorize { channel, socket_id } => {
+                let weak = Rc::downgrade(shared);
+                let request = auth_request(
+                    &shared.auth,
+                    &shared.auth.endpoint,
+                    &socket_id,
+                    Some(&channel),
+                );
+                wasm_bindgen_futures::spawn_local(async move {
+                    let outcome = post_auth(request).await;
+                    with_live(&weak, |shared| {
+                        {
+                            let mut machine = shared.machine.borrow_mut();
+                            match outcome.and_then(|(status, body)| {
+                                protocol::parse_channel_auth_response(
+                                    &shared.auth.app_key,
+                                    &channel,
+                                    &body,
+                                )
+                                .map_err(|error| (Some(status), error.to_string()))
+                            }) {
+                                Ok(auth) => {
+                                    machine.auth_succeeded(now_ms(), &channel, &socket_id, auth)
+                                }
+                                Err((status, message)) => machine.auth_failed(
+                                    now_ms(),
+                                    &channel,
+                                    &socket_id,
+                                    status,
+                                    &message,
+                                ),
+                            }
+                        }
+                        run(shared);
+                    });
+                });
+            }
+            Action::AuthenticateUser { socket_id } => {
+                let Some(endpoint) = shared.auth.user_endpoint.clone() else {
+                    continue;
+                };
+                let weak = Rc::downgrade(shared);
+                let request = auth_request(&shared.auth, &endpoint, &socket_id, None);
+                wasm_bindgen_futures::spawn_local(async move {
+                    let outcome = post_auth(request).await;
+                    with_live(&weak, |shared| {
+                        {
+                            let mut machine = shared.machine.borrow_mut();
+                            match outcome.and_then(|(status, body)| parse_user_auth(status, &body))
+                            {
+                                Ok(auth) => machine.user_auth_succeeded(now_ms(), &socket_id, auth),
+                                Err((status, message)) => {
+                                    machine.user_auth_failed(now_ms(), &socket_id, status, &message)
+                                }
+                            }
+                        }
+                        run(shared);
+                    });
+                });
+            }
+            Action::Notify(notice) => notify(shared, &notice),
+        }
+    }
+}
+
+fn parse_user_auth(status: u16, body: &str) -> Result<protocol::UserAuth, (Option<u16>, String)> {
+    let invalid = || {
+        (
+            Some(status),
+            "the user authentication endpoint returned no auth and user_data".to_owned(),
+        )
+    };
+    let value: Value = serde_json::from_str(body).map_err(|_| invalid())?;
+    match (value.get("auth"), value.get("user_data")) {
+        (Some(Value::String(auth)), Some(Value::String(user_data))) => Ok(protocol::UserAuth {
+            auth: auth.clone(),
+            user_data: user_data.clone(),
+        }),
+        _ => Err(invalid()),
+    }
+}
+
+fn open_socket(shared: &Rc<Shared>, url: &str) {
+    // Abandon any previous socket first; its late events must not reach the machine.
+    let old = shared.socket.borrow_mut().take();
+    if let Some(old) = old {
+        old.retire(1000, "replaced");
+    }
+    let generation = shared.socket_generation.get().wrapping_add(1);
+    shared.socket_generation.set(generation);
+    let socket = match WebSocket::new(url) {
+        Ok(socket) => socket,
+        Err(error) => {
+            console_error_value("domvia-realtime: unable to open a WebSocket", &error);
+            // Report it as an abnormal close so the machine backs off and retries.
+            shared
+                .machine
+                .borrow_mut()
+                .socket_closed(now_ms(), 1006, "unable to open a WebSocket");
+            return;
+        }
+    };
+    let on_open = {
+        let weak = Rc::downgrade(shared);
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |_event| {
+            with_current_socket(&weak, generation, |shared| {
+                shared.machine.borrow_mut().socket_opened(now_ms());
+                run(shared);
+            });
+        })
+    };
+    let on_message = {
+        let weak = Rc::downgrade(shared);
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            with_current_socket(&weak, generation, |shared| {
+                let text = event.data().as_string().unwrap_or_default();
+                shared.machine.borrow_mut().socket_message(now_ms(), &text);
+                run(shared);
+            });
+        })
+    };
+    let on_close = {
+        let weak = Rc::downgrade(shared);
+        Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+            with_current_socket(&weak, generation, |shared| {
+                let closed = shared.socket.borrow_mut().take();
+                drop_later(closed);
+                shared
+                    .machine
+                    .borrow_mut()
+                    .socket_closed(now_ms(), event.code(), &event.reason());
+                run(shared);
+            });
+        })
+    };
+    socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    *shared.socket.borrow_mut() = Some(OpenSocket {
+        socket,
+        _on_open: on_open,
+        _on_message: on_message,
+        _on_close: on_close,
+    });
+}
+
+fn with_current_socket(weak: &Weak<Shared>, generation: u32, f: impl FnOnce(&Rc<Shared>)) {
+    with_live(weak, |shared| {
+        if shared.socket_generation.get() == generation {
+            f(shared);
+        }
+    });
+}
+
+/// The auth POST as pusher-js sends it: a form body of `socket_id`,
+/// `channel_name` (for channels) and the configured params.
+fn auth_request(
+    auth: &AuthSettings,
+    endpoint: &str,
+    socket_id: &str,
+    channel: Option<&str>,
+) -> AuthRequest {
+    let mut body = format!("socket_id={}", form_encode(socket_id));
+    if let Some(channel) = channel {
+        body.push_str("&channel_name=");
+        body.push_str(&form_encode(channel));
+    }
+    for (name, value) in &auth.params {
+        body.push('&');
+        body.push_str(&form_encode(name));
+        body.push('=');
+        body.push_str(&form_encode(value));
+    }
+    AuthRequest {
+        endpoint: endpoint.to_owned(),
+        body,
+        headers: auth.headers.clone(),
+        headers_provider: auth.headers_provider.clone(),
+    }
+}
+
+struct AuthRequest {
+    endpoint: String,
+    body: String,
+    headers: Vec<(String, String)>,
+    headers_provider: Option<js_sys::Function>,
+}
+
+/// POSTs the request; `Ok((status, body))` for a 2xx, else `Err((status, message))`.
+async fn post_auth(request: AuthRequest) -> Result<(u16, String), (Option<u16>, String)> {
+    let network = |what: &str, error: JsValue| {
+        let detail = error
+            .dyn_ref::<js_sys::Error>()
+            .map(|e| String::from(e.message()))
+            .unwrap_or_default();
+        (None, format!("{what}; {detail}"))
+    };
+    let headers = web_sys::Headers::new().map_err(|e| network("unable to build headers", e))?;
+    let _ = headers.set("Content-Type", "application/x-www-form-urlencoded");
+    for (name, value) in &request.headers {
+        let _ = headers.set(name, value);
+    }
+    if let Some(provider) = &request.headers_provider {
+        let provided = provider
+            .call0(&JsValue::UNDEFINED)
+            .map_err(|e| network("the headersProvider threw", e))?;
+        let provided = JsFuture::from(js_sys::Promise::resolve(&provided))
+            .await
+            .map_err(|e| network("the headersProvider rejected", e))?;
+        for (name, value) in object_string_pairs(&provided) {
+            let _ = headers.set(&name, &value);
+        }
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(&request.body));
+    init.set_credentials(web_sys::RequestCredentials::SameOrigin);
+    let fetch_request = web_sys::Request::new_with_str_and_init(&request.endpoint, &init)
+        .map_err(|e| network("unable to build the auth request", e))?;
+    let response = JsFuture::from(global_fetch(&fetch_request))
+        .await
+        .map_err(|e| network("the auth endpoint could not be reached", e))?;
+    let response: web_sys::Response = response
+        .dyn_into()
+        .map_err(|e| network("the auth endpoint gave no response", e))?;
+    let status = response.status();
+    let text = match response.text() {
+        Ok(promise) => JsFuture::from(promise)
+            .await
+            .ok()
+            .and_then(|text| text.as_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    if response.ok() {
+        Ok((status, text))
+    } else {
+        Err((Some(status), endpoint_error_message(status, &text)))
+    }
+}
+
+/// The endpoint's own message when it sent `{"error":{"message"}}` or `{"message"}`.
+fn endpoint_error_message(status: u16, body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let message = parsed.as_ref().and_then(|value| {
+        value
+            .pointer("/error/message")
+            .or_else(|| value.get("message"))
+            .and_then(Value::as_str)
+    });
+    match message {
+        Some(message) => format!("the auth endpoint refused ({status}): {message}"),
+        None => format!("the auth endpoint refused ({status})"),
+    }
+}
+
+fn form_encode(text: &str) -> String {
+    String::from(js_sys::encode_uri_component(text)).replace("%20", "+")
+}
+
+/// Hands a notice to the JS listener; a throwing listener is reported, never fatal.
+fn notify(shared: &Rc<Shared>, notice: &Notice) {
+    let listener = shared.listener.borrow().clone();
+    let Some(listener) = listener else { return };
+    let object = notice_object(notice);
+    if let Err(thrown) = listener.call1(&JsValue::UNDEFINED, &object) {
+        console_error_value(
+            "domvia-realtime: a listener threw; the SDK goes on",
+            &thrown,
+        );
+    }
+}
+
+fn set(object: &js_sys::Object, key: &str, value: JsValue) {
+    let _ = js_sys::Reflect::set(object, &JsValue::from_str(key), &value);
+}
+
+fn opt_str(value: Option<&str>) -> JsValue {
+    value.map(JsValue::from_str).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn opt_json(value: Option<&Value>) -> JsValue {
+    value
+        .map(|value| JsValue::from_str(&value.to_string()))
+        .unwrap_or(JsValue::UNDEFINED)
+}
+
+/// A notice as a plain object; `data`/`user_info` travel as JSON text
+/// (`dataJson`, `userInfoJson`), which JSON.parse turns into objects faster
+/// than building them field by field across the boundary.
+fn notice_object(notice: &Notice) -> JsValue {
+    let object = js_sys::Object::new();
+    match notice {
+        Notice::StateChange {
+            previous,
+            current,
+            reason,
+        } => {
+            set(&object, "type", "state_change".into());
+            set(&object, "previous", previous.as_str().into());
+            set(&object, "current", current.as_str().into());
+            set(&object, "reason", opt_str(reason.as_deref()));
+        }
+        Notice::Subscribed { channel } => {
+            set(&object, "type", "subscribed".into());
+            set(&object, "channel", channel.as_str().into());
+        }
+        Notice::SubscriptionError {
+            channel,
+            status,
+            message,
+        } => {
+            set(&object, "type", "subscription_error".into());
+            set(&object, "channel", channel.as_str().into());
+            set(
+                &object,
+                "status",
+                status.map(JsValue::from).unwrap_or(JsValue::UNDEFINED),
+            );
+            set(&object, "message", message.as_str().into());
+        }
+        Notice::MemberAdded {
+            channel,
+            user_id,
+            user_info,
+        } => {
+            set(&object, "type", "member_added".into());
+            set(&object, "channel", channel.as_str().into());
+            set(&object, "userId", user_id.as_str().into());
+            set(&object, "userInfoJson", opt_json(user_info.as_ref()));
+        }
+        Notice::MemberRemoved {
+            channel,
+            user_id,
+            user_info,
+        } => {
+            set(&object, "type", "member_removed".into());
+            set(&object, "channel", channel.as_str().into());
+            set(&object, "userId", user_id.as_str().into());
+            set(&object, "userInfoJson", opt_json(user_info.as_ref()));
+        }
+        Notice::Message {
+            channel,
+            event,
+            data,
+            user_id,
+        } => {
+            set(&object, "type", "message".into());
+            set(&object, "channel", opt_str(channel.as_deref()));
+            set(&object, "event", event.as_str().into());
+            set(&object, "dataJson", opt_json(data.as_ref()));
+            set(&object, "userId", opt_str(user_id.as_deref()));
+        }
+        Notice::Error { code, message } => {
+            set(&object, "type", "error".into());
+            set(
+                &object,
+                "code",
+                code.map(JsValue::from).unwrap_or(JsValue::UNDEFINED),
+            );
+            set(&object, "message", message.as_str().into());
+        }
+        Notice::SignedIn { user_data } => {
+            set(&object, "type", "signed_in".into());
+            set(&object, "userDataJson", user_data.as_str().into());
+        }
+    }
+    object.into()
+}
+
+fn config_error(reason: &str) -> JsValue {
+    js_error(&Error::InvalidConfig {
+        reason: reason.to_owned(),
+    })
+}
+
+fn field(options: &JsValue, name: &str) -> JsValue {
+    js_sys::Reflect::get(options, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn string_field(options: &JsValue, name: &str) -> Result<Option<String>, JsValue> {
+    let value = field(options, name);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    value
+        .as_string()
+        .map(Some)
+        .ok_or_else(|| config_error(&format!("{name} must be a string")))
+}
+
+fn number_field(options: &JsValue, name: &str) -> Result<Option<f64>, JsValue> {
+    let value = field(options, name);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    match value.as_f64() {
+        Some(number) if number.is_finite() && number >= 0.0 => Ok(Some(number)),
+        _ => Err(config_error(&format!(
+            "{name} must be a non-negative number"
+        ))),
+    }
+}
+
+fn bool_field(options: &JsValue, name: &str) -> Option<bool> {
+    field(options, name).as_bool()
+}
+
+fn string_pairs(options: &JsValue, name: &str) -> Result<Vec<(String, String)>, JsValue> {
+    let value = field(options, name);
+    if value.is_undefined() || value.is_null() {
+        return Ok(Vec::new());
+    }
+    if !value.is_object() {
+        return Err(config_error(&format!(
+            "{name} must be an object of strings"
+        )));
+    }
+    Ok(object_string_pairs(&value))
+}
+
+fn object_string_pairs(value: &JsValue) -> Vec<(String, String)> {
+    let Some(object) = value.dyn_ref::<js_sys::Object>() else {
+        return Vec::new();
+    };
+    js_sys::Object::entries(object)
+        .iter()
+        .filter_map(|entry| {
+            let pair = entry.dyn_into::<js_sys::Array>().ok()?;
+            Some((pair.get(0).as_string()?, pair.get(1).as_string()?))
+        })
+        .collect()
+}

@@ -1,0 +1,232 @@
+//! The wasm connection boundary in headless Chromium against the real embedded
+//! server: `scripts/test` starts `domvia-server` and bakes its URL in at
+//! compile time (DOMVIA_TEST_SERVER), since a browser test cannot read the
+//! environment. Without it these tests fail rather than pass vacuously.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use domvia_realtime::protocol;
+use domvia_realtime::wasm::connection::RealtimeConnection;
+use gloo_timers::future::TimeoutFuture;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SERVER: Option<&str> = option_env!("DOMVIA_TEST_SERVER");
+const APP_ID: &str = "domvia-dev";
+const APP_KEY: &str = "domvia-dev-key";
+const APP_SECRET: &str = "domvia-dev-secret";
+
+fn server() -> (String, u16) {
+    let url = SERVER.expect("DOMVIA_TEST_SERVER must name the test server (scripts/test sets it)");
+    let port = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port in DOMVIA_TEST_SERVER");
+    (url.to_owned(), port)
+}
+
+/// A connection with its notices recorded as plain JS objects, in order.
+struct Recorded {
+    connection: RealtimeConnection,
+    notices: Rc<RefCell<Vec<JsValue>>>,
+    _listener: Closure<dyn FnMut(JsValue)>,
+}
+
+fn connection(extra: &[(&str, JsValue)]) -> Recorded {
+    let (url, port) = server();
+    let options = js_sys::Object::new();
+    let set = |key: &str, value: JsValue| {
+        js_sys::Reflect::set(&options, &key.into(), &value).unwrap();
+    };
+    set("key", APP_KEY.into());
+    set("host", "127.0.0.1".into());
+    set("port", port.into());
+    set("forceTLS", false.into());
+    set("clientEvents", true.into());
+    set("authEndpoint", format!("{url}/realtime/auth").into());
+    for (key, value) in extra {
+        set(key, value.clone());
+    }
+    let connection = RealtimeConnection::new(&options).expect("valid options");
+    let notices = Rc::new(RefCell::new(Vec::new()));
+    let sink = notices.clone();
+    let listener =
+        Closure::<dyn FnMut(JsValue)>::new(move |notice: JsValue| sink.borrow_mut().push(notice));
+    connection.set_listener(Some(
+        listener
+            .as_ref()
+            .unchecked_ref::<js_sys::Function>()
+            .clone(),
+    ));
+    Recorded {
+        connection,
+        notices,
+        _listener: listener,
+    }
+}
+
+fn field(notice: &JsValue, name: &str) -> Option<String> {
+    js_sys::Reflect::get(notice, &name.into()).ok()?.as_string()
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        TimeoutFuture::new(20).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Publishes through the broker's REST API, signed by the core as an app server would.
+async fn publish(channel: &str, event: &str, data: &str) {
+    let (url, _) = server();
+    let path = format!("/apps/{APP_ID}/events");
+    let body = serde_json::json!({ "name": event, "channel": channel, "data": data }).to_string();
+    let now = (js_sys::Date::now() / 1000.0) as u64;
+    let query = protocol::sign_query(
+        APP_KEY,
+        APP_SECRET,
+        "POST",
+        &path,
+        &[],
+        Some(body.as_bytes()),
+        now,
+    );
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(&body));
+    let request =
+        web_sys::Request::new_with_str_and_init(&format!("{url}{path}?{query}"), &init).unwrap();
+    let headers = request.headers();
+    headers.set("content-type", "application/json").unwrap();
+    let window = web_sys::window().unwrap();
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the broker accepted the signed trigger"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn connects_subscribes_receives_and_disposes() {
+    let Recorded {
+        connection,
+        notices,
+        _listener,
+    } = connection(&[]);
+    assert_eq!(connection.state(), "initialized");
+    connection.connect();
+    until("connected", || connection.state() == "connected").await;
+    let socket_id = connection.socket_id().expect("a socket id once connected");
+    assert!(socket_id.contains('.'));
+
+    connection
+        .subscribe("wasm-news")
+        .expect("a valid public channel");
+    until("subscribed", || {
+        connection.channel_state("wasm-news").as_deref() == Some("subscribed")
+    })
+    .await;
+    publish("wasm-news", "story", r#"{"title":"from rest"}"#).await;
+    until("the story", || {
+        notices.borrow().iter().any(|n| {
+            field(n, "event").as_deref() == Some("story")
+                && field(n, "dataJson").as_deref() == Some(r#"{"title":"from rest"}"#)
+        })
+    })
+    .await;
+
+    let states: Vec<String> = notices
+        .borrow()
+        .iter()
+        .filter(|n| field(n, "type").as_deref() == Some("state_change"))
+        .filter_map(|n| field(n, "current"))
+        .collect();
+    assert_eq!(states, ["connecting", "connected"]);
+
+    connection.dispose();
+    assert_eq!(connection.state(), "disconnected");
+}
+
+#[wasm_bindgen_test]
+async fn a_refused_private_channel_is_a_subscription_error_notice() {
+    // Not signed in: the real /realtime/auth answers 401.
+    let Recorded {
+        connection,
+        notices,
+        _listener,
+    } = connection(&[]);
+    connection.connect();
+    until("connected", || connection.state() == "connected").await;
+    connection.subscribe("private-chat.room.nobody").unwrap();
+    until("the subscription error", || {
+        notices
+            .borrow()
+            .iter()
+            .any(|n| field(n, "type").as_deref() == Some("subscription_error"))
+    })
+    .await;
+    let error = notices
+        .borrow()
+        .iter()
+        .find(|n| field(n, "type").as_deref() == Some("subscription_error"))
+        .cloned()
+        .unwrap();
+    let status = js_sys::Reflect::get(&error, &"status".into())
+        .unwrap()
+        .as_f64();
+    assert_eq!(status, Some(401.0));
+    assert_eq!(
+        connection
+            .channel_state("private-chat.room.nobody")
+            .as_deref(),
+        Some("failed")
+    );
+    assert_eq!(
+        connection.state(),
+        "connected",
+        "an auth failure is not a reconnect"
+    );
+    connection.dispose();
+}
+
+#[wasm_bindgen_test]
+fn bad_options_and_bad_channels_are_coded_errors() {
+    let bad = js_sys::Object::new();
+    let thrown = RealtimeConnection::new(&bad)
+        .err()
+        .expect("a key is required");
+    let code = js_sys::Reflect::get(&thrown, &"code".into())
+        .unwrap()
+        .as_string();
+    assert_eq!(code.as_deref(), Some("invalid_config"));
+
+    let Recorded { connection, .. } = connection(&[]);
+    let thrown = connection.subscribe("bad name").unwrap_err();
+    let code = js_sys::Reflect::get(&thrown, &"code".into())
+        .unwrap()
+        .as_string();
+    assert_eq!(code.as_deref(), Some("invalid_channel_name"));
+    let thrown = connection
+        .trigger("private-x", "client-x", "{}")
+        .unwrap_err();
+    let code = js_sys::Reflect::get(&thrown, &"code".into())
+        .unwrap()
+        .as_string();
+    assert_eq!(code.as_deref(), Some("not_subscribed"));
+    connection.dispose();
+}
