@@ -9,6 +9,7 @@
 mod config;
 mod routes;
 
+use axum::serve::ListenerExt;
 use config::Config;
 use domvia_backend::{Backend, BackendConfig};
 use domvia_broker::{Broker, Limits};
@@ -101,6 +102,11 @@ async fn run(config: Config) -> Result<(), String> {
     println!("listening on http://{address}");
     let _ = std::io::stdout().flush();
 
+    // Realtime frames are small and latency-bound: without TCP_NODELAY, Nagle's
+    // algorithm meets the peer's delayed ACK and holds frames for ~40 ms.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let stopping_broker = broker.clone();
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {

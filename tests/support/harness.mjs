@@ -64,7 +64,7 @@ export async function startServer(env = {}, { port = 0 } = {}) {
 }
 
 /** Debian's Chromium, headless, with the flags this closed network needs. */
-export function launchChromium() {
+export function launchChromium(extraArgs = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM_BIN ?? "/usr/bin/chromium",
     headless: true,
@@ -76,6 +76,7 @@ export function launchChromium() {
       "--disable-component-update",
       "--disable-sync",
       "--no-first-run",
+      ...extraArgs,
     ],
   });
 }

@@ -1,0 +1,200 @@
+// Client-event round trip between two clients in ONE headless Chromium page,
+// three ways in the same run against the same broker: @domvia/realtime (ours),
+// pusher-js 8.6 (the reference), and two raw WebSockets speaking the protocol by
+// hand (the physical floor). The page is cross-origin isolated (the server sends
+// COOP/COEP), so performance.now() has microsecond resolution.
+//
+// A benchmark, not a test: `npm run bench:rtt` (builds the release SDK and the
+// optimised server first). BENCH_ROUND_TRIPS (default 1000 per way) and
+// BENCH_PASSES (default 2: the three ways alternate, to share any drift).
+import { readFile } from "node:fs/promises";
+import { devApp, launchChromium, repoRoot, startServer } from "../tests/support/harness.mjs";
+
+const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 1000);
+const PASSES = Number(process.env.BENCH_PASSES ?? 2);
+const WARMUP = 100;
+
+process.env.DOMVIA_SERVER_BIN ??= `${repoRoot}target/server/domvia-server`;
+const server = await startServer({ DOMVIA_CLIENT_EVENTS_PER_SECOND: "0" });
+const browser = await launchChromium((process.env.BENCH_CHROMIUM_ARGS ?? "").split(" ").filter(Boolean));
+const pusherJs = await readFile(`${repoRoot}node_modules/pusher-js/dist/web/pusher.min.js`);
+
+try {
+  const page = await browser.newPage();
+  // A real page of the server's origin (its responses carry COOP/COEP), so the
+  // auth endpoint's session cookie applies to all three clients alike and
+  // Chromium's local-network checks see a loopback page talking to loopback.
+  page.on("pageerror", (error) => console.error("page error:", error.message));
+  await page.goto(`${server.url}/healthz`);
+  await page.addScriptTag({ content: pusherJs.toString("utf8") });
+
+  const results = await page.evaluate(async ({ key, port, roundTrips, passes, warmup }) => {
+    if (!crossOriginIsolated) throw new Error("the page is not cross-origin isolated: timings would be coarse");
+    const sdk = await import("/sdk/realtime/dist/index.js");
+    const session = await (await fetch("/api/session", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "bench" }),
+    })).json();
+    void session;
+    // Each way gets its own room channel, so no client hears another way's traffic.
+    const newChannel = async () => (await (await fetch("/api/rooms", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ kind: "group", name: "rtt", member_ids: [] }),
+    })).json()).channel_name;
+
+    const within = (what, register, ms = 10_000) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+      register((value) => {
+        clearTimeout(timer);
+        resolve(value);
+      });
+    });
+
+    // Each way exposes: send(i) and onPong(handler(i)), with a responder on the other side.
+    async function ours() {
+      const channelName = await newChannel();
+      const make = async () => {
+        const realtime = sdk.DomViaRealtime.create({ key, host: "127.0.0.1", port, forceTLS: false, authEndpoint: "/realtime/auth", clientEvents: true });
+        await realtime.attached;
+        const channel = realtime.subscribe(channelName);
+        await within("ours subscribed", (resolve) => channel.bind("pusher:subscription_succeeded", resolve));
+        return { realtime, channel };
+      };
+      const a = await make();
+      const b = await make();
+      b.channel.bind("client-ping", (data) => void b.channel.trigger("client-pong", data));
+      return {
+        send: (i) => void a.channel.trigger("client-ping", { i }),
+        onPong: (handler) => a.channel.bind("client-pong", (data) => handler(data.i)),
+        close: () => { a.realtime.dispose(); b.realtime.dispose(); },
+      };
+    }
+
+    async function pusher() {
+      const channelName = await newChannel();
+      const make = async () => {
+        const client = new window.Pusher(key, {
+          wsHost: "127.0.0.1", wsPort: port, forceTLS: false, enabledTransports: ["ws"], disableStats: true, cluster: "local",
+          channelAuthorization: { endpoint: "/realtime/auth", transport: "ajax" },
+        });
+        const channel = client.subscribe(channelName);
+        await within("pusher-js subscribed", (resolve) => channel.bind("pusher:subscription_succeeded", resolve));
+        return { client, channel };
+      };
+      const a = await make();
+      const b = await make();
+      b.channel.bind("client-ping", (data) => b.channel.trigger("client-pong", data));
+      return {
+        send: (i) => a.channel.trigger("client-ping", { i }),
+        onPong: (handler) => {
+          const listener = (data) => handler(data.i);
+          a.channel.bind("client-pong", listener);
+          return () => a.channel.unbind("client-pong", listener);
+        },
+        close: () => { a.client.disconnect(); b.client.disconnect(); },
+      };
+    }
+
+    async function raw() {
+      const channelName = await newChannel();
+      const make = async () => {
+        const socket = new WebSocket(`ws://127.0.0.1:${port}/app/${key}?protocol=7&client=raw&version=1`);
+        const established = await within("raw connected", (resolve) => {
+          socket.onmessage = (message) => {
+            const frame = JSON.parse(message.data);
+            if (frame.event === "pusher:connection_established") resolve(JSON.parse(frame.data));
+          };
+        });
+        const response = await fetch("/realtime/auth", {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: `socket_id=${encodeURIComponent(established.socket_id)}&channel_name=${encodeURIComponent(channelName)}`,
+        });
+        const { auth } = await response.json();
+        await within("raw subscribed", (resolve) => {
+          socket.onmessage = (message) => {
+            if (JSON.parse(message.data).event === "pusher_internal:subscription_succeeded") resolve();
+          };
+          socket.send(JSON.stringify({ event: "pusher:subscribe", data: { channel: channelName, auth } }));
+        });
+        return socket;
+      };
+      const a = await make();
+      const b = await make();
+      b.onmessage = (message) => {
+        const frame = JSON.parse(message.data);
+        if (frame.event === "client-ping") b.send(JSON.stringify({ event: "client-pong", channel: channelName, data: JSON.parse(frame.data) }));
+      };
+      let handler = () => {};
+      a.onmessage = (message) => {
+        const frame = JSON.parse(message.data);
+        if (frame.event === "client-pong") handler(JSON.parse(frame.data).i);
+      };
+      return {
+        send: (i) => a.send(JSON.stringify({ event: "client-ping", channel: channelName, data: { i } })),
+        onPong: (h) => {
+          handler = h;
+          return () => { handler = () => {}; };
+        },
+        close: () => { a.close(); b.close(); },
+      };
+    }
+
+    async function measure(way, count) {
+      const samples = [];
+      let waiting = null;
+      const stop = way.onPong((i) => {
+        if (waiting && waiting.i === i) waiting.resolve();
+      });
+      // One watchdog for the whole run: a timer armed per round trip costs
+      // Chromium milliseconds per iteration and would swamp what we measure.
+      const watchdog = setInterval(() => {
+        if (waiting && performance.now() - waiting.start > 5000) waiting.reject(new Error(`round trip ${waiting.i} lost`));
+      }, 1000);
+      try {
+        for (let i = 0; i < count; i++) {
+          const start = performance.now();
+          await new Promise((resolve, reject) => {
+            waiting = { i, start, resolve, reject };
+            way.send(i);
+          });
+          samples.push(performance.now() - start);
+        }
+      } finally {
+        clearInterval(watchdog);
+        stop();
+      }
+      return samples;
+    }
+
+    const ways = { ours: await ours(), "pusher-js": await pusher(), "raw WebSockets": await raw() };
+    const samples = Object.fromEntries(Object.keys(ways).map((name) => [name, []]));
+    for (const way of Object.values(ways)) await measure(way, warmup);
+    for (let pass = 0; pass < passes; pass++) {
+      for (const [name, way] of Object.entries(ways)) {
+        samples[name].push(...(await measure(way, Math.ceil(roundTrips / passes))));
+      }
+    }
+    for (const way of Object.values(ways)) way.close();
+    return samples;
+  }, { key: devApp.key, port: server.port, roundTrips: ROUND_TRIPS, passes: PASSES, warmup: WARMUP });
+
+  const summary = (values) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    return { n: sorted.length, p50: at(0.5), p99: at(0.99), mean: sorted.reduce((s, x) => s + x, 0) / sorted.length };
+  };
+  const floor = summary(results["raw WebSockets"]);
+  console.log(`# client-event round trip in one Chromium page (${await browser.version()}), ${process.env.DOMVIA_SERVER_BIN}`);
+  console.log("| client | n | p50 | p99 | mean | p50 - raw | p99 - raw |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const [name, values] of Object.entries(results)) {
+    const s = summary(values);
+    const f = (x) => `${x.toFixed(3)} ms`;
+    console.log(`| ${name} | ${s.n} | ${f(s.p50)} | ${f(s.p99)} | ${f(s.mean)} | ${f(s.p50 - floor.p50)} | ${f(s.p99 - floor.p99)} |`);
+  }
+} finally {
+  await browser.close();
+  await server.stop();
+}
