@@ -237,3 +237,43 @@ test("dispose leaves no open socket", async () => {
   assert.deepEqual(after, { state: "initialized", channel: undefined });
   await gus.context.close();
 });
+
+test("headersProvider supplies a bearer token per auth request, and userAuthentication signs the connection in", async () => {
+  // A page with no session cookie: the token comes only from headersProvider.
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
+  await page.goto(`${server.url}/healthz`);
+  const hal = await signIn(server.url, "Hal");
+  const ivy = await signIn(server.url, "Ivy");
+  const room = (await hal.api("POST", "/api/rooms", { kind: "direct", member_ids: [ivy.id] })).body;
+  const result = await page.evaluate(async ({ sdkUrl, port, key, token, channelName }) => {
+    const sdk = await import(sdkUrl);
+    let provided = 0;
+    const realtime = sdk.DomViaRealtime.create({
+      key,
+      host: "127.0.0.1",
+      port,
+      forceTLS: false,
+      authEndpoint: "/realtime/auth",
+      headersProvider: async () => {
+        provided++;
+        return { Authorization: `Bearer ${token}` };
+      },
+      userAuthentication: { endpoint: "/realtime/user-auth" },
+    });
+    const signedIn = new Promise((resolve) => realtime.onSignedIn(resolve));
+    const channel = realtime.subscribe(channelName);
+    const outcome = await new Promise((resolve) => {
+      channel.bind("pusher:subscription_succeeded", () => resolve("ok"));
+      channel.bind("pusher:subscription_error", (error) => resolve(error));
+    });
+    const user = await signedIn;
+    realtime.dispose();
+    return { outcome, provided, user };
+  }, { sdkUrl: `${server.url}/sdk/realtime/dist/index.js`, port, key: devApp.key, token: hal.token, channelName: room.channel_name });
+  assert.equal(result.outcome, "ok");
+  assert.ok(result.provided >= 2, "called for the channel auth and the user auth");
+  assert.deepEqual(result.user, { id: hal.id, user_info: { name: "Hal" } });
+  await context.close();
+});
