@@ -6,13 +6,13 @@
 //
 // A benchmark, not a test: `npm run bench:rtt` (builds the release SDK and the
 // optimised server first). BENCH_ROUND_TRIPS (default 1000 per way) and
-// BENCH_PASSES (default 2: the three ways alternate, to share any drift).
+// BENCH_PASSES (default 10: the three ways alternate in short passes, so machine noise falls on all three alike; 300 warm-up round trips each let V8 tier the wasm up first).
 import { readFile } from "node:fs/promises";
 import { devApp, launchChromium, repoRoot, startServer } from "../tests/support/harness.mjs";
 
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 1000);
-const PASSES = Number(process.env.BENCH_PASSES ?? 2);
-const WARMUP = 100;
+const PASSES = Number(process.env.BENCH_PASSES ?? 10);
+const WARMUP = 300;
 
 process.env.DOMVIA_SERVER_BIN ??= `${repoRoot}target/server/domvia-server`;
 const server = await startServer({ DOMVIA_CLIENT_EVENTS_PER_SECOND: "0" });

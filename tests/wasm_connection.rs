@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use domvia_realtime::protocol;
-use domvia_realtime::wasm::connection::RealtimeConnection;
+use domvia_realtime::wasm::connection::{NoticeSink, RealtimeConnection};
 use gloo_timers::future::TimeoutFuture;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -32,11 +32,15 @@ fn server() -> (String, u16) {
     (url.to_owned(), port)
 }
 
-/// A connection with its notices recorded as plain JS objects, in order.
+/// The sink's `message` method: channel, event, data JSON, user id.
+type MessageListener = Closure<dyn FnMut(Option<String>, String, Option<String>, Option<String>)>;
+
+/// A connection with its notices recorded as plain JS objects, in order
+/// (channel messages too, as `{type: "message", channel, event, dataJson, userId}`).
 struct Recorded {
     connection: RealtimeConnection,
     notices: Rc<RefCell<Vec<JsValue>>>,
-    _listener: Closure<dyn FnMut(JsValue)>,
+    _listeners: (Closure<dyn FnMut(JsValue)>, MessageListener),
 }
 
 fn connection(extra: &[(&str, JsValue)]) -> Recorded {
@@ -56,19 +60,39 @@ fn connection(extra: &[(&str, JsValue)]) -> Recorded {
     }
     let connection = RealtimeConnection::new(&options).expect("valid options");
     let notices = Rc::new(RefCell::new(Vec::new()));
-    let sink = notices.clone();
-    let listener =
-        Closure::<dyn FnMut(JsValue)>::new(move |notice: JsValue| sink.borrow_mut().push(notice));
-    connection.set_listener(Some(
-        listener
-            .as_ref()
-            .unchecked_ref::<js_sys::Function>()
-            .clone(),
-    ));
+    let recorder = notices.clone();
+    let notice = Closure::<dyn FnMut(JsValue)>::new(move |notice: JsValue| {
+        recorder.borrow_mut().push(notice)
+    });
+    let recorder = notices.clone();
+    let message: MessageListener = Closure::new(
+        move |channel: Option<String>,
+              event: String,
+              data_json: Option<String>,
+              user_id: Option<String>| {
+            let object = js_sys::Object::new();
+            for (key, value) in [
+                ("type", Some("message".to_owned())),
+                ("channel", channel),
+                ("event", Some(event)),
+                ("dataJson", data_json),
+                ("userId", user_id),
+            ] {
+                if let Some(value) = value {
+                    js_sys::Reflect::set(&object, &key.into(), &value.into()).unwrap();
+                }
+            }
+            recorder.borrow_mut().push(object.into());
+        },
+    );
+    let sink = js_sys::Object::new();
+    js_sys::Reflect::set(&sink, &"notice".into(), notice.as_ref()).unwrap();
+    js_sys::Reflect::set(&sink, &"message".into(), message.as_ref()).unwrap();
+    connection.set_listener(Some(sink.unchecked_into::<NoticeSink>()));
     Recorded {
         connection,
         notices,
-        _listener: listener,
+        _listeners: (notice, message),
     }
 }
 
@@ -126,7 +150,7 @@ async fn connects_subscribes_receives_and_disposes() {
     let Recorded {
         connection,
         notices,
-        _listener,
+        _listeners,
     } = connection(&[]);
     assert_eq!(connection.state(), "initialized");
     connection.connect();
@@ -168,7 +192,7 @@ async fn a_refused_private_channel_is_a_subscription_error_notice() {
     let Recorded {
         connection,
         notices,
-        _listener,
+        _listeners,
     } = connection(&[]);
     connection.connect();
     until("connected", || connection.state() == "connected").await;

@@ -31,7 +31,35 @@ extern "C" {
 
     #[wasm_bindgen(js_namespace = console, js_name = error)]
     fn console_error_value(message: &str, error: &JsValue);
+
+    /// Where notices go: `{ message(channel, event, dataJson, userId), notice(object) }`.
+    /// Channel messages, the hot path, arrive as plain arguments; the rarer
+    /// notices as one object with a `type`.
+    #[wasm_bindgen(typescript_type = "NoticeSink")]
+    #[derive(Clone)]
+    pub type NoticeSink;
+
+    #[wasm_bindgen(method, catch, js_name = message)]
+    fn message(
+        this: &NoticeSink,
+        channel: Option<&str>,
+        event: &str,
+        data_json: Option<&str>,
+        user_id: Option<&str>,
+    ) -> Result<(), JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = notice)]
+    fn notice(this: &NoticeSink, notice: &JsValue) -> Result<(), JsValue>;
 }
+
+#[wasm_bindgen(typescript_custom_section)]
+const NOTICE_SINK_TYPE: &str = r#"
+/** Receives a connection's notices; see RealtimeConnection.setListener. */
+export interface NoticeSink {
+  message(channel: string | undefined, event: string, dataJson: string | undefined, userId: string | undefined): void;
+  notice(notice: { type: string; [field: string]: unknown }): void;
+}
+"#;
 
 /// Where and how to ask the app server for signatures.
 struct AuthSettings {
@@ -81,7 +109,7 @@ struct Shared {
     /// Increments with every socket, so events of an abandoned socket are ignored.
     socket_generation: Cell<u32>,
     timers: RefCell<HashMap<Timer, Timeout>>,
-    listener: RefCell<Option<js_sys::Function>>,
+    listener: RefCell<Option<NoticeSink>>,
     online_listener: RefCell<Option<EventHandler>>,
     disposed: Cell<bool>,
 }
@@ -147,9 +175,9 @@ impl RealtimeConnection {
         Ok(RealtimeConnection { shared })
     }
 
-    /// The one function that receives every notice, as a plain object with a `type`.
+    /// The one sink that receives every notice (see [`NoticeSink`]).
     #[wasm_bindgen(js_name = setListener)]
-    pub fn set_listener(&self, listener: Option<js_sys::Function>) {
+    pub fn set_listener(&self, listener: Option<NoticeSink>) {
         *self.shared.listener.borrow_mut() = listener;
     }
 
@@ -603,12 +631,28 @@ fn form_encode(text: &str) -> String {
     String::from(js_sys::encode_uri_component(text)).replace("%20", "+")
 }
 
-/// Hands a notice to the JS listener; a throwing listener is reported, never fatal.
+/// Hands a notice to the JS sink; a throwing listener is reported, never fatal.
 fn notify(shared: &Rc<Shared>, notice: &Notice) {
-    let listener = shared.listener.borrow().clone();
-    let Some(listener) = listener else { return };
-    let object = notice_object(notice);
-    if let Err(thrown) = listener.call1(&JsValue::UNDEFINED, &object) {
+    let sink = shared.listener.borrow().clone();
+    let Some(sink) = sink else { return };
+    let delivered = match notice {
+        Notice::Message {
+            channel,
+            event,
+            data,
+            user_id,
+        } => {
+            let data_json = data.as_ref().map(Value::to_string);
+            sink.message(
+                channel.as_deref(),
+                event,
+                data_json.as_deref(),
+                user_id.as_deref(),
+            )
+        }
+        other => sink.notice(&notice_object(other)),
+    };
+    if let Err(thrown) = delivered {
         console_error_value(
             "domvia-realtime: a listener threw; the SDK goes on",
             &thrown,
@@ -632,7 +676,9 @@ fn opt_json(value: Option<&Value>) -> JsValue {
 
 /// A notice as a plain object; `data`/`user_info` travel as JSON text
 /// (`dataJson`, `userInfoJson`), which JSON.parse turns into objects faster
-/// than building them field by field across the boundary.
+/// than building them field by field across the boundary. Channel messages
+/// take the direct `NoticeSink.message` path instead; their object form is
+/// kept so every notice has one.
 fn notice_object(notice: &Notice) -> JsValue {
     let object = js_sys::Object::new();
     match notice {

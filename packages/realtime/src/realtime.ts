@@ -133,13 +133,12 @@ export interface Channel {
   unsubscribe(): void;
 }
 
-/** The core's notices, as the wasm boundary hands them over. */
+/** The core's notices other than channel messages, as the wasm boundary hands them over. */
 type Notice =
   | { type: "state_change"; previous: ConnectionState; current: ConnectionState; reason?: string }
   | { type: "subscribed"; channel: string }
   | { type: "subscription_error"; channel: string; status?: number; message: string }
   | { type: "member_added" | "member_removed"; channel: string; userId: string; userInfoJson?: string }
-  | { type: "message"; channel?: string; event: string; dataJson?: string; userId?: string }
   | { type: "error"; code?: number; message: string }
   | { type: "signed_in"; userDataJson: string };
 
@@ -374,7 +373,10 @@ export class DomViaRealtime {
       unavailableTimeoutMs: options.unavailableTimeoutMs,
     });
     this.#core = core;
-    core.setListener((notice: Notice) => this.#dispatch(notice));
+    core.setListener({
+      message: (channel, event, dataJson, userId) => this.#deliver(channel, event, dataJson, userId),
+      notice: (notice) => this.#dispatch(notice as Notice),
+    });
     for (const name of this.#channels.keys()) core.subscribe(name);
     if (this.#wantConnected) core.connect();
   }
@@ -457,6 +459,16 @@ export class DomViaRealtime {
     this.#signedIn.clear();
   }
 
+  /** A channel event: the hot path, called with plain arguments by the core. */
+  #deliver(channel: string | undefined, event: string, dataJson: string | undefined, userId: string | undefined): void {
+    if (channel === undefined) return;
+    const target = this.#channels.get(channel);
+    if (target === undefined) return;
+    const metadata: EventMetadata = {};
+    if (userId !== undefined) metadata.user_id = userId;
+    target._emit(event, parseJson(dataJson), metadata);
+  }
+
   #dispatch(notice: Notice): void {
     switch (notice.type) {
       case "state_change": {
@@ -479,13 +491,6 @@ export class DomViaRealtime {
         const member: Member = { id: notice.userId, info: parseJson(notice.userInfoJson) ?? null };
         const event = notice.type === "member_added" ? "pusher:member_added" : "pusher:member_removed";
         this.#channels.get(notice.channel)?._emit(event, member, {});
-        return;
-      }
-      case "message": {
-        if (notice.channel === undefined) return;
-        const metadata: EventMetadata = {};
-        if (notice.userId !== undefined) metadata.user_id = notice.userId;
-        this.#channels.get(notice.channel)?._emit(notice.event, parseJson(notice.dataJson), metadata);
         return;
       }
       case "error": {
