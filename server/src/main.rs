@@ -84,7 +84,11 @@ async fn run(config: Config) -> Result<(), String> {
     })
     .map_err(|err| format!("unable to open the database {}; {err}", config.database))?;
 
-    let router = routes::router(&config.root, broker.as_ref(), &backend);
+    let browser = routes::BrowserConfig {
+        app_key: config.app_key.clone(),
+        external_broker: config.external_broker.clone(),
+    };
+    let router = routes::router(&config.root, broker.as_ref(), &backend, browser);
 
     eprintln!("domvia-server {}", domvia_realtime::VERSION);
     eprintln!("  app id {}, key {}", config.app_id, config.app_key);

@@ -1,7 +1,7 @@
 //! HTTP routes: the broker, the chat backend, health, the built SDK packages
 //! and the `www/` demo, on one origin.
 
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::routing::get;
 use axum::{Json, Router};
 use domvia_backend::Backend;
@@ -15,9 +15,27 @@ use tower_http::set_header::SetResponseHeaderLayer;
 /// The npm packages whose build output the demo loads through its import map.
 const SERVED_PACKAGES: [&str; 3] = ["realtime", "realtime-chat", "realtime-e2ee"];
 
-pub fn router(root: &Path, broker: Option<&Broker>, backend: &Backend) -> Router {
+/// Where browsers reach the broker, for `GET /api/config`.
+#[derive(Clone)]
+pub struct BrowserConfig {
+    pub app_key: String,
+    /// An external broker's `http(s)://host:port`; `None` for the embedded
+    /// one, which the browser reaches at the host it loaded the page from.
+    pub external_broker: Option<String>,
+}
+
+pub fn router(
+    root: &Path,
+    broker: Option<&Broker>,
+    backend: &Backend,
+    browser: BrowserConfig,
+) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
+        .route(
+            "/api/config",
+            get(move |headers: HeaderMap| async move { browser_config(&browser, &headers) }),
+        )
         .merge(backend.router());
     if let Some(broker) = broker {
         router = router.merge(broker.router());
@@ -55,6 +73,34 @@ pub fn router(root: &Path, broker: Option<&Broker>, backend: &Backend) -> Router
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+}
+
+/// The public realtime options a page needs (`DomViaRealtime.create`): never
+/// a secret. The embedded broker answers on the page's own host and port.
+fn browser_config(config: &BrowserConfig, headers: &HeaderMap) -> Json<Value> {
+    let (tls, authority) = match &config.external_broker {
+        Some(url) => match url.split_once("://") {
+            Some((scheme, rest)) => (scheme == "https", rest.trim_end_matches('/').to_owned()),
+            None => (false, url.clone()),
+        },
+        None => (
+            false,
+            headers
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .unwrap_or("127.0.0.1")
+                .to_owned(),
+        ),
+    };
+    let default_port = if tls { 443 } else { 80 };
+    // An IPv6 authority is `[::1]:7420`: the port follows the closing bracket.
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => {
+            (host.to_owned(), port.parse().unwrap_or(default_port))
+        }
+        _ => (authority.clone(), default_port),
+    };
+    Json(json!({ "key": config.app_key, "host": host, "port": port, "forceTLS": tls }))
 }
 
 async fn healthz() -> Json<Value> {

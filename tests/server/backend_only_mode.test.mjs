@@ -87,3 +87,15 @@ test("@domvia/realtime-server's REST client publishes to our broker and pusher-j
     listener.disconnect();
   }
 });
+
+test("GET /api/config tells a page where its broker is, and never a secret", async () => {
+  const external = await (await fetch(`${backend.url}/api/config`)).json();
+  assert.deepEqual(external, { key: app.key, host: "127.0.0.1", port: broker.port, forceTLS: false });
+
+  // The embedded broker answers on whatever host and port the page used.
+  const embedded = await (await fetch(`${broker.url}/api/config`)).json();
+  assert.deepEqual(embedded, { key: app.key, host: "127.0.0.1", port: broker.port, forceTLS: false });
+  const viaLocalhost = await (await fetch(`http://localhost:${broker.port}/api/config`)).json();
+  assert.equal(viaLocalhost.host, "localhost");
+  assert.ok(!JSON.stringify(external).includes(app.secret) && !JSON.stringify(embedded).includes(app.secret));
+});
