@@ -192,7 +192,8 @@ impl Timer {
         }
     }
 
-    fn index(self) -> usize {
+    /// The timer's place in [`Timer::ALL`], for per-timer arrays.
+    pub(crate) fn index(self) -> usize {
         match self {
             Timer::Reconnect => 0,
             Timer::Activity => 1,

@@ -217,7 +217,15 @@ fn user_ids(event: &str, value: Option<&Value>, key: &str) -> Result<Vec<String>
 
 fn read_presence(event: &str, presence: &Map<String, Value>) -> Result<PresenceSnapshot, Error> {
     let hash = match presence.get("hash") {
-        Some(Value::Object(hash)) => hash.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(Value::Object(hash)) => {
+            // Inserts, not collect(): collecting into a BTreeMap instantiates a
+            // sort per call site, kilobytes of wasm each.
+            let mut members = BTreeMap::new();
+            for (id, info) in hash {
+                members.insert(id.clone(), info.clone());
+            }
+            members
+        }
         _ => return Err(invalid(event, "presence.hash is not an object")),
     };
     let ids = match presence.get("ids") {
@@ -232,13 +240,16 @@ fn read_presence(event: &str, presence: &Map<String, Value>) -> Result<PresenceS
 }
 
 /// A JSON object of the members that are `Some`.
-fn object<const N: usize>(members: [(&str, Option<Value>); N]) -> Value {
-    Value::Object(
-        members
-            .into_iter()
-            .filter_map(|(key, value)| Some((key.to_owned(), value?)))
-            .collect(),
-    )
+fn object(members: &mut [(&str, Option<Value>)]) -> Value {
+    // One non-generic function with inserts: a collect() per array length
+    // would instantiate a BTreeMap sort for each.
+    let mut map = Map::new();
+    for (key, value) in members {
+        if let Some(value) = value.take() {
+            map.insert((*key).to_owned(), value);
+        }
+    }
+    Value::Object(map)
 }
 
 fn presence_keys(hash: &BTreeMap<String, Value>) -> Vec<String> {
@@ -399,35 +410,36 @@ impl Event {
             Event::ConnectionEstablished {
                 socket_id,
                 activity_timeout,
-            } => Frame::new(CONNECTION_ESTABLISHED).with_data(object([
+            } => Frame::new(CONNECTION_ESTABLISHED).with_data(object(&mut [
                 ("socket_id", Some(Value::from(socket_id.as_str()))),
                 ("activity_timeout", Some(Value::from(*activity_timeout))),
             ])),
-            Event::Error { message, code } => Frame::new(ERROR).with_data(object([
+            Event::Error { message, code } => Frame::new(ERROR).with_data(object(&mut [
                 ("message", Some(Value::from(message.as_str()))),
                 ("code", code.map(Value::from)),
             ])),
-            Event::Ping => Frame::new(PING).with_data(object([])),
-            Event::Pong => Frame::new(PONG).with_data(object([])),
+            Event::Ping => Frame::new(PING).with_data(object(&mut [])),
+            Event::Pong => Frame::new(PONG).with_data(object(&mut [])),
             Event::Subscribe {
                 channel,
                 auth,
                 channel_data,
-            } => Frame::new(SUBSCRIBE).with_data(object([
+            } => Frame::new(SUBSCRIBE).with_data(object(&mut [
                 ("channel", Some(Value::from(channel.as_str()))),
                 ("auth", auth.as_deref().map(Value::from)),
                 ("channel_data", channel_data.as_deref().map(Value::from)),
             ])),
-            Event::Unsubscribe { channel } => Frame::new(UNSUBSCRIBE)
-                .with_data(object([("channel", Some(Value::from(channel.as_str())))])),
+            Event::Unsubscribe { channel } => Frame::new(UNSUBSCRIBE).with_data(object(&mut [(
+                "channel",
+                Some(Value::from(channel.as_str())),
+            )])),
             Event::SubscriptionSucceeded { channel, presence } => {
                 let presence = presence.as_ref().map(|presence| {
-                    let hash: Map<String, Value> = presence
-                        .hash
-                        .iter()
-                        .map(|(id, info)| (id.clone(), info.clone()))
-                        .collect();
-                    object([
+                    let mut hash = Map::new();
+                    for (id, info) in &presence.hash {
+                        hash.insert(id.clone(), info.clone());
+                    }
+                    object(&mut [
                         ("ids", Some(Value::from(presence.ids.clone()))),
                         ("hash", Some(Value::Object(hash))),
                         ("count", Some(Value::from(presence.count))),
@@ -435,7 +447,7 @@ impl Event {
                 });
                 Frame::new(SUBSCRIPTION_SUCCEEDED)
                     .with_channel(channel.as_str())
-                    .with_data(object([("presence", presence)]))
+                    .with_data(object(&mut [("presence", presence)]))
             }
             Event::SubscriptionError {
                 channel,
@@ -444,7 +456,7 @@ impl Event {
                 status,
             } => Frame::new(SUBSCRIPTION_ERROR)
                 .with_channel(channel.as_str())
-                .with_data(object([
+                .with_data(object(&mut [
                     ("type", error_type.as_deref().map(Value::from)),
                     ("error", error.as_deref().map(Value::from)),
                     ("status", status.map(Value::from)),
@@ -455,7 +467,7 @@ impl Event {
                 subscription_count,
             } => Frame::new(SUBSCRIPTION_COUNT)
                 .with_channel(channel.as_str())
-                .with_data(object([(
+                .with_data(object(&mut [(
                     "subscription_count",
                     Some(Value::from(*subscription_count)),
                 )])),
@@ -465,33 +477,35 @@ impl Event {
                 user_info,
             } => Frame::new(MEMBER_ADDED)
                 .with_channel(channel.as_str())
-                .with_data(object([
+                .with_data(object(&mut [
                     ("user_id", Some(Value::from(user_id.as_str()))),
                     ("user_info", user_info.clone()),
                 ])),
             Event::MemberRemoved { channel, user_id } => Frame::new(MEMBER_REMOVED)
                 .with_channel(channel.as_str())
-                .with_data(object([("user_id", Some(Value::from(user_id.as_str())))])),
-            Event::Signin { auth, user_data } => Frame::new(SIGNIN).with_data(object([
+                .with_data(object(&mut [(
+                    "user_id",
+                    Some(Value::from(user_id.as_str())),
+                )])),
+            Event::Signin { auth, user_data } => Frame::new(SIGNIN).with_data(object(&mut [
                 ("auth", Some(Value::from(auth.as_str()))),
                 ("user_data", Some(Value::from(user_data.as_str()))),
             ])),
-            Event::SigninSuccess { user_data } => Frame::new(SIGNIN_SUCCESS).with_data(object([(
-                "user_data",
-                Some(Value::from(user_data.as_str())),
-            )])),
+            Event::SigninSuccess { user_data } => Frame::new(SIGNIN_SUCCESS).with_data(object(
+                &mut [("user_data", Some(Value::from(user_data.as_str())))],
+            )),
             Event::WatchlistEvents { events } => {
                 let events: Vec<Value> = events
                     .iter()
                     .map(|e| {
-                        object([
+                        object(&mut [
                             ("name", Some(Value::from(e.name.as_str()))),
                             ("user_ids", Some(Value::from(e.user_ids.clone()))),
                         ])
                     })
                     .collect();
                 Frame::new(WATCHLIST_EVENTS)
-                    .with_data(object([("events", Some(Value::from(events)))]))
+                    .with_data(object(&mut [("events", Some(Value::from(events)))]))
             }
             Event::Custom(frame) => frame.clone(),
         }

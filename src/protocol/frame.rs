@@ -44,18 +44,41 @@ fn malformed(reason: &str) -> Error {
 
 /// Compact JSON text of a string.
 fn json_string(text: &str) -> String {
-    Value::String(text.to_owned()).to_string()
+    let mut out = String::with_capacity(text.len() + 2);
+    push_json_string(&mut out, text);
+    out
 }
 
-/// Takes an optional string member; `null` counts as absent.
-fn optional_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
-    match map.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(_) => Err(Error::MalformedFrame {
-            reason: format!("{key} is not a string"),
-        }),
+/// Appends `text` as a JSON string, escaped exactly as serde_json escapes it
+/// (`"`, `\` and control characters only), without building a `Value` first.
+pub(crate) fn push_json_string(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&text[start..at]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+        start = at + 1;
     }
+    out.push_str(&text[start..]);
+    out.push('"');
 }
 
 /// Applies the `data` rule: a string holding JSON text becomes that JSON.
@@ -66,6 +89,17 @@ fn decode_data(data: Value) -> Value {
             Err(_) => Value::String(text),
         },
         other => other,
+    }
+}
+
+/// Takes an optional string member; `null` counts as absent.
+fn optional_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(Error::MalformedFrame {
+            reason: format!("{key} is not a string"),
+        }),
     }
 }
 
@@ -149,24 +183,47 @@ impl Frame {
     }
 
     fn write(&self, data_json: impl Fn(&Value) -> String) -> String {
-        let mut out = String::with_capacity(64);
-        out.push_str("{\"event\":");
-        out.push_str(&json_string(&self.event));
-        if let Some(channel) = &self.channel {
-            out.push_str(",\"channel\":");
-            out.push_str(&json_string(channel));
-        }
-        if let Some(data) = &self.data {
-            out.push_str(",\"data\":");
-            out.push_str(&data_json(data));
-        }
-        if let Some(user_id) = &self.user_id {
-            out.push_str(",\"user_id\":");
-            out.push_str(&json_string(user_id));
-        }
-        out.push('}');
-        out
+        let data = self.data.as_ref().map(data_json);
+        write_frame(
+            &self.event,
+            self.channel.as_deref(),
+            data.as_deref(),
+            self.user_id.as_deref(),
+        )
     }
+}
+
+/// The frame text with `data_json` written as it is: the one place that lays
+/// out the envelope, for frames and for client events whose data is already
+/// JSON text.
+pub(crate) fn write_frame(
+    event: &str,
+    channel: Option<&str>,
+    data_json: Option<&str>,
+    user_id: Option<&str>,
+) -> String {
+    let mut out = String::with_capacity(
+        48 + event.len()
+            + channel.map_or(0, str::len)
+            + data_json.map_or(0, str::len)
+            + user_id.map_or(0, str::len),
+    );
+    out.push_str("{\"event\":");
+    push_json_string(&mut out, event);
+    if let Some(channel) = channel {
+        out.push_str(",\"channel\":");
+        push_json_string(&mut out, channel);
+    }
+    if let Some(data) = data_json {
+        out.push_str(",\"data\":");
+        out.push_str(data);
+    }
+    if let Some(user_id) = user_id {
+        out.push_str(",\"user_id\":");
+        push_json_string(&mut out, user_id);
+    }
+    out.push('}');
+    out
 }
 
 #[cfg(test)]
@@ -265,6 +322,15 @@ mod tests {
         let text = format!("{{\"event\":\"e\",\"data\":{}}}", json_string(&inner));
         let frame = Frame::decode(&text).unwrap();
         assert_eq!(frame.data, Some(Value::String(inner)));
+    }
+
+    #[test]
+    fn escapes_strings_as_serde_json_does() {
+        let mut text: String = (0u8..0x80).map(char::from).collect();
+        text.push_str("é\u{2028}\u{1F600}\u{7ff}");
+        for sample in [text.as_str(), "", "plain", "\"\\", "a\u{0}b"] {
+            assert_eq!(json_string(sample), serde_json::to_string(sample).unwrap());
+        }
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! into the connection (for example `trigger` from a message handler).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
@@ -18,7 +17,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-use crate::connection::{Action, ChannelState, Connection, Notice, Options, Timer};
+use crate::connection::{Action, ChannelState, Connection, Notice, Options};
 use crate::protocol::{self, Error};
 
 use super::js_error;
@@ -108,7 +107,9 @@ struct Shared {
     socket: RefCell<Option<OpenSocket>>,
     /// Increments with every socket, so events of an abandoned socket are ignored.
     socket_generation: Cell<u32>,
-    timers: RefCell<HashMap<Timer, Timeout>>,
+    /// The running timers, by `Timer::index`: an array, since a HashMap would
+    /// pull hashing into the wasm for four keys.
+    timers: RefCell<[Option<Timeout>; 4]>,
     listener: RefCell<Option<NoticeSink>>,
     online_listener: RefCell<Option<EventHandler>>,
     disposed: Cell<bool>,
@@ -166,7 +167,7 @@ impl RealtimeConnection {
             auth,
             socket: RefCell::new(None),
             socket_generation: Cell::new(0),
-            timers: RefCell::new(HashMap::new()),
+            timers: RefCell::new([None, None, None, None]),
             listener: RefCell::new(None),
             online_listener: RefCell::new(None),
             disposed: Cell::new(false),
@@ -239,11 +240,11 @@ impl RealtimeConnection {
     pub fn members_json(&self, channel: &str) -> Option<String> {
         let machine = self.shared.machine.borrow();
         let members = machine.members(channel)?;
-        let map: serde_json::Map<String, Value> = members
-            .members
-            .iter()
-            .map(|(id, info)| (id.clone(), info.clone().unwrap_or(Value::Null)))
-            .collect();
+        // Inserts, not collect(): collecting into a map instantiates a sort.
+        let mut map = serde_json::Map::new();
+        for (id, info) in &members.members {
+            map.insert(id.clone(), info.clone().unwrap_or(Value::Null));
+        }
         Some(serde_json::json!({ "me": members.me, "members": map }).to_string())
     }
 
@@ -287,8 +288,8 @@ fn release(shared: &Rc<Shared>) {
     if let Some(open) = open {
         open.retire(1000, "disposed");
     }
-    let timers: Vec<Timeout> = shared.timers.borrow_mut().drain().map(|(_, t)| t).collect();
-    for timer in timers {
+    let timers = std::mem::take(&mut *shared.timers.borrow_mut());
+    for timer in timers.into_iter().flatten() {
         drop_later(timer.cancel());
     }
     if let Some(listener) = shared.online_listener.borrow_mut().take() {
@@ -353,19 +354,19 @@ fn run(shared: &Rc<Shared>) {
                 let delay = u32::try_from(delay_ms).unwrap_or(u32::MAX);
                 let timeout = Timeout::new(delay, move || {
                     with_live(&weak, |shared| {
-                        let fired = shared.timers.borrow_mut().remove(&timer);
+                        let fired = shared.timers.borrow_mut()[timer.index()].take();
                         drop_later(fired);
                         shared.machine.borrow_mut().timer_fired(now_ms(), timer);
                         run(shared);
                     });
                 });
-                let replaced = shared.timers.borrow_mut().insert(timer, timeout);
+                let replaced = shared.timers.borrow_mut()[timer.index()].replace(timeout);
                 if let Some(replaced) = replaced {
                     drop_later(replaced.cancel());
                 }
             }
             Action::CancelTimer { timer } => {
-                let cancelled = shared.timers.borrow_mut().remove(&timer);
+                let cancelled = shared.timers.borrow_mut()[timer.index()].take();
                 if let Some(cancelled) = cancelled {
                     drop_later(cancelled.cancel());
                 }
