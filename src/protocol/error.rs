@@ -58,6 +58,18 @@ pub enum Error {
         size: usize,
         limit: usize,
     },
+    /// A chat message object (from the history API, a `message.created` event
+    /// or a send response) lacks a field, has one of the wrong type, or
+    /// belongs to another room.
+    InvalidMessage { reason: String },
+    /// Message text is empty or has control characters other than tab, CR and LF.
+    InvalidText { reason: String },
+    /// Message text is longer than the backend accepts.
+    TextTooLarge { size: usize, limit: usize },
+    /// A send's `client_id` is malformed or already used in this room.
+    InvalidClientId { client_id: String, reason: String },
+    /// `retry` named a client id that is not a failed send of this room.
+    UnknownClientId { client_id: String },
 }
 
 impl Error {
@@ -83,6 +95,11 @@ impl Error {
             Error::NotSubscribed { .. } => "not_subscribed",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::InvalidConfig { .. } => "invalid_config",
+            Error::InvalidMessage { .. } => "invalid_message",
+            Error::InvalidText { .. } => "invalid_text",
+            Error::TextTooLarge { .. } => "text_too_large",
+            Error::InvalidClientId { .. } => "invalid_client_id",
+            Error::UnknownClientId { .. } => "unknown_client_id",
         }
     }
 }
@@ -151,6 +168,19 @@ impl fmt::Display for Error {
                 f,
                 "unable to trigger event {event:?}; data has {size} bytes, more than the limit of {limit}"
             ),
+            Error::InvalidMessage { reason } => write!(f, "unable to read the message; {reason}"),
+            Error::InvalidText { reason } => write!(f, "unable to send the message; {reason}"),
+            Error::TextTooLarge { size, limit } => write!(
+                f,
+                "unable to send the message; the text has {size} UTF-8 bytes, more than the limit of {limit}"
+            ),
+            Error::InvalidClientId { client_id, reason } => {
+                write!(f, "unable to send message {client_id:?}; {reason}")
+            }
+            Error::UnknownClientId { client_id } => write!(
+                f,
+                "unable to retry message {client_id:?}; no failed message of this room has that client id"
+            ),
         }
     }
 }
@@ -206,6 +236,17 @@ mod tests {
                 limit: 10_240,
             },
             Error::InvalidConfig { reason: s() },
+            Error::InvalidMessage { reason: s() },
+            Error::InvalidText { reason: s() },
+            Error::TextTooLarge {
+                size: 4001,
+                limit: 4000,
+            },
+            Error::InvalidClientId {
+                client_id: s(),
+                reason: s(),
+            },
+            Error::UnknownClientId { client_id: s() },
         ]
     }
 

@@ -6,6 +6,7 @@
 use crate::protocol::{self, CloseAction, Error};
 use wasm_bindgen::prelude::*;
 
+pub mod chat;
 pub mod connection;
 
 #[wasm_bindgen]

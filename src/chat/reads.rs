@@ -1,0 +1,42 @@
+//! Read positions: mine (for the unread count) and everyone's (for "seen by").
+//! Every position only moves forward, as the backend's does, so a late or
+//! repeated receipt can never make a message unread again.
+
+use std::collections::BTreeMap;
+
+/// What `GET /api/rooms/{id}` said about my reading when the room loaded.
+/// Kept because the room usually has only the newest page loaded: the
+/// backend's `unread_count` also counts unread messages older than that page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReadSeed {
+    pub(crate) last_read_seq: u64,
+    pub(crate) unread_count: u64,
+    pub(crate) latest_seq: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Reads {
+    /// My read position (also in `positions` under my user id).
+    pub(crate) my_last_read: u64,
+    pub(crate) seed: Option<ReadSeed>,
+    /// Each member's read position, bounded by the room's members.
+    pub(crate) positions: BTreeMap<String, u64>,
+}
+
+impl Reads {
+    /// Moves `user_id`'s position forward to `seq`; true when it moved.
+    /// `my_user_id`'s position is mine: it also moves my unread count (a
+    /// receipt for me comes from my other tabs and devices).
+    pub(crate) fn advance(&mut self, my_user_id: &str, user_id: &str, seq: u64) -> bool {
+        let position = self.positions.entry(user_id.to_owned()).or_insert(0);
+        let moved = seq > *position;
+        if moved {
+            *position = seq;
+        }
+        if user_id == my_user_id && seq > self.my_last_read {
+            self.my_last_read = seq;
+            return true;
+        }
+        moved
+    }
+}
