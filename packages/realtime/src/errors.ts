@@ -27,6 +27,11 @@ export type DomViaErrorCode =
   | "auth_timestamp_expired"
   | "body_md5_mismatch"
   | "invalid_auth_response"
+  | "invalid_message"
+  | "invalid_text"
+  | "text_too_large"
+  | "invalid_client_id"
+  | "unknown_client_id"
   | "internal";
 
 /** Every error the SDK throws or rejects with. */

@@ -9,7 +9,8 @@
  * @packageDocumentation
  */
 import * as core from "../wasm/domvia_realtime.js";
-import { callCore } from "./runtime.js";
+import { DomViaError } from "./errors.js";
+import { callCore, isReady } from "./runtime.js";
 
 export { DomViaError } from "./errors.js";
 export type { DomViaErrorCode } from "./errors.js";
@@ -51,13 +52,38 @@ export function version(): string {
  * The channel for a chat room: `private-chat.room.{roomId}`, or
  * `presence-chat.room.{roomId}` with `{ presence: true }`.
  *
+ * Works before {@link ready} too, because the documented pattern builds the
+ * name in the same synchronous breath as `DomViaRealtime.create`.
+ *
  * @throws {DomViaError} `invalid_room_id` when the id is empty, has a character
  * outside `A-Z a-z 0-9 _ - = @ , . ;`, or makes the name longer than 200.
  */
 export function buildChatChannelName(roomId: string, options: { presence?: boolean } = {}): string {
-  return callCore("build a chat channel name", () =>
-    core.buildChatChannelName(roomId, options.presence === true),
-  );
+  const presence = options.presence === true;
+  if (!isReady()) return chatChannelNameBeforeLoad(roomId, presence);
+  return callCore("build a chat channel name", () => core.buildChatChannelName(roomId, presence));
+}
+
+/** Channel names are at most 200 characters of these (Pusher's rule). */
+const ROOM_ID_PATTERN = /^[A-Za-z0-9_\-=@,.;]+$/;
+const MAX_CHANNEL_NAME_LENGTH = 200;
+
+/**
+ * The core's rule, for the one call that must work before the wasm loads; the
+ * browser suite checks that both give the same answers.
+ */
+function chatChannelNameBeforeLoad(roomId: string, presence: boolean): string {
+  const prefix = presence ? "presence-chat.room." : "private-chat.room.";
+  const invalid = (reason: string) =>
+    new DomViaError("invalid_room_id", `invalid room id ${JSON.stringify(roomId)}: ${reason}`);
+  if (typeof roomId !== "string" || roomId.length === 0) throw invalid("it is empty");
+  if (!ROOM_ID_PATTERN.test(roomId)) {
+    throw invalid("it has a character outside A-Z a-z 0-9 _ - = @ , . ;");
+  }
+  if (prefix.length + roomId.length > MAX_CHANNEL_NAME_LENGTH) {
+    throw invalid(`it makes the channel name longer than ${MAX_CHANNEL_NAME_LENGTH} characters`);
+  }
+  return prefix + roomId;
 }
 
 /**

@@ -1,0 +1,120 @@
+/**
+ * The backend's HTTP API (server/backend/API.md) as the room uses it: JSON
+ * over fetch, the session cookie or app-supplied headers, and errors
+ * `{ error: { code, message } }` turned into `DomViaError`s with that code.
+ */
+import type { DomViaErrorCode } from "@domvia/realtime/core";
+import { DomViaError } from "@domvia/realtime/core";
+import type { ChatApiOptions, ChatErrorCode } from "./types.js";
+
+/** A `DomViaError` with a chat or backend code (the core's union does not list them). */
+export function chatError(code: ChatErrorCode | string, message: string, options?: { cause?: unknown }): DomViaError {
+  return new DomViaError(code as DomViaErrorCode, message, options);
+}
+
+/** A request that did not succeed, and whether sending it again may help. */
+export class RequestFailure extends Error {
+  override readonly name = "RequestFailure";
+
+  constructor(
+    readonly error: DomViaError,
+    /** No answer, a 5xx or a 429: the same request may succeed later. */
+    readonly retryable: boolean,
+    readonly status: number | undefined,
+  ) {
+    super(error.message, { cause: error });
+  }
+}
+
+/** The backend's answer to a request that succeeded. */
+export interface Answer<T> {
+  status: number;
+  body: T;
+}
+
+export class BackendClient {
+  readonly #options: ChatApiOptions;
+  readonly #abort = new AbortController();
+
+  constructor(options: ChatApiOptions = {}) {
+    this.#options = options;
+  }
+
+  /** Aborts every request in flight and every later one. */
+  close(): void {
+    this.#abort.abort();
+  }
+
+  get closed(): boolean {
+    return this.#abort.signal.aborted;
+  }
+
+  /**
+   * One JSON request. `operation` reads like "load the room" and names the
+   * request in errors ("unable to load the room; ...").
+   *
+   * @throws {RequestFailure}
+   */
+  async request<T>(
+    operation: string,
+    method: "GET" | "POST",
+    path: string,
+    options: { body?: unknown; socketId?: string | undefined; keepalive?: boolean } = {},
+  ): Promise<Answer<T>> {
+    const headers: Record<string, string> = { accept: "application/json", ...this.#options.headers };
+    if (this.#options.headersProvider !== undefined) {
+      let provided: Record<string, string>;
+      try {
+        provided = await this.#options.headersProvider();
+      } catch (cause) {
+        throw new RequestFailure(
+          chatError("network_error", `unable to ${operation}; headersProvider failed: ${describe(cause)}`, { cause }),
+          true,
+          undefined,
+        );
+      }
+      Object.assign(headers, provided);
+    }
+    if (options.body !== undefined) headers["content-type"] = "application/json";
+    if (options.socketId !== undefined) headers["x-socket-id"] = options.socketId;
+    const init: RequestInit = {
+      method,
+      headers,
+      credentials: this.#options.credentials ?? "same-origin",
+    };
+    // A keepalive request (the last read position, sent while leaving) outlives close() and the page.
+    if (options.keepalive === true) init.keepalive = true;
+    else init.signal = this.#abort.signal;
+    if (options.body !== undefined) init.body = JSON.stringify(options.body);
+
+    let response: Response;
+    try {
+      response = await fetch(`${this.#options.baseUrl ?? ""}${path}`, init);
+    } catch (cause) {
+      throw new RequestFailure(
+        chatError("network_error", `unable to ${operation}; the backend is unreachable: ${describe(cause)}`, { cause }),
+        true,
+        undefined,
+      );
+    }
+    let body: unknown;
+    const text = await response.text().catch(() => "");
+    try {
+      body = text.length > 0 ? JSON.parse(text) : null;
+    } catch {
+      body = null;
+    }
+    if (response.ok) return { status: response.status, body: body as T };
+
+    const retryable = response.status >= 500 || response.status === 429;
+    const error = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    const code = typeof error?.code === "string" ? error.code : retryable ? "network_error" : "invalid_response";
+    const message =
+      typeof error?.message === "string" ? error.message : `unable to ${operation}; the backend answered ${response.status}`;
+    throw new RequestFailure(chatError(code, message), retryable, response.status);
+  }
+}
+
+function describe(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause);
+}

@@ -1,0 +1,14 @@
+/**
+ * `@domvia/realtime/core`: the pieces of `@domvia/realtime` that companion
+ * packages (such as `@domvia/realtime-chat`) build on, so every package shares
+ * the one instantiated wasm module.
+ *
+ * Not meant for apps: the classes here are the thin wasm boundary, with loose
+ * types; the companion packages wrap them in typed APIs.
+ *
+ * @packageDocumentation
+ */
+export { ChatRoomState } from "../wasm/domvia_realtime.js";
+export { callCore, isReady, ready, reportListenerError } from "./runtime.js";
+export { DomViaError, toDomViaError } from "./errors.js";
+export type { DomViaErrorCode } from "./errors.js";
