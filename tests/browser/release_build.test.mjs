@@ -19,37 +19,39 @@ after(async () => {
   assert.equal(code, 0, "the server exits cleanly on SIGTERM");
 });
 
-test("the demo page loads the release wasm and shows the SDK version", async () => {
+/** The demo page, once its sign-in form shows (the SDK has loaded by then). */
+async function demoPage() {
   const page = await browser.newPage();
   const errors = recordPageErrors(page);
   await page.goto(server.url);
-  await page.waitForSelector('#sdk-status[data-state="ready"]', { timeout: 15_000 });
+  await page.waitForSelector('[data-testid="sign-in-form"]:visible', { timeout: 15_000 });
+  return { page, errors: () => errors.filter((error) => !/401 \(Unauthorized\)/.test(error)) };
+}
 
+test("the demo page loads the release wasm, whose version is the server's", async () => {
+  const { page, errors } = await demoPage();
+  const version = await page.evaluate(async () => {
+    const sdk = await import("@domvia/realtime");
+    await sdk.ready();
+    return sdk.version();
+  });
   const health = await (await fetch(`${server.url}/healthz`)).json();
-  assert.equal(await page.textContent("#sdk-version"), health.version);
+  assert.equal(version, health.version);
   assert.match(health.version, /^\d+\.\d+\.\d+/);
 
   // The wasm the page fetched is byte for byte the release build on disk.
   const served = Buffer.from(await (await fetch(`${server.url}/sdk/realtime/wasm/domvia_realtime_bg.wasm`)).arrayBuffer());
   const built = await readFile(`${repoRoot}packages/realtime/wasm/domvia_realtime_bg.wasm`);
   assert.ok(served.equals(built), "the server serves the release .wasm");
-  assert.deepEqual(errors, []);
+  assert.deepEqual(errors(), []);
   await page.close();
 });
 
 test("the page calls into the release wasm: channel names and coded errors", async () => {
-  const page = await browser.newPage();
-  const errors = recordPageErrors(page);
-  await page.goto(server.url);
-  await page.waitForSelector('#sdk-status[data-state="ready"]', { timeout: 15_000 });
-
-  assert.equal(await page.textContent("#channel-result"), "private-chat.room.room-42");
-  await page.fill("#room-id", "room 42");
-  await page.waitForSelector('#channel-result[data-state="error"]');
-  assert.match(await page.textContent("#channel-result"), /^invalid_room_id: /);
-
+  const { page, errors } = await demoPage();
   const results = await page.evaluate(async () => {
     const sdk = await import("@domvia/realtime");
+    await sdk.ready();
     const caught = (call) => {
       try {
         call();
@@ -59,6 +61,7 @@ test("the page calls into the release wasm: channel names and coded errors", asy
       }
     };
     return {
+      private: sdk.buildChatChannelName("room-42"),
       presence: sdk.buildChatChannelName("room-42", { presence: true }),
       kind: sdk.validateChannelName("private-encrypted-x"),
       fail: sdk.closeAction(4001),
@@ -69,6 +72,7 @@ test("the page calls into the release wasm: channel names and coded errors", asy
     };
   });
   assert.deepEqual(results, {
+    private: "private-chat.room.room-42",
     presence: "presence-chat.room.room-42",
     kind: "private-encrypted",
     fail: "fail",
@@ -77,26 +81,50 @@ test("the page calls into the release wasm: channel names and coded errors", asy
     badChannel: { isDomViaError: true, isError: true, code: "invalid_channel_name" },
     tooLong: { isDomViaError: true, isError: true, code: "invalid_room_id" },
   });
-  assert.deepEqual(errors, []);
+  assert.deepEqual(errors(), []);
   await page.close();
 });
 
-test("using the SDK before its wasm is loaded is a clear not_ready error", async () => {
+test("before the wasm loads: chat channel names already work (same answers as the wasm), the rest is a clear not_ready", async () => {
   const page = await browser.newPage();
   // A blank page of the same origin, so the import map is absent: import by URL.
   await page.goto(`${server.url}/healthz`);
   const result = await page.evaluate(async (url) => {
     const sdk = await import(url);
+    const ids = ["room-42", "r_0123456789abcdef", "a=b@c,d.e;f_g", "", "room 42", "a/b", "é", "x".repeat(181), "x".repeat(182), "x".repeat(183)];
+    const answers = () =>
+      ids.flatMap((id) =>
+        [false, true].map((presence) => {
+          try {
+            return sdk.buildChatChannelName(id, { presence });
+          } catch (error) {
+            return `error:${error.code}:${error instanceof sdk.DomViaError}`;
+          }
+        }),
+      );
+    const before = answers();
+    let notReady;
     try {
-      sdk.buildChatChannelName("room-42");
-      return { threw: false };
+      sdk.validateChannelName("private-x");
     } catch (error) {
-      return { threw: true, code: error.code, ready: sdk.isReady(), message: error.message };
+      notReady = { code: error.code, message: error.message };
     }
+    const wasReady = sdk.isReady();
+    await sdk.ready();
+    return { before, after: answers(), notReady, wasReady };
   }, `${server.url}/sdk/realtime/dist/index.js`);
-  assert.equal(result.threw, true);
-  assert.equal(result.code, "not_ready");
-  assert.equal(result.ready, false);
-  assert.match(result.message, /await ready\(\)/);
+  assert.equal(result.wasReady, false);
+  assert.deepEqual(result.before, result.after, "the pre-load rule is the core's rule");
+  assert.equal(result.before[0], "private-chat.room.room-42");
+  assert.equal(result.before[1], "presence-chat.room.room-42");
+  assert.ok(result.before.includes("error:invalid_room_id:true"));
+  // 181 characters fit after "presence-chat.room." (19) and "private-chat.room." (18); 182 only the private one.
+  assert.deepEqual(result.before.slice(14), [
+    `private-chat.room.${"x".repeat(181)}`, `presence-chat.room.${"x".repeat(181)}`,
+    `private-chat.room.${"x".repeat(182)}`, "error:invalid_room_id:true",
+    "error:invalid_room_id:true", "error:invalid_room_id:true",
+  ]);
+  assert.equal(result.notReady.code, "not_ready");
+  assert.match(result.notReady.message, /await ready\(\)/);
   await page.close();
 });

@@ -1,0 +1,76 @@
+// Small DOM helpers shared by the app and the conversation view. Every string
+// that may come from another user goes through textContent (text children of
+// `h`), never innerHTML; the only markup parsed is the constant icons below.
+
+/** Creates an element: `h("button", { class: "x", onclick }, "text", child)`. */
+export function h(tag, props = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) element.addEventListener(key.slice(2), value);
+    else if (key === "class") element.className = value;
+    else if (key === "dataset") Object.assign(element.dataset, value);
+    else if (key in element && typeof value !== "string") element[key] = value;
+    else element.setAttribute(key, value === true ? "" : value);
+  }
+  element.append(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+  return element;
+}
+
+// Constant, trusted SVG (24x24, stroked with currentColor).
+const ICONS = {
+  clock: '<circle cx="12" cy="12" r="8.5"/><path d="M12 7.5V12l3 2"/>',
+  check: '<path d="M5 12.5l4.5 4.5L19 7.5"/>',
+  alert: '<circle cx="12" cy="12" r="8.5"/><path d="M12 7.5v5.5M12 16.2v.3"/>',
+  plus: '<path d="M12 5v14M5 12h14"/>',
+  back: '<path d="M15 5l-7 7 7 7"/>',
+  send: '<path d="M4.5 12L20 4.5 15.5 20l-3.5-6.5z"/><path d="M12 13.5l8-9"/>',
+  people: '<circle cx="9" cy="9" r="3.2"/><path d="M3.5 19c.6-3.2 2.8-5 5.5-5s4.9 1.8 5.5 5"/><circle cx="17" cy="8" r="2.5"/><path d="M16.5 13.2c2.2.2 3.6 1.8 4 4.3"/>',
+  leave: '<path d="M14 5h4.5v14H14"/><path d="M10 8l-4 4 4 4M6 12h9"/>',
+  close: '<path d="M6 6l12 12M18 6L6 18"/>',
+  down: '<path d="M12 5v14M6 13l6 6 6-6"/>',
+};
+
+/** An inline icon, hidden from assistive technology (its button carries the label). */
+export function icon(name) {
+  const span = document.createElement("span");
+  span.className = `icon icon-${name}`;
+  span.setAttribute("aria-hidden", "true");
+  span.innerHTML = `<svg viewBox="0 0 24 24" width="18" height="18" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round">${ICONS[name]}</svg>`;
+  return span;
+}
+
+/** Initials on a color picked from the id, so a person keeps one color everywhere. */
+export function avatar(id, name, size = "md") {
+  let hash = 0;
+  for (const char of id) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+  const initials = (name || "?").trim().split(/\s+/).slice(0, 2).map((word) => [...word][0] ?? "").join("").toUpperCase();
+  return h("span", { class: `avatar avatar-${size}`, style: `--hue: ${hash % 360}`, "aria-hidden": "true" }, initials || "?");
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+const dateFormat = new Intl.DateTimeFormat(undefined, { weekday: "long", month: "long", day: "numeric" });
+const shortDateFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+
+export const formatTime = (ms) => timeFormat.format(ms);
+
+/** "Today", "Yesterday", or the date: the label of a day divider. */
+export function formatDay(ms) {
+  const day = new Date(ms).setHours(0, 0, 0, 0);
+  const today = new Date().setHours(0, 0, 0, 0);
+  if (day === today) return "Today";
+  if (today - day <= 86_400_000 + 3_600_000 && today > day) return "Yesterday";
+  return dateFormat.format(ms);
+}
+
+/** The time in a room list: the time today, the date before. */
+export function formatListTime(ms) {
+  return new Date(ms).toDateString() === new Date().toDateString() ? timeFormat.format(ms) : shortDateFormat.format(ms);
+}
+
+/** "Ada", "Ada and Bob", "Ada, Bob and Cy", "Ada, Bob and 3 others". */
+export function listNames(names) {
+  if (names.length <= 1) return names[0] ?? "";
+  if (names.length > 3) return `${names.slice(0, 2).join(", ")} and ${names.length - 2} others`;
+  return `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+}
