@@ -1,7 +1,7 @@
 //! Messages as the backend stores them, as the room shows them, and the checks
 //! a send passes before it costs a request.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::protocol::Error;
@@ -32,50 +32,36 @@ pub struct StoredMessage {
     pub client_id: String,
 }
 
-/// The wire shape, read leniently (a missing field is null) so that every
-/// defect becomes one `invalid_message` naming the field.
-#[derive(Deserialize)]
-#[serde(default)]
-#[derive(Default)]
-struct WireMessage {
-    message_id: Value,
-    room_id: Value,
-    seq: Value,
-    user_id: Value,
-    text: Value,
-    ciphertext: Value,
-    sent_at: Value,
-    client_id: Value,
-}
-
 impl StoredMessage {
     /// Reads a backend Message object. Anything else (a missing field, a wrong
     /// type, a seq of 0, both or neither of text and ciphertext) is
     /// `invalid_message`: the data crossed a network, so it is never trusted
-    /// enough to panic on.
+    /// enough to panic on. A missing field reads as null; unknown ones are
+    /// ignored.
     pub fn from_json(value: Value) -> Result<StoredMessage, Error> {
-        if !value.is_object() {
+        // Fields are taken out of the map one by one rather than through a
+        // derived Deserialize: in wasm that saves a generic deserializer.
+        let Value::Object(mut map) = value else {
             return Err(invalid("it is not an object"));
-        }
-        let wire: WireMessage =
-            serde_json::from_value(value).map_err(|e| invalid(&e.to_string()))?;
+        };
+        let mut take = |field: &str| map.remove(field).unwrap_or(Value::Null);
         let message = StoredMessage {
-            message_id: non_empty_string(wire.message_id, "message_id")?,
-            room_id: non_empty_string(wire.room_id, "room_id")?,
-            seq: integer(&wire.seq, "seq")?,
-            user_id: non_empty_string(wire.user_id, "user_id")?,
-            text: match wire.text {
+            message_id: non_empty_string(take("message_id"), "message_id")?,
+            room_id: non_empty_string(take("room_id"), "room_id")?,
+            seq: integer(&take("seq"), "seq")?,
+            user_id: non_empty_string(take("user_id"), "user_id")?,
+            text: match take("text") {
                 Value::Null => None,
                 Value::String(text) => Some(text),
                 _ => return Err(invalid("text is not a string")),
             },
-            ciphertext: match wire.ciphertext {
+            ciphertext: match take("ciphertext") {
                 Value::Null => None,
                 object @ Value::Object(_) => Some(object),
                 _ => return Err(invalid("ciphertext is not an object")),
             },
-            sent_at: integer(&wire.sent_at, "sent_at")?,
-            client_id: non_empty_string(wire.client_id, "client_id")?,
+            sent_at: integer(&take("sent_at"), "sent_at")?,
+            client_id: non_empty_string(take("client_id"), "client_id")?,
         };
         if message.seq == 0 {
             return Err(invalid("seq is 0 (seqs start at 1)"));

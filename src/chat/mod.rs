@@ -27,11 +27,13 @@
 //! - Read positions and receipts only move forward; my own user id never
 //!   appears among the typing users.
 
+mod json;
 mod message;
 mod reads;
 mod room;
 mod typing;
 
+pub use json::read_positions_to_json;
 pub use message::{
     validate_client_id, validate_text, ChatMessage, DeliveryStatus, StoredMessage,
     MAX_CLIENT_ID_LEN, MAX_TEXT_BYTES,

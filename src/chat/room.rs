@@ -1,6 +1,6 @@
 //! [`RoomState`]: the state machine behind the module's documentation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -61,14 +61,17 @@ enum Source {
 pub struct RoomState {
     room_id: String,
     my_user_id: String,
-    /// The stored messages by seq: the order, and also the dedup set (no
-    /// separate "seen" set that would outgrow the history).
-    messages: BTreeMap<u64, StoredMessage>,
+    /// The stored messages ascending by seq, each seq once: the order, and
+    /// also the dedup set (no separate "seen" set that would outgrow the
+    /// history). A sorted Vec rather than a map: found by binary search,
+    /// appended at the end in the usual case, and smaller in wasm.
+    messages: Vec<StoredMessage>,
     /// message_id -> seq of every stored message: dedup by id and `mark_read`.
-    seq_by_id: HashMap<String, u64>,
+    /// The same map type as the read positions, so wasm carries one copy.
+    seq_by_id: BTreeMap<String, u64>,
     /// client_id -> seq of my stored messages: a late send response or a
     /// retry finds its message here, and a client id is never reused.
-    my_seq_by_client_id: HashMap<String, u64>,
+    my_seq_by_client_id: BTreeMap<String, u64>,
     /// My unconfirmed sends in send order. Small: only what is in flight.
     pending: Vec<PendingSend>,
     /// `(floor, contiguous)` once the latest page arrived: every seq in
@@ -92,9 +95,9 @@ impl RoomState {
         RoomState {
             room_id: room_id.into(),
             my_user_id: my_user_id.into(),
-            messages: BTreeMap::new(),
-            seq_by_id: HashMap::new(),
-            my_seq_by_client_id: HashMap::new(),
+            messages: Vec::new(),
+            seq_by_id: BTreeMap::new(),
+            my_seq_by_client_id: BTreeMap::new(),
             pending: Vec::new(),
             span: None,
             has_older: false,
@@ -217,9 +220,10 @@ impl RoomState {
         let mut added = Vec::new();
         let mut typing_stopped = Vec::new();
         for message in messages {
-            if self.messages.contains_key(&message.seq)
-                || self.seq_by_id.contains_key(&message.message_id)
-            {
+            let Err(at) = self.position(message.seq) else {
+                continue;
+            };
+            if self.seq_by_id.contains_key(&message.message_id) {
                 continue;
             }
             if message.user_id == self.my_user_id {
@@ -233,10 +237,12 @@ impl RoomState {
             }
             self.seq_by_id
                 .insert(message.message_id.clone(), message.seq);
-            added.push(ChatMessage::from(&message));
-            self.messages.insert(message.seq, message);
+            // Kept ascending by seq as it grows: a page usually arrives in
+            // order, so this appends, and it spares wasm a generic sort.
+            let slot = added.partition_point(|m: &ChatMessage| m.seq < Some(message.seq));
+            added.insert(slot, ChatMessage::from(&message));
+            self.messages.insert(at, message);
         }
-        added.sort_by_key(|m| m.seq);
         typing_stopped.extend(self.typing.expire(now_ms));
 
         let catch_up_after = self.extend_span();
@@ -252,14 +258,14 @@ impl RoomState {
     /// catch-up cursor when a stored message lies beyond a hole.
     fn extend_span(&mut self) -> Option<u64> {
         let (mut floor, mut contiguous) = self.span?;
-        while self.messages.contains_key(&(contiguous + 1)) {
+        while self.position(contiguous + 1).is_ok() {
             contiguous += 1;
         }
-        while floor > 1 && self.messages.contains_key(&(floor - 1)) {
+        while floor > 1 && self.position(floor - 1).is_ok() {
             floor -= 1;
         }
         self.span = Some((floor, contiguous));
-        let newest = self.messages.keys().next_back().copied().unwrap_or(0);
+        let newest = self.messages.last().map_or(0, |m| m.seq);
         (newest > contiguous).then_some(contiguous)
     }
 
@@ -366,7 +372,7 @@ impl RoomState {
     /// My message with this client id, pending or stored.
     pub fn message_by_client_id(&self, client_id: &str) -> Option<ChatMessage> {
         if let Some(seq) = self.my_seq_by_client_id.get(client_id) {
-            return self.messages.get(seq).map(ChatMessage::from);
+            return self.stored(*seq).map(ChatMessage::from);
         }
         self.pending
             .iter()
@@ -476,29 +482,26 @@ impl RoomState {
     pub fn unread_count(&self) -> u64 {
         let me = &self.my_user_id;
         let last_read = self.reads.my_last_read;
-        let not_mine = |m: &&StoredMessage| &m.user_id != me;
-        let loaded = self
-            .messages
-            .range(last_read.saturating_add(1)..)
-            .map(|(_, m)| m)
-            .filter(not_mine)
-            .count() as u64;
+        let not_mine_after = |after: u64, up_to: u64| {
+            let start = self.messages.partition_point(|m| m.seq <= after);
+            self.messages[start..]
+                .iter()
+                .take_while(|m| m.seq <= up_to)
+                .filter(|m| &m.user_id != me)
+                .count() as u64
+        };
+        let loaded = not_mine_after(last_read, u64::MAX);
         let Some(seed) = self.reads.seed else {
             return loaded;
         };
         // The seed's unread messages that are not loaded lie below the loaded
         // history; once my position reaches that history they are all read.
-        let lowest_loaded = self.messages.keys().next().copied();
+        let lowest_loaded = self.messages.first().map(|m| m.seq);
         let below_history = lowest_loaded.is_none_or(|lowest| last_read.saturating_add(1) < lowest);
         if last_read >= seed.latest_seq || !below_history {
             return loaded;
         }
-        let seeded_loaded = self
-            .messages
-            .range(seed.last_read_seq.saturating_add(1)..=seed.latest_seq)
-            .map(|(_, m)| m)
-            .filter(not_mine)
-            .count() as u64;
+        let seeded_loaded = not_mine_after(seed.last_read_seq, seed.latest_seq);
         loaded + seed.unread_count.saturating_sub(seeded_loaded)
     }
 
@@ -508,7 +511,7 @@ impl RoomState {
     /// 'failed') in send order.
     pub fn messages(&self) -> Vec<ChatMessage> {
         self.messages
-            .values()
+            .iter()
             .map(ChatMessage::from)
             .chain(self.pending.iter().map(|p| self.pending_message(p)))
             .collect()
@@ -523,6 +526,15 @@ impl RoomState {
     pub fn message(&self, message_id: &str) -> Option<&StoredMessage> {
         self.seq_by_id
             .get(message_id)
-            .and_then(|seq| self.messages.get(seq))
+            .and_then(|seq| self.stored(*seq))
+    }
+
+    /// Where `seq` is in `messages` (Ok) or would go (Err).
+    fn position(&self, seq: u64) -> Result<usize, usize> {
+        self.messages.binary_search_by_key(&seq, |m| m.seq)
+    }
+
+    fn stored(&self, seq: u64) -> Option<&StoredMessage> {
+        self.position(seq).ok().map(|at| &self.messages[at])
     }
 }

@@ -9,11 +9,11 @@ use super::{
     Action, ChannelState, ConnectionState, Members, Notice, Options, Timer, CLOSE_NORMAL,
     MAX_CLIENT_EVENT_DATA_BYTES, MAX_EVENT_NAME_LEN,
 };
-use crate::protocol::write_frame;
 use crate::protocol::{
     close_action, parse_presence_channel_data, validate_channel_name, ChannelAuth, ChannelKind,
     CloseAction, Error, Event, Frame, PresenceSnapshot, UserAuth, CLIENT_EVENT_PREFIX,
 };
+use crate::protocol::{is_json, write_frame, RawFrame};
 
 /// The server's activity timeout when it announces 0 (Pusher's default).
 const DEFAULT_SERVER_ACTIVITY_MS: u64 = 120_000;
@@ -222,8 +222,23 @@ impl Connection {
                 self.cancel_timer(Timer::Pong);
                 self.start_timer(now_ms, Timer::Activity, self.activity_ms);
             }
-            match Frame::decode(text).and_then(Event::from_frame) {
-                Ok(event) => self.handle_event(now_ms, event),
+            // An app or client event (no `pusher` prefix) is delivered with
+            // its data as the JSON text it came in; only protocol events
+            // have their data parsed.
+            let decoded = RawFrame::decode(text).and_then(|raw| {
+                if raw.event.starts_with("pusher:") || raw.event.starts_with(INTERNAL_EVENT_PREFIX)
+                {
+                    raw.into_frame().and_then(Event::from_frame).map(Ok)
+                } else {
+                    Ok(Err(raw))
+                }
+            });
+            match decoded {
+                Ok(Ok(event)) => self.handle_event(now_ms, event),
+                Ok(Err(raw)) => {
+                    let data = raw.data_json();
+                    self.deliver(raw.channel, raw.event, data, raw.user_id);
+                }
                 Err(error) => self.notify(Notice::Error {
                     code: None,
                     message: error.to_string(),
@@ -455,6 +470,30 @@ impl Connection {
     /// channel is not private or presence, the subscription is not
     /// acknowledged, or `data` is over 10 240 bytes.
     pub fn trigger(&mut self, channel: &str, event: &str, data: Value) -> Result<(), Error> {
+        self.trigger_json(channel, event, &data.to_string())
+    }
+
+    /// [`trigger`](Self::trigger) with `data` as JSON text, as the browser
+    /// hands it over: checked and measured as text, never built into a value,
+    /// and sent as written. Text that is not one JSON value is
+    /// [`Error::InvalidEventData`], checked before the others.
+    pub fn trigger_json(&mut self, channel: &str, event: &str, data: &str) -> Result<(), Error> {
+        // A string is measured by its text and sent as the JSON text of that
+        // text (as encode_inline writes it); anything else as written.
+        let string = if data.trim_start().starts_with('"') {
+            match serde_json::from_str::<Value>(data) {
+                Ok(Value::String(text)) => Some(text),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if string.is_none() && !is_json(data) {
+            return Err(Error::InvalidEventData {
+                event: event.to_owned(),
+                reason: "the data is not JSON-serialisable".to_owned(),
+            });
+        }
         if !self.options.client_events {
             return Err(Error::ClientEventsDisabled {
                 event: event.to_owned(),
@@ -492,14 +531,7 @@ impl Connection {
                 event: event.to_owned(),
             });
         }
-        // Serialised once: the same text is measured and sent (as encode_inline writes it).
-        let (size, data_json) = match &data {
-            Value::String(text) => (text.len(), None),
-            other => {
-                let json = other.to_string();
-                (json.len(), Some(json))
-            }
-        };
+        let size = string.as_ref().map_or(data.len(), String::len);
         if size > MAX_CLIENT_EVENT_DATA_BYTES {
             return Err(Error::PayloadTooLarge {
                 event: event.to_owned(),
@@ -507,12 +539,12 @@ impl Connection {
                 limit: MAX_CLIENT_EVENT_DATA_BYTES,
             });
         }
-        let text = match data_json {
-            Some(json) => write_frame(event, Some(channel), Some(&json), None),
-            None => Frame::new(event)
+        let text = match string {
+            Some(text) => Frame::new(event)
                 .with_channel(channel)
-                .with_data(data)
+                .with_data(Value::String(text))
                 .encode_inline(),
+            None => write_frame(event, Some(channel), Some(data), None),
         };
         self.push(Action::Send { text });
         Ok(())
@@ -825,17 +857,20 @@ impl Connection {
                 subscription_count,
             } => {
                 // pusher-js shows this one under its public name.
-                let frame = Frame::new("pusher:subscription_count")
-                    .with_channel(channel)
-                    .with_data(serde_json::json!({ "subscription_count": subscription_count }));
-                self.deliver(frame);
+                let data = format!("{{\"subscription_count\":{subscription_count}}}");
+                self.deliver(
+                    Some(channel),
+                    "pusher:subscription_count".to_owned(),
+                    Some(data),
+                    None,
+                );
             }
             event @ (Event::CacheMiss { .. } | Event::WatchlistEvents { .. }) => {
-                self.deliver(event.to_frame())
+                self.deliver_frame(event.to_frame())
             }
             Event::Custom(frame) => {
                 if !frame.event.starts_with(INTERNAL_EVENT_PREFIX) {
-                    self.deliver(frame);
+                    self.deliver_frame(frame);
                 }
             }
             // Client-to-broker events: a broker never sends them.
@@ -887,18 +922,30 @@ impl Connection {
         entry.members.as_mut()
     }
 
+    /// A protocol event the app may want, its data written out as JSON text.
+    fn deliver_frame(&mut self, frame: Frame) {
+        let data = frame.data.as_ref().map(Value::to_string);
+        self.deliver(frame.channel, frame.event, data, frame.user_id);
+    }
+
     /// An event for the app: on a channel only while the channel is known.
-    fn deliver(&mut self, frame: Frame) {
-        if let Some(channel) = &frame.channel {
-            if !self.channels.contains_key(channel) {
+    fn deliver(
+        &mut self,
+        channel: Option<String>,
+        event: String,
+        data: Option<String>,
+        user_id: Option<String>,
+    ) {
+        if let Some(name) = &channel {
+            if !self.channels.contains_key(name) {
                 return;
             }
         }
         self.notify(Notice::Message {
-            channel: frame.channel,
-            event: frame.event,
-            data: frame.data,
-            user_id: frame.user_id,
+            channel,
+            event,
+            data,
+            user_id,
         });
     }
 

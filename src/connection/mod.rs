@@ -293,10 +293,14 @@ pub enum Notice {
     /// An event: an app event, a `client-` event (with the broker-stamped
     /// `user_id` on presence channels), or a protocol event the app may want
     /// (`pusher:subscription_count`, `pusher:cache_miss`, watchlist events).
+    ///
+    /// `data` is JSON text: for app and client events the text the sender
+    /// wrote (checked to be JSON, never rebuilt, so its key order is kept),
+    /// after the `data` rule of [`Frame`](crate::protocol::Frame).
     Message {
         channel: Option<String>,
         event: String,
-        data: Option<Value>,
+        data: Option<String>,
         user_id: Option<String>,
     },
     /// `pusher:error` from the broker (`code` such as 4301), a frame the machine

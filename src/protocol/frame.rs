@@ -1,6 +1,7 @@
 //! WebSocket frames: the JSON envelope `{"event", "channel", "data", "user_id"}`.
 
-use serde_json::{Map, Value};
+use serde::de::IgnoredAny;
+use serde_json::Value;
 
 use super::Error;
 
@@ -93,8 +94,8 @@ fn decode_data(data: Value) -> Value {
 }
 
 /// Takes an optional string member; `null` counts as absent.
-fn optional_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
-    match map.remove(key) {
+fn optional_string(member: &mut Option<Value>, key: &str) -> Result<Option<String>, Error> {
+    match member.take() {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
         Some(_) => Err(Error::MalformedFrame {
@@ -155,8 +156,8 @@ impl Frame {
             Some(_) => return Err(malformed("event is not a string")),
             None => return Err(malformed("it has no event")),
         };
-        let channel = optional_string(&mut map, "channel")?;
-        let user_id = optional_string(&mut map, "user_id")?;
+        let channel = optional_string(&mut map.remove("channel"), "channel")?;
+        let user_id = optional_string(&mut map.remove("user_id"), "user_id")?;
         let data = map.remove("data").map(decode_data);
         Ok(Frame {
             event,
@@ -190,6 +191,190 @@ impl Frame {
             data.as_deref(),
             self.user_id.as_deref(),
         )
+    }
+}
+
+/// A decoded frame whose `data` is still the JSON text it arrived as: what a
+/// client reads, so that an app event's data reaches the app without being
+/// built into a [`Value`] and written out again (and keeps its key order).
+#[derive(Debug)]
+pub(crate) struct RawFrame<'a> {
+    pub(crate) event: String,
+    pub(crate) channel: Option<String>,
+    /// The JSON text of the `data` member, exactly as it appears in the frame.
+    pub(crate) data: Option<&'a str>,
+    pub(crate) user_id: Option<String>,
+}
+
+impl<'a> RawFrame<'a> {
+    /// Decodes the envelope as [`Frame::decode`] does, with the same errors,
+    /// but leaves `data` unparsed.
+    ///
+    /// The text is checked to be JSON in one pass that builds nothing
+    /// (serde's `IgnoredAny`); the members are then found by a scan that may
+    /// rely on that. Only `event`, `channel` and `user_id` are parsed. (A
+    /// generic serde visitor or `RawValue` would do the same but pulls serde's
+    /// type-error formatting, f64 printing included, into the wasm.)
+    pub(crate) fn decode(text: &'a str) -> Result<RawFrame<'a>, Error> {
+        // The same parser and message as Frame::decode.
+        if let Err(e) = serde_json::from_str::<IgnoredAny>(text) {
+            return Err(Error::MalformedFrame {
+                reason: format!("it is not JSON ({e})"),
+            });
+        }
+        let bytes = text.as_bytes();
+        let mut at = skip_whitespace(bytes, 0);
+        if bytes[at] != b'{' {
+            return Err(malformed("it is not a JSON object"));
+        }
+        let (mut event, mut channel, mut data, mut user_id) = (None, None, None, None);
+        at += 1;
+        loop {
+            at = skip_whitespace(bytes, at);
+            match bytes[at] {
+                b'}' => break,
+                b',' => {
+                    at += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let key_end = string_end(bytes, at);
+            let key = &text[at..key_end];
+            let value_start = skip_whitespace(bytes, skip_whitespace(bytes, key_end) + 1);
+            at = value_end(bytes, value_start);
+            let value = &text[value_start..at];
+            // A later duplicate member wins, as in a serde_json::Map.
+            match unquote_key(key).as_deref() {
+                Some("event") => event = Some(value),
+                Some("channel") => channel = Some(value),
+                Some("data") => data = Some(value),
+                Some("user_id") => user_id = Some(value),
+                _ => {}
+            }
+        }
+        let event = match event.map(parse_valid) {
+            Some(Value::String(event)) => event,
+            Some(_) => return Err(malformed("event is not a string")),
+            None => return Err(malformed("it has no event")),
+        };
+        Ok(RawFrame {
+            event,
+            channel: optional_string(&mut channel.map(parse_valid), "channel")?,
+            data,
+            user_id: optional_string(&mut user_id.map(parse_valid), "user_id")?,
+        })
+    }
+
+    /// The frame with `data` parsed by the `data` rule.
+    pub(crate) fn into_frame(self) -> Result<Frame, Error> {
+        let data = match self.data {
+            Some(text) => Some(decode_data(serde_json::from_str(text).map_err(|e| {
+                Error::MalformedFrame {
+                    reason: format!("it is not JSON ({e})"),
+                }
+            })?)),
+            None => None,
+        };
+        Ok(Frame {
+            event: self.event,
+            channel: self.channel,
+            data,
+            user_id: self.user_id,
+        })
+    }
+
+    /// The JSON text of `data` by the `data` rule, without building a value: a
+    /// string holding JSON text becomes that text (as the sender wrote it),
+    /// any other string or value stays the JSON text it is.
+    pub(crate) fn data_json(&self) -> Option<String> {
+        let text = self.data?;
+        if text.starts_with('"') {
+            if let Value::String(inner) = parse_valid(text) {
+                if is_json(&inner) {
+                    return Some(inner);
+                }
+            }
+        }
+        Some(text.to_owned())
+    }
+}
+
+/// Whether `text` is one JSON value (surrounding whitespace allowed), checked
+/// without building it.
+pub(crate) fn is_json(text: &str) -> bool {
+    serde_json::from_str::<IgnoredAny>(text).is_ok()
+}
+
+/// Parses JSON text already known to be valid (a member of a checked frame).
+fn parse_valid(text: &str) -> Value {
+    // Only nesting beyond serde_json's limit can fail here: read as null.
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// A member name's text: the JSON string without quotes, unescaped if need be.
+fn unquote_key(key: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let inner = &key[1..key.len() - 1];
+    if !inner.contains('\\') {
+        return Some(inner.into());
+    }
+    match parse_valid(key) {
+        Value::String(text) => Some(text.into()),
+        _ => None,
+    }
+}
+
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// The end of the string token starting at `at` (its opening quote), in valid JSON.
+fn string_end(bytes: &[u8], mut at: usize) -> usize {
+    at += 1;
+    loop {
+        match bytes[at] {
+            b'\\' => at += 2,
+            b'"' => return at + 1,
+            _ => at += 1,
+        }
+    }
+}
+
+/// The end of the value starting at `at`, in valid JSON.
+fn value_end(bytes: &[u8], mut at: usize) -> usize {
+    let mut depth = 0usize;
+    loop {
+        match bytes[at] {
+            b'"' => at = string_end(bytes, at),
+            b'{' | b'[' => {
+                depth += 1;
+                at += 1;
+                continue;
+            }
+            b'}' | b']' => {
+                depth -= 1;
+                at += 1;
+            }
+            b',' | b':' | b' ' | b'\t' | b'\n' | b'\r' => {
+                at += 1;
+                continue;
+            }
+            // A number or a literal: up to the next delimiter.
+            _ => {
+                while !matches!(
+                    bytes.get(at),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    at += 1;
+                }
+            }
+        }
+        if depth == 0 {
+            return at;
+        }
     }
 }
 
@@ -395,5 +580,60 @@ mod tests {
                 .with_channel("\u{2028}")
                 .with_user_id("\"}"),
         );
+    }
+
+    #[test]
+    fn a_raw_frame_decodes_as_a_frame_does_and_keeps_data_text() {
+        let cases = [
+            r#"{"event":"e","channel":"c","data":"{\"b\":1, \"a\":[2]}","user_id":"u"}"#,
+            r#"{"event":"e","data":{"b":1,"a":"x"},"extra":[1,{"y":null}]}"#,
+            r#"{"event":"e","data":"not json"}"#,
+            r#"{"event":"e","data":"\"quoted\""}"#,
+            r#"{"event":"e","data":7.5,"channel":null}"#,
+            r#"{"event":"e","event":"later","data":"1"}"#,
+            r#"{"event":"e"}"#,
+            r##" { "ev\u0065nt" : "e" , "data" : [ 1 , {"}":"]\\\""} , -1.5e3, true ] , "x":null } "##,
+            r#"{"event":"e","user_id":"u","data":"{\"a\":\"\\\"}\"}"}"#,
+        ];
+        for text in cases {
+            let raw = RawFrame::decode(text).unwrap();
+            let data_json = raw.data_json();
+            let frame = Frame::decode(text).unwrap();
+            // The text means the same data as the parsed frame has.
+            let data = data_json
+                .as_deref()
+                .map(|t| serde_json::from_str::<Value>(t).unwrap());
+            assert_eq!(data, frame.data, "{text}");
+            assert_eq!(raw.into_frame().unwrap(), frame, "{text}");
+        }
+        // The sender's key order and spacing survive.
+        let raw = RawFrame::decode(cases[0]).unwrap();
+        assert_eq!(raw.data_json().as_deref(), Some(r#"{"b":1, "a":[2]}"#));
+        let raw = RawFrame::decode(cases[1]).unwrap();
+        assert_eq!(raw.data_json().as_deref(), Some(r#"{"b":1,"a":"x"}"#));
+        assert_eq!(
+            RawFrame::decode(cases[2]).unwrap().data_json().as_deref(),
+            Some(r#""not json""#)
+        );
+    }
+
+    #[test]
+    fn a_raw_frame_fails_as_a_frame_does() {
+        for text in [
+            "",
+            "{",
+            "[1,2]",
+            "7",
+            "null",
+            r#""x""#,
+            "{}",
+            r#"{"event":5}"#,
+            r#"{"event":"e","channel":5}"#,
+            r#"{"event":"e","user_id":{}}"#,
+            r#"{"event":"e"} x"#,
+        ] {
+            let expected = Frame::decode(text).unwrap_err();
+            assert_eq!(RawFrame::decode(text).unwrap_err(), expected, "{text}");
+        }
     }
 }

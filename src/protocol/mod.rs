@@ -32,6 +32,6 @@ pub use channel::{
 pub use close::{close_action, CloseAction};
 pub use error::Error;
 pub use event::{Event, PresenceSnapshot, WatchlistEvent};
-pub(crate) use frame::write_frame;
+pub(crate) use frame::{is_json, push_json_string, write_frame, RawFrame};
 pub use frame::{Frame, CLIENT_EVENT_PREFIX};
 pub use rest::{md5_hex, sign_query, verify_query, AUTH_TIMESTAMP_WINDOW_SECS, AUTH_VERSION};

@@ -2,15 +2,23 @@
 //!
 //! Thin by design: each method converts its arguments once, calls the core,
 //! and converts the result into plain JS objects with snake_case fields
-//! (`json_compatible`: maps become objects, integers numbers, `None` null or,
-//! for optional fields, absent). No chat logic lives here, and no JS is
-//! called back, so nothing here can re-enter the room.
+//! (maps become objects, integers numbers, `None` null or, for optional
+//! fields, absent). No chat logic lives here, and no JS is called back, so
+//! nothing here can re-enter the room.
+//!
+//! Objects cross as JSON text: `JSON.stringify` on the way in (then the
+//! serde_json parser the protocol already links), the core's own JSON writer
+//! and `JSON.parse` on the way out. Both JS functions are native and fast, and
+//! this keeps a generic JS-value (de)serializer per type out of the wasm.
 
-use serde::Serialize;
+use js_sys::JSON;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
-use crate::chat::{RoomState, StoredMessage, TypingSettings};
+use crate::chat::{
+    read_positions_to_json, Applied, ChatMessage, OutgoingSend, RoomState, StoredMessage,
+    TypingSettings,
+};
 use crate::protocol::Error;
 
 use super::js_error;
@@ -92,7 +100,7 @@ impl ChatRoomState {
         now_ms: f64,
     ) -> Result<JsValue, JsValue> {
         let messages = messages_from_js(messages)?;
-        to_js(
+        applied_to_js(
             self.room
                 .apply_latest_page(messages, has_more, to_u64(now_ms)),
         )
@@ -106,7 +114,7 @@ impl ChatRoomState {
         now_ms: f64,
     ) -> Result<JsValue, JsValue> {
         let messages = messages_from_js(messages)?;
-        to_js(
+        applied_to_js(
             self.room
                 .apply_older_page(messages, has_more, to_u64(now_ms)),
         )
@@ -120,7 +128,7 @@ impl ChatRoomState {
         now_ms: f64,
     ) -> Result<JsValue, JsValue> {
         let messages = messages_from_js(messages)?;
-        to_js(
+        applied_to_js(
             self.room
                 .apply_catch_up_page(messages, has_more, to_u64(now_ms)),
         )
@@ -134,7 +142,7 @@ impl ChatRoomState {
         now_ms: f64,
     ) -> Result<JsValue, JsValue> {
         let message = message_from_js(message)?;
-        to_js(self.room.apply_created(message, to_u64(now_ms)))
+        applied_to_js(self.room.apply_created(message, to_u64(now_ms)))
     }
 
     /// A `message.created` event's data as the JSON text the connection
@@ -142,13 +150,9 @@ impl ChatRoomState {
     /// walk over a JS object.
     #[wasm_bindgen(js_name = applyCreatedJson, unchecked_return_type = "ChatRoomApplied")]
     pub fn apply_created_json(&mut self, data_json: &str, now_ms: f64) -> Result<JsValue, JsValue> {
-        let value: Value = serde_json::from_str(data_json).map_err(|e| {
-            js_error(&Error::InvalidMessage {
-                reason: format!("the event data is not JSON ({e})"),
-            })
-        })?;
+        let value: Value = parse_json(data_json, "the event data is not JSON")?;
         let message = StoredMessage::from_json(value).map_err(|e| js_error(&e))?;
-        to_js(self.room.apply_created(message, to_u64(now_ms)))
+        applied_to_js(self.room.apply_created(message, to_u64(now_ms)))
     }
 
     /// The `before` of the next `loadOlder` request; undefined when there are no older messages.
@@ -178,7 +182,11 @@ impl ChatRoomState {
         text: &str,
         now_ms: f64,
     ) -> Result<JsValue, JsValue> {
-        to_js(self.room.begin_send(client_id, text, to_u64(now_ms)))
+        let message = self
+            .room
+            .begin_send(client_id, text, to_u64(now_ms))
+            .map_err(|e| js_error(&e))?;
+        from_json(&message.to_json())
     }
 
     #[wasm_bindgen(js_name = sendSucceeded, unchecked_return_type = "ChatRoomApplied")]
@@ -189,7 +197,7 @@ impl ChatRoomState {
         now_ms: f64,
     ) -> Result<JsValue, JsValue> {
         let stored = message_from_js(stored)?;
-        to_js(self.room.send_succeeded(client_id, stored, to_u64(now_ms)))
+        applied_to_js(self.room.send_succeeded(client_id, stored, to_u64(now_ms)))
     }
 
     #[wasm_bindgen(js_name = sendFailed)]
@@ -204,7 +212,7 @@ impl ChatRoomState {
 
     #[wasm_bindgen(js_name = pendingSends, unchecked_return_type = "ChatRoomPendingSend[]")]
     pub fn pending_sends(&self) -> Result<JsValue, JsValue> {
-        to_js(Ok(self.room.pending_sends()))
+        from_json(&OutgoingSend::list_to_json(&self.room.pending_sends()))
     }
 
     /// My message with this client id, pending or stored; undefined when none.
@@ -214,7 +222,7 @@ impl ChatRoomState {
     )]
     pub fn message_by_client_id(&self, client_id: &str) -> Result<JsValue, JsValue> {
         match self.room.message_by_client_id(client_id) {
-            Some(message) => to_js(Ok(message)),
+            Some(message) => from_json(&message.to_json()),
             None => Ok(JsValue::UNDEFINED),
         }
     }
@@ -276,7 +284,7 @@ impl ChatRoomState {
 
     #[wasm_bindgen(js_name = readPositions, unchecked_return_type = "Record<string, number>")]
     pub fn read_positions(&self) -> Result<JsValue, JsValue> {
-        to_js(Ok(self.room.read_positions()))
+        from_json(&read_positions_to_json(self.room.read_positions()))
     }
 
     #[wasm_bindgen(getter, js_name = unreadCount)]
@@ -289,7 +297,7 @@ impl ChatRoomState {
     /// Stored messages ascending by seq, then pending ones in send order.
     #[wasm_bindgen(unchecked_return_type = "ChatRoomMessage[]")]
     pub fn messages(&self) -> Result<JsValue, JsValue> {
-        to_js(Ok(self.room.messages()))
+        from_json(&ChatMessage::list_to_json(&self.room.messages()))
     }
 
     #[wasm_bindgen(getter, js_name = messageCount)]
@@ -308,37 +316,53 @@ fn to_u64(n: f64) -> u64 {
     }
 }
 
+/// A JS value as serde_json's Value, through `JSON.stringify`. `undefined`,
+/// functions and symbols have no JSON text; they fail like a BigInt does.
+fn value_from_js(value: &JsValue, what: &str) -> Result<Value, JsValue> {
+    let text = JSON::stringify(value)
+        .ok()
+        .and_then(|text| text.as_string());
+    match text {
+        Some(text) => parse_json(&text, what),
+        None => Err(invalid_message(what)),
+    }
+}
+
+fn parse_json(text: &str, what: &str) -> Result<Value, JsValue> {
+    serde_json::from_str(text).map_err(|e| invalid_message(&format!("{what} ({e})")))
+}
+
+fn invalid_message(reason: &str) -> JsValue {
+    js_error(&Error::InvalidMessage {
+        reason: reason.to_owned(),
+    })
+}
+
 fn message_from_js(value: JsValue) -> Result<StoredMessage, JsValue> {
-    let value: Value = serde_wasm_bindgen::from_value(value).map_err(|e| {
-        js_error(&Error::InvalidMessage {
-            reason: format!("it is not a plain object ({e})"),
-        })
-    })?;
+    let value = value_from_js(&value, "it is not a plain object")?;
     StoredMessage::from_json(value).map_err(|e| js_error(&e))
 }
 
 fn messages_from_js(value: JsValue) -> Result<Vec<StoredMessage>, JsValue> {
-    let values: Vec<Value> = serde_wasm_bindgen::from_value(value).map_err(|e| {
-        js_error(&Error::InvalidMessage {
-            reason: format!("messages is not an array of plain objects ({e})"),
-        })
-    })?;
-    values
-        .into_iter()
-        .map(|value| StoredMessage::from_json(value).map_err(|e| js_error(&e)))
-        .collect()
+    let Value::Array(values) = value_from_js(&value, "messages is not an array of plain objects")?
+    else {
+        return Err(invalid_message("messages is not an array"));
+    };
+    // A loop rather than collect() into a Result: one less generic adapter.
+    let mut messages = Vec::with_capacity(values.len());
+    for value in values {
+        messages.push(StoredMessage::from_json(value).map_err(|e| js_error(&e))?);
+    }
+    Ok(messages)
 }
 
-/// A core result as a plain JS value, or its error as a DomViaError.
-fn to_js<T: Serialize>(result: Result<T, Error>) -> Result<JsValue, JsValue> {
-    let value = result.map_err(|e| js_error(&e))?;
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| {
-            // Unreachable for the core's types (every number is within 2^53),
-            // but an error beats a panic at the boundary.
-            js_error(&Error::InvalidMessage {
-                reason: format!("it cannot be represented in JavaScript ({e})"),
-            })
-        })
+/// Plain JS objects from the core's JSON text.
+fn from_json(text: &str) -> Result<JsValue, JsValue> {
+    // The core writes valid JSON, so this cannot fail; an error beats a panic.
+    JSON::parse(text).map_err(|_| invalid_message("it cannot be represented in JavaScript"))
+}
+
+/// An [`Applied`] as a plain JS object, or the error as a DomViaError.
+fn applied_to_js(result: Result<Applied, Error>) -> Result<JsValue, JsValue> {
+    from_json(&result.map_err(|e| js_error(&e))?.to_json())
 }

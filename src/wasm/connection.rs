@@ -250,17 +250,11 @@ impl RealtimeConnection {
 
     /// Sends a client event now, on this call's stack; `data_json` is JSON text.
     pub fn trigger(&self, channel: &str, event: &str, data_json: &str) -> Result<(), JsValue> {
-        let data: Value = serde_json::from_str(data_json).map_err(|_| {
-            js_error(&Error::InvalidEventData {
-                event: event.to_owned(),
-                reason: "the data is not JSON-serialisable".to_owned(),
-            })
-        })?;
         let sent = self
             .shared
             .machine
             .borrow_mut()
-            .trigger(channel, event, data);
+            .trigger_json(channel, event, data_json);
         run(&self.shared);
         sent.map_err(|error| js_error(&error))
     }
@@ -642,15 +636,12 @@ fn notify(shared: &Rc<Shared>, notice: &Notice) {
             event,
             data,
             user_id,
-        } => {
-            let data_json = data.as_ref().map(Value::to_string);
-            sink.message(
-                channel.as_deref(),
-                event,
-                data_json.as_deref(),
-                user_id.as_deref(),
-            )
-        }
+        } => sink.message(
+            channel.as_deref(),
+            event,
+            data.as_deref(),
+            user_id.as_deref(),
+        ),
         other => sink.notice(&notice_object(other)),
     };
     if let Err(thrown) = delivered {
@@ -740,7 +731,7 @@ fn notice_object(notice: &Notice) -> JsValue {
             set(&object, "type", "message".into());
             set(&object, "channel", opt_str(channel.as_deref()));
             set(&object, "event", event.as_str().into());
-            set(&object, "dataJson", opt_json(data.as_ref()));
+            set(&object, "dataJson", opt_str(data.as_deref()));
             set(&object, "userId", opt_str(user_id.as_deref()));
         }
         Notice::Error { code, message } => {
