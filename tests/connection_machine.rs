@@ -1315,6 +1315,42 @@ fn channel_events_become_messages() {
 }
 
 #[test]
+fn hostile_frames_on_the_fast_path_never_panic() {
+    let mut d = Driver::with_defaults();
+    d.connect();
+    d.establish("1.1");
+    d.subscribed("private-chat.room.r1");
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_data = serde_json::to_string(&deep).unwrap();
+    let frames = [
+        // Nesting far beyond any parser's recursion limit, as the frame and as its data.
+        format!(r#"{{"event":"client-x","channel":"private-chat.room.r1","data":{deep}}}"#),
+        format!(r#"{{"event":"client-x","channel":"private-chat.room.r1","data":{deep_data}}}"#),
+        deep.clone(),
+        "{\"event\":".to_owned(),
+        "\u{0}\u{ffff}".to_owned(),
+        r#"{"event":7,"channel":"private-chat.room.r1"}"#.to_owned(),
+        r#"{"event":"client-x","channel":["private-chat.room.r1"],"data":"1"}"#.to_owned(),
+    ];
+    for frame in &frames {
+        for notice in notices(&d.message(frame)) {
+            match notice {
+                // A malformed frame is an error notice, never a message or a panic.
+                Notice::Error { code: None, .. } => {}
+                // Deep but valid data passes through as the sender's JSON
+                // text (the check builds nothing, so depth costs no stack).
+                Notice::Message { data, .. } => {
+                    let data = data.expect("data");
+                    assert!(serde_json::from_str::<serde::de::IgnoredAny>(&data).is_ok());
+                }
+                other => panic!("unexpected notice for {:.40}: {other:?}", frame),
+            }
+        }
+    }
+    assert_eq!(d.conn.state(), ConnectionState::Connected);
+}
+
+#[test]
 fn pusher_error_4301_keeps_the_connection() {
     let mut d = Driver::with_defaults();
     d.connect();
