@@ -138,6 +138,8 @@ export class DefaultChatRoom implements ChatRoom {
 
   readonly #deliveries = new Map<string, Delivery>();
   #typingTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the armed typing timer fires (ms since the epoch). */
+  #typingTimerAt: number | undefined;
   #readTimer: ReturnType<typeof setTimeout> | undefined;
   #pendingReadSeq: number | undefined;
   #readInFlight = false;
@@ -697,13 +699,24 @@ export class DefaultChatRoom implements ChatRoom {
     this.#armTypingExpiry();
   }
 
+  /**
+   * Keeps one timer at the earliest typing deadline. A typist's deadline only
+   * moves later, so most events leave the armed timer alone (re-arming on
+   * every event made setTimeout the biggest cost of a busy room); a timer that
+   * fires early finds nothing expired and arms for the next deadline.
+   */
   #armTypingExpiry(): void {
+    const deadline = this.#left ? undefined : this.#state?.nextTypingDeadline;
+    if (deadline === undefined) {
+      clearTimeout(this.#typingTimer);
+      this.#typingTimer = this.#typingTimerAt = undefined;
+      return;
+    }
+    if (this.#typingTimer !== undefined && this.#typingTimerAt !== undefined && this.#typingTimerAt <= deadline) return;
     clearTimeout(this.#typingTimer);
-    this.#typingTimer = undefined;
-    const deadline = this.#state?.nextTypingDeadline;
-    if (deadline === undefined || this.#left) return;
+    this.#typingTimerAt = deadline;
     this.#typingTimer = setTimeout(() => {
-      this.#typingTimer = undefined;
+      this.#typingTimer = this.#typingTimerAt = undefined;
       if (this.#left || this.#state === undefined) return;
       this.#state.expireTyping(Date.now());
       this.#syncTyping();
@@ -901,7 +914,7 @@ export class DefaultChatRoom implements ChatRoom {
     clearTimeout(this.#readTimer);
     clearTimeout(this.#catchUpTimer);
     clearTimeout(this.#loadTimer);
-    this.#typingTimer = this.#readTimer = this.#catchUpTimer = this.#loadTimer = undefined;
+    this.#typingTimer = this.#typingTimerAt = this.#readTimer = this.#catchUpTimer = this.#loadTimer = undefined;
     // The last read position still reaches the backend, even as the page goes away.
     if (this.#pendingReadSeq !== undefined && !this.#readInFlight) void this.#flushRead(true);
     this.#backend.close();
