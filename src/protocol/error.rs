@@ -70,6 +70,49 @@ pub enum Error {
     InvalidClientId { client_id: String, reason: String },
     /// `retry` named a client id that is not a failed send of this room.
     UnknownClientId { client_id: String },
+    /// An E2EE object (device record, key share, envelope) carries a format
+    /// version `"v"` this build does not know.
+    E2eeUnsupportedVersion { what: &'static str, version: String },
+    /// An E2EE object is not well formed: not a JSON object, a missing, unknown
+    /// or mistyped field, bad base64url, a wrong length, an invalid id or padding.
+    E2eeMalformed { reason: String },
+    /// An Ed25519 signature over a device record, key share or envelope does
+    /// not verify.
+    E2eeBadSignature { what: &'static str },
+    /// AES-256-GCM authentication failed: the key, nonce, associated data or
+    /// ciphertext is not the one sealed.
+    E2eeDecryptFailed,
+    /// A key share or envelope names another room than the one opening it.
+    E2eeWrongRoom { expected: String, actual: String },
+    /// An envelope uses an epoch whose key this device does not hold.
+    E2eeUnknownEpoch { epoch: u64 },
+    /// A device that is not a member of the epoch sent, created or was asked to
+    /// use it.
+    E2eeNotAMember {
+        user_id: String,
+        device_id: String,
+        epoch: u64,
+    },
+    /// A message id of this sender was already opened in this room.
+    E2eeReplay { user_id: String, message_id: String },
+    /// A known device now presents other public keys.
+    E2eeDeviceKeyChanged { user_id: String, device_id: String },
+    /// A message of an older epoch arrived after the late-message window.
+    E2eeEpochExpired { epoch: u64 },
+    /// A key share is addressed to another device.
+    E2eeWrongRecipient { device_id: String },
+    /// A key share was checked against the record of another device than the
+    /// one that it names as its sender.
+    E2eeWrongSender { user_id: String, device_id: String },
+    /// The member devices given for an epoch are not the set its creator
+    /// committed to.
+    E2eeMembersMismatch { epoch: u64 },
+    /// Message content is larger than an envelope holds.
+    E2eeContentTooLarge { size: usize, limit: usize },
+    /// A public key is invalid or of small order (no shared secret).
+    E2eeInvalidKey { reason: String },
+    /// A room has no epoch yet: one must be created before sending.
+    E2eeNoEpoch { room_id: String },
 }
 
 impl Error {
@@ -100,6 +143,22 @@ impl Error {
             Error::TextTooLarge { .. } => "text_too_large",
             Error::InvalidClientId { .. } => "invalid_client_id",
             Error::UnknownClientId { .. } => "unknown_client_id",
+            Error::E2eeUnsupportedVersion { .. } => "e2ee_unsupported_version",
+            Error::E2eeMalformed { .. } => "e2ee_malformed",
+            Error::E2eeBadSignature { .. } => "e2ee_bad_signature",
+            Error::E2eeDecryptFailed => "e2ee_decrypt_failed",
+            Error::E2eeWrongRoom { .. } => "e2ee_wrong_room",
+            Error::E2eeUnknownEpoch { .. } => "e2ee_unknown_epoch",
+            Error::E2eeNotAMember { .. } => "e2ee_not_a_member",
+            Error::E2eeReplay { .. } => "e2ee_replay",
+            Error::E2eeDeviceKeyChanged { .. } => "e2ee_device_key_changed",
+            Error::E2eeEpochExpired { .. } => "e2ee_epoch_expired",
+            Error::E2eeWrongRecipient { .. } => "e2ee_wrong_recipient",
+            Error::E2eeWrongSender { .. } => "e2ee_wrong_sender",
+            Error::E2eeMembersMismatch { .. } => "e2ee_members_mismatch",
+            Error::E2eeContentTooLarge { .. } => "e2ee_content_too_large",
+            Error::E2eeInvalidKey { .. } => "e2ee_invalid_key",
+            Error::E2eeNoEpoch { .. } => "e2ee_no_epoch",
         }
     }
 }
@@ -181,6 +240,71 @@ impl fmt::Display for Error {
                 f,
                 "unable to retry message {client_id:?}; no failed message of this room has that client id"
             ),
+            Error::E2eeUnsupportedVersion { what, version } => write!(
+                f,
+                "unable to read the {what}; format version {version} is not supported (only 1)"
+            ),
+            Error::E2eeMalformed { reason } => {
+                write!(f, "unable to read the encrypted object; {reason}")
+            }
+            Error::E2eeBadSignature { what } => {
+                write!(f, "unable to verify the {what}; the signature does not match")
+            }
+            Error::E2eeDecryptFailed => f.write_str(
+                "unable to decrypt; the ciphertext, nonce or associated data was altered or the key is wrong",
+            ),
+            Error::E2eeWrongRoom { expected, actual } => write!(
+                f,
+                "unable to open the encrypted object in room {expected:?}; it belongs to room {actual:?}"
+            ),
+            Error::E2eeUnknownEpoch { epoch } => write!(
+                f,
+                "unable to decrypt; this device holds no key for epoch {epoch}"
+            ),
+            Error::E2eeNotAMember {
+                user_id,
+                device_id,
+                epoch,
+            } => write!(
+                f,
+                "unable to accept device {device_id:?} of user {user_id:?}; it is not a member of epoch {epoch}"
+            ),
+            Error::E2eeReplay {
+                user_id,
+                message_id,
+            } => write!(
+                f,
+                "unable to accept message {message_id:?} of user {user_id:?}; it was already opened (replay)"
+            ),
+            Error::E2eeDeviceKeyChanged { user_id, device_id } => write!(
+                f,
+                "unable to trust device {device_id:?} of user {user_id:?}; its keys changed since it was first seen"
+            ),
+            Error::E2eeEpochExpired { epoch } => write!(
+                f,
+                "unable to accept a message of epoch {epoch}; it arrived after the late-message window of a newer epoch"
+            ),
+            Error::E2eeWrongRecipient { device_id } => write!(
+                f,
+                "unable to open the key share; it is addressed to device {device_id:?}"
+            ),
+            Error::E2eeWrongSender { user_id, device_id } => write!(
+                f,
+                "unable to open the key share; it names sender device {device_id:?} of user {user_id:?}, not the record given"
+            ),
+            Error::E2eeMembersMismatch { epoch } => write!(
+                f,
+                "unable to install epoch {epoch}; the member devices differ from those its creator shared it with"
+            ),
+            Error::E2eeContentTooLarge { size, limit } => write!(
+                f,
+                "unable to encrypt the message; the content has {size} bytes, more than the limit of {limit}"
+            ),
+            Error::E2eeInvalidKey { reason } => write!(f, "unable to use the public key; {reason}"),
+            Error::E2eeNoEpoch { room_id } => write!(
+                f,
+                "unable to encrypt for room {room_id:?}; it has no epoch yet (create one first)"
+            ),
         }
     }
 }
@@ -247,6 +371,44 @@ mod tests {
                 reason: s(),
             },
             Error::UnknownClientId { client_id: s() },
+            Error::E2eeUnsupportedVersion {
+                what: "envelope",
+                version: "2".into(),
+            },
+            Error::E2eeMalformed { reason: s() },
+            Error::E2eeBadSignature { what: "envelope" },
+            Error::E2eeDecryptFailed,
+            Error::E2eeWrongRoom {
+                expected: s(),
+                actual: s(),
+            },
+            Error::E2eeUnknownEpoch { epoch: 2 },
+            Error::E2eeNotAMember {
+                user_id: s(),
+                device_id: s(),
+                epoch: 1,
+            },
+            Error::E2eeReplay {
+                user_id: s(),
+                message_id: s(),
+            },
+            Error::E2eeDeviceKeyChanged {
+                user_id: s(),
+                device_id: s(),
+            },
+            Error::E2eeEpochExpired { epoch: 1 },
+            Error::E2eeWrongRecipient { device_id: s() },
+            Error::E2eeWrongSender {
+                user_id: s(),
+                device_id: s(),
+            },
+            Error::E2eeMembersMismatch { epoch: 1 },
+            Error::E2eeContentTooLarge {
+                size: 4096,
+                limit: 4095,
+            },
+            Error::E2eeInvalidKey { reason: s() },
+            Error::E2eeNoEpoch { room_id: s() },
         ]
     }
 

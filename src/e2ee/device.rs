@@ -1,0 +1,351 @@
+//! Devices: the private keys of this device, the signed public record every
+//! other device checks, fingerprints, safety numbers and key-change detection.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rand_core::CryptoRng;
+use serde_json::{json, Value};
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use super::encoding::{b64u_encode, validate_id, Fields, Transcript, FORMAT_VERSION};
+use super::primitives::{sha256, x25519_shared};
+use super::{labels, MAX_RECORD_BYTES};
+use crate::protocol::Error;
+
+/// The private keys of this device with its ids. The secrets are zeroized when
+/// it is dropped; `Debug` shows only the public parts.
+pub struct DeviceKeys {
+    user_id: String,
+    device_id: String,
+    x25519: StaticSecret,
+    x25519_public: [u8; 32],
+    ed25519: SigningKey,
+}
+
+impl fmt::Debug for DeviceKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceKeys")
+            .field("user_id", &self.user_id)
+            .field("device_id", &self.device_id)
+            .field("fingerprint", &self.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceKeys {
+    /// New keys for a device: 32 random bytes for X25519, then 32 for Ed25519.
+    pub fn generate<R: CryptoRng + ?Sized>(
+        user_id: &str,
+        device_id: &str,
+        rng: &mut R,
+    ) -> Result<Self, Error> {
+        let mut x25519 = Zeroizing::new([0u8; 32]);
+        let mut ed25519 = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(x25519.as_mut());
+        rng.fill_bytes(ed25519.as_mut());
+        Self::from_secrets(user_id, device_id, &x25519, &ed25519)
+    }
+
+    /// Keys from their secrets: an X25519 scalar (clamped when used) and an
+    /// Ed25519 seed (RFC 8032 secret key). Used to restore persisted keys and
+    /// by the known-answer vectors.
+    pub fn from_secrets(
+        user_id: &str,
+        device_id: &str,
+        x25519_secret: &[u8; 32],
+        ed25519_seed: &[u8; 32],
+    ) -> Result<Self, Error> {
+        validate_id("user_id", user_id)?;
+        validate_id("device_id", device_id)?;
+        let x25519 = StaticSecret::from(*x25519_secret);
+        let x25519_public = PublicKey::from(&x25519).to_bytes();
+        Ok(DeviceKeys {
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            x25519,
+            x25519_public,
+            ed25519: SigningKey::from_bytes(ed25519_seed),
+        })
+    }
+
+    /// The 64 secret bytes to persist: the X25519 secret, then the Ed25519 seed.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 64]> {
+        let mut out = Zeroizing::new([0u8; 64]);
+        out[..32].copy_from_slice(self.x25519.as_bytes());
+        out[32..].copy_from_slice(self.ed25519.as_bytes());
+        out
+    }
+
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    pub fn x25519_public(&self) -> [u8; 32] {
+        self.x25519_public
+    }
+
+    pub fn ed25519_public(&self) -> [u8; 32] {
+        self.ed25519.verifying_key().to_bytes()
+    }
+
+    /// This device's signed public record, to publish to the app backend.
+    pub fn record(&self) -> DeviceRecord {
+        let mut record = DeviceRecord {
+            user_id: self.user_id.clone(),
+            device_id: self.device_id.clone(),
+            x25519: self.x25519_public,
+            ed25519: self.ed25519_public(),
+            signature: [0; 64],
+        };
+        record.signature = self.sign(&record.signing_input());
+        record
+    }
+
+    /// This device's short fingerprint (see [`fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.ed25519_public(), &self.x25519_public)
+    }
+
+    pub(crate) fn sign(&self, input: &[u8]) -> [u8; 64] {
+        self.ed25519.sign(input).to_bytes()
+    }
+
+    /// X25519 with this device's secret; `e2ee_invalid_key` when the result is
+    /// all zero (a small-order public key).
+    pub(crate) fn diffie_hellman(&self, public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, Error> {
+        x25519_shared(self.x25519.as_bytes(), public)
+    }
+}
+
+/// A device's public record, always signature-checked: one exists only as
+/// made by [`DeviceKeys::record`] or read and verified by
+/// [`DeviceRecord::from_json`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRecord {
+    user_id: String,
+    device_id: String,
+    x25519: [u8; 32],
+    ed25519: [u8; 32],
+    signature: [u8; 64],
+}
+
+const RECORD_FIELDS: &[&str] = &["user_id", "device_id", "x25519", "ed25519", "sig"];
+
+impl DeviceRecord {
+    /// Reads a record (as stored by the backend) and checks its version, its
+    /// fields and its self-signature.
+    pub fn from_json(value: &Value) -> Result<Self, Error> {
+        let fields = Fields::read(value, "device record", RECORD_FIELDS)?;
+        let record = DeviceRecord {
+            user_id: fields.id("user_id")?,
+            device_id: fields.id("device_id")?,
+            x25519: fields.array("x25519")?,
+            ed25519: fields.array("ed25519")?,
+            signature: fields.array("sig")?,
+        };
+        record.verify()?;
+        Ok(record)
+    }
+
+    /// The record as a JSON object (compact, at most 4096 bytes).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "v": FORMAT_VERSION,
+            "user_id": self.user_id,
+            "device_id": self.device_id,
+            "x25519": b64u_encode(&self.x25519),
+            "ed25519": b64u_encode(&self.ed25519),
+            "sig": b64u_encode(&self.signature),
+        })
+    }
+
+    /// The bytes the device's Ed25519 key signs.
+    pub fn signing_input(&self) -> Vec<u8> {
+        Transcript::new(labels::DEVICE_RECORD)
+            .str(&self.user_id)
+            .str(&self.device_id)
+            .raw(&self.x25519)
+            .raw(&self.ed25519)
+            .finish()
+    }
+
+    fn verify(&self) -> Result<(), Error> {
+        validate_id("user_id", &self.user_id)?;
+        validate_id("device_id", &self.device_id)?;
+        if self.to_json().to_string().len() > MAX_RECORD_BYTES {
+            return Err(super::encoding::malformed("the device record is too large"));
+        }
+        verify_signature(
+            &self.ed25519,
+            &self.signing_input(),
+            &self.signature,
+            "device record",
+        )
+    }
+
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    pub fn x25519_public(&self) -> [u8; 32] {
+        self.x25519
+    }
+
+    pub fn ed25519_public(&self) -> [u8; 32] {
+        self.ed25519
+    }
+
+    /// The device's short fingerprint (see [`fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.ed25519, &self.x25519)
+    }
+
+    /// Whether two records are the same device with the same keys.
+    pub fn same_keys(&self, other: &DeviceRecord) -> bool {
+        self.user_id == other.user_id
+            && self.device_id == other.device_id
+            && self.x25519 == other.x25519
+            && self.ed25519 == other.ed25519
+    }
+
+    /// The identity bytes used by member digests and safety numbers.
+    pub(crate) fn identity(&self) -> Vec<u8> {
+        Transcript::default()
+            .str(&self.user_id)
+            .str(&self.device_id)
+            .raw(&self.ed25519)
+            .raw(&self.x25519)
+            .finish()
+    }
+}
+
+/// Strict Ed25519 verification (RFC 8032, rejecting small-order keys and
+/// non-canonical signatures).
+pub(crate) fn verify_signature(
+    public: &[u8; 32],
+    input: &[u8],
+    signature: &[u8; 64],
+    what: &'static str,
+) -> Result<(), Error> {
+    let key = VerifyingKey::from_bytes(public).map_err(|_| Error::E2eeBadSignature { what })?;
+    key.verify_strict(input, &Signature::from_bytes(signature))
+        .map_err(|_| Error::E2eeBadSignature { what })
+}
+
+/// A device's short fingerprint: the first 10 bytes of
+/// SHA-256(transcript("DomVia-E2EE-v1 fingerprint") || ed25519 || x25519) as
+/// 20 lowercase hex digits in five groups of four, e.g. `"1a2b 3c4d ..."`.
+pub fn fingerprint(ed25519: &[u8; 32], x25519: &[u8; 32]) -> String {
+    let digest = sha256(
+        &Transcript::new(labels::FINGERPRINT)
+            .raw(ed25519)
+            .raw(x25519)
+            .finish(),
+    );
+    let hex: Vec<String> = digest[..10]
+        .chunks(2)
+        .map(|pair| format!("{:02x}{:02x}", pair[0], pair[1]))
+        .collect();
+    hex.join(" ")
+}
+
+/// The safety number of a pair of devices, the same whichever side computes
+/// it: 30 decimal digits in six groups of five. The two identities
+/// (`lp(user_id) || lp(device_id) || ed25519 || x25519`) are sorted bytewise;
+/// `d = SHA-256(transcript("DomVia-E2EE-v1 safety number") || lp(first) ||
+/// lp(second))`; group `i` is bytes `d[5i..5i+5]` as a big-endian integer
+/// modulo 100000, zero-padded to five digits.
+pub fn safety_number(a: &DeviceRecord, b: &DeviceRecord) -> String {
+    let (mut first, mut second) = (a.identity(), b.identity());
+    if second < first {
+        std::mem::swap(&mut first, &mut second);
+    }
+    let digest = sha256(
+        &Transcript::new(labels::SAFETY_NUMBER)
+            .bytes(&first)
+            .bytes(&second)
+            .finish(),
+    );
+    let groups: Vec<String> = digest[..30]
+        .chunks(5)
+        .map(|chunk| {
+            let n = chunk.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b));
+            format!("{:05}", n % 100_000)
+        })
+        .collect();
+    groups.join(" ")
+}
+
+/// What [`KnownDevices::check`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceCheck {
+    /// First seen: now pinned.
+    New,
+    /// Seen before with the same keys.
+    Unchanged,
+}
+
+/// The keys of every device seen so far (trust on first use), to detect a
+/// known device presenting new keys.
+#[derive(Clone, Debug, Default)]
+pub struct KnownDevices {
+    pinned: BTreeMap<(String, String), ([u8; 32], [u8; 32])>,
+}
+
+impl KnownDevices {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pins a new device, accepts a known one with the same keys, and refuses
+    /// one whose keys changed with `e2ee_device_key_changed` (the old keys stay
+    /// pinned until [`accept_change`](Self::accept_change)).
+    pub fn check(&mut self, record: &DeviceRecord) -> Result<DeviceCheck, Error> {
+        let key = (record.user_id.clone(), record.device_id.clone());
+        let keys = (record.ed25519, record.x25519);
+        match self.pinned.get(&key) {
+            None => {
+                self.pinned.insert(key, keys);
+                Ok(DeviceCheck::New)
+            }
+            Some(pinned) if *pinned == keys => Ok(DeviceCheck::Unchanged),
+            Some(_) => Err(Error::E2eeDeviceKeyChanged {
+                user_id: record.user_id.clone(),
+                device_id: record.device_id.clone(),
+            }),
+        }
+    }
+
+    /// Pins the record's keys in place of the old ones (after the user
+    /// accepted the change).
+    pub fn accept_change(&mut self, record: &DeviceRecord) {
+        self.pinned.insert(
+            (record.user_id.clone(), record.device_id.clone()),
+            (record.ed25519, record.x25519),
+        );
+    }
+
+    /// Forgets a device.
+    pub fn forget(&mut self, user_id: &str, device_id: &str) {
+        self.pinned
+            .remove(&(user_id.to_owned(), device_id.to_owned()));
+    }
+
+    /// The fingerprint pinned for a device, if it is known.
+    pub fn fingerprint(&self, user_id: &str, device_id: &str) -> Option<String> {
+        self.pinned
+            .get(&(user_id.to_owned(), device_id.to_owned()))
+            .map(|(ed, x)| fingerprint(ed, x))
+    }
+}
