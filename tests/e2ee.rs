@@ -14,7 +14,8 @@ use domvia_realtime::e2ee::rand_core::{TryCryptoRng, TryRng};
 use domvia_realtime::e2ee::{
     b64u_decode, b64u_encode, create_epoch, create_epoch_with, fingerprint, members_digest,
     safety_number, sender_key, DeviceCheck, DeviceKeys, DeviceRecord, Envelope, EpochKey, KeyShare,
-    KnownDevices, NewEpoch, RoomKeys, LATE_EPOCH_WINDOW_MS, MAX_CONTENT_BYTES, MAX_ENVELOPE_BYTES,
+    KnownDevices, NewEpoch, OpenedMessage, RoomKeys, LATE_EPOCH_WINDOW_MS, MAX_CONTENT_BYTES,
+    MAX_ENVELOPE_BYTES,
 };
 use domvia_realtime::protocol::Error;
 use ed25519_dalek::{Signer, SigningKey};
@@ -307,6 +308,20 @@ fn seal(room: &RoomKeys, me: &DeviceKeys, id: &str, text: &str) -> Envelope {
         .expect("seal")
 }
 
+/// Opening a stored message as the chat layer does: the backend message id
+/// here is the envelope's message id (one stored copy per message).
+trait OpenStored {
+    fn open_stored(&mut self, envelope: &Envelope, sent_at: u64) -> Result<OpenedMessage, Error>;
+}
+
+impl OpenStored for RoomKeys {
+    fn open_stored(&mut self, envelope: &Envelope, sent_at: u64) -> Result<OpenedMessage, Error> {
+        let backend_id = format!("m.{}", envelope.message_id());
+        let backend_id = &backend_id[..backend_id.len().min(64)];
+        self.open(envelope, sent_at, backend_id)
+    }
+}
+
 /// The envelope with its JSON changed by `edit`, re-read.
 fn edited(
     envelope: &Envelope,
@@ -534,7 +549,7 @@ fn vectors_open_from_the_file() {
             field(m, "associated_data")
         );
         for room in &mut rooms {
-            let opened = room.open(&envelope, T0).expect("opens");
+            let opened = room.open_stored(&envelope, T0).expect("opens");
             assert_eq!(to_hex(&opened.content), field(m, "content"));
             assert_eq!(opened.message_id, field(m, "message_id"));
         }
@@ -820,7 +835,7 @@ fn envelope_round_trip_and_padding() {
             text.len()
         );
         let read = Envelope::from_json_str(&text).expect("reads");
-        let opened = bob_room.open(&read, T0).expect("opens");
+        let opened = bob_room.open_stored(&read, T0).expect("opens");
         assert_eq!(opened.content, content);
         assert_eq!(opened.sender_user_id, "u_ada");
         assert_eq!(opened.sender_device_id, "ada-laptop");
@@ -905,7 +920,7 @@ fn tampering_any_byte_of_nonce_ciphertext_tag_or_signature_is_rejected() {
             })
             .expect("well formed");
             assert_eq!(
-                code(room.open(&bad, T0)),
+                code(room.open_stored(&bad, T0)),
                 "e2ee_bad_signature",
                 "{key}[{i}]"
             );
@@ -920,7 +935,7 @@ fn tampering_any_byte_of_nonce_ciphertext_tag_or_signature_is_rejected() {
                 m.insert(key.into(), json!(flip_b64(&value[key], i)));
             });
             assert_eq!(
-                code(room.open(&bad, T0)),
+                code(room.open_stored(&bad, T0)),
                 "e2ee_decrypt_failed",
                 "{key}[{i}]"
             );
@@ -928,7 +943,7 @@ fn tampering_any_byte_of_nonce_ciphertext_tag_or_signature_is_rejected() {
     }
     // Untouched, it still opens: nothing above was remembered as seen.
     assert_eq!(
-        room.open(&envelope, T0).expect("opens").content,
+        room.open_stored(&envelope, T0).expect("opens").content,
         b"meet at noon"
     );
 }
@@ -953,7 +968,7 @@ fn tampering_any_associated_data_field_is_rejected() {
             m.insert(key.into(), other.clone());
         })
         .expect("well formed");
-        assert_eq!(code(room.open(&bad, T0)), expected, "{key}");
+        assert_eq!(code(room.open_stored(&bad, T0)), expected, "{key}");
     }
     // Claiming to be bob (a member) with ada's signature: bad signature.
     let as_bob = edited(&envelope, |m| {
@@ -961,21 +976,25 @@ fn tampering_any_associated_data_field_is_rejected() {
         m.insert("sender_device_id".into(), json!("bob-phone"));
     })
     .expect("well formed");
-    assert_eq!(code(room.open(&as_bob, T0)), "e2ee_bad_signature");
+    assert_eq!(code(room.open_stored(&as_bob, T0)), "e2ee_bad_signature");
     // Re-signed by the sender, each bound field still breaks decryption.
     for (key, other) in [("message_id", json!("c-2")), ("kind", json!("image"))] {
         let bad = edited_resigned(&envelope, &ada, |m| {
             m.insert(key.into(), other);
         });
-        assert_eq!(code(room.open(&bad, T0)), "e2ee_decrypt_failed", "{key}");
+        assert_eq!(
+            code(room.open_stored(&bad, T0)),
+            "e2ee_decrypt_failed",
+            "{key}"
+        );
     }
     // Bob re-signing ada's ciphertext as his own: decrypts under bob's key, fails.
     let stolen = edited_resigned(&envelope, &bob, |m| {
         m.insert("sender_user_id".into(), json!("u_bob"));
         m.insert("sender_device_id".into(), json!("bob-phone"));
     });
-    assert_eq!(code(room.open(&stolen, T0)), "e2ee_decrypt_failed");
-    assert!(room.open(&envelope, T0).is_ok());
+    assert_eq!(code(room.open_stored(&stolen, T0)), "e2ee_decrypt_failed");
+    assert!(room.open_stored(&envelope, T0).is_ok());
 }
 
 #[test]
@@ -1078,37 +1097,48 @@ fn a_message_moved_to_another_room_or_epoch_is_rejected() {
         );
     })
     .expect("well formed");
-    assert_eq!(code(other.open(&envelope, T0)), "e2ee_wrong_room");
-    assert_eq!(code(other.open(&moved, T0)), "e2ee_unknown_epoch");
+    assert_eq!(code(other.open_stored(&envelope, T0)), "e2ee_wrong_room");
+    assert_eq!(code(other.open_stored(&moved, T0)), "e2ee_unknown_epoch");
     // Moved to epoch 2, which bob holds: the signature covers the epoch.
     let mut bob_room = room_for(&bob, &[(&ada, &e1, members), (&ada, &e2, members)]);
     let to_e2 = edited(&envelope, |m| {
         m.insert("epoch".into(), json!(2));
     })
     .expect("well formed");
-    assert_eq!(code(bob_room.open(&to_e2, T0)), "e2ee_bad_signature");
+    assert_eq!(code(bob_room.open_stored(&to_e2, T0)), "e2ee_bad_signature");
     let to_e2_resigned = edited_resigned(&envelope, &ada, |m| {
         m.insert("epoch".into(), json!(2));
     });
     assert_eq!(
-        code(bob_room.open(&to_e2_resigned, T0)),
+        code(bob_room.open_stored(&to_e2_resigned, T0)),
         "e2ee_decrypt_failed"
     );
-    assert!(bob_room.open(&envelope, T0).is_ok());
+    assert!(bob_room.open_stored(&envelope, T0).is_ok());
 }
 
 #[test]
 fn a_replay_is_rejected() {
     let (_ada, _bob, mut room, envelope) = pair();
-    assert!(room.open(&envelope, T0).is_ok());
-    assert_eq!(code(room.open(&envelope, T0)), "e2ee_replay");
+    assert!(room.open(&envelope, T0, "m_1").is_ok());
+    // The same stored message again (a history reload) opens again.
+    assert_eq!(
+        room.open(&envelope, T0, "m_1").expect("reload").content,
+        b"meet at noon"
+    );
+    // The same sender's message id stored a second time is a replay.
+    assert_eq!(code(room.open(&envelope, T0, "m_2")), "e2ee_replay");
+    assert_eq!(code(room.open(&envelope, T0, "bad id")), "e2ee_malformed");
+    // The first backend message still opens.
+    assert!(room.open(&envelope, T0, "m_1").is_ok());
     // Another sender may use the same client id.
     let (ada, bob) = (ada(), bob());
     let new = new_epoch(&ada, &[&ada, &bob], 1, T0);
     let bob_room = room_for(&bob, &[(&ada, &new, &[&ada, &bob])]);
     let from_bob = seal(&bob_room, &bob, "c-1", "mine too");
     assert_eq!(
-        room.open(&from_bob, T0).expect("other sender").content,
+        room.open_stored(&from_bob, T0)
+            .expect("other sender")
+            .content,
         b"mine too"
     );
 }
@@ -1153,7 +1183,7 @@ fn a_removed_member_cannot_open_the_next_epoch() {
     let ada_room = room_for(&ada, &[(&ada, &e1, all), (&ada, &e2, rest)]);
     let envelope = seal(&ada_room, &ada, "c-after", "carol is gone");
     assert_eq!(
-        code(carol_room.open(&envelope, T0 + 61_000)),
+        code(carol_room.open_stored(&envelope, T0 + 61_000)),
         "e2ee_unknown_epoch"
     );
     // Carol, still holding epoch 1, cannot send into epoch 2...
@@ -1163,13 +1193,16 @@ fn a_removed_member_cannot_open_the_next_epoch() {
     })
     .expect("well formed");
     assert_eq!(
-        code(bob_room.open(&carol_e2, T0 + 61_000)),
+        code(bob_room.open_stored(&carol_e2, T0 + 61_000)),
         "e2ee_not_a_member"
     );
     // ... and her epoch-1 messages stop being accepted after the window.
     let late = seal(&carol_room, &carol, "c-late", "still here");
     let expired = T0 + 60_000 + LATE_EPOCH_WINDOW_MS + 1;
-    assert_eq!(code(bob_room.open(&late, expired)), "e2ee_epoch_expired");
+    assert_eq!(
+        code(bob_room.open_stored(&late, expired)),
+        "e2ee_epoch_expired"
+    );
     // Carol's keys cannot seal in a room whose current epoch excludes her.
     assert_eq!(
         code(bob_room.seal(&carol, "c-y", "text", b"x", &mut TestRng::new("y"))),
@@ -1195,16 +1228,22 @@ fn a_new_member_decrypts_from_the_epoch_they_joined() {
     let mut dave_room = room_for(&dave, &[(&bob, &e2, after)]);
     let new = seal(&bob_room, &bob, "c-new", "welcome dave");
     assert_eq!(
-        dave_room.open(&new, T0 + 61_000).expect("opens").content,
+        dave_room
+            .open_stored(&new, T0 + 61_000)
+            .expect("opens")
+            .content,
         b"welcome dave"
     );
-    assert_eq!(code(dave_room.open(&old, T0 + 1000)), "e2ee_unknown_epoch");
+    assert_eq!(
+        code(dave_room.open_stored(&old, T0 + 1000)),
+        "e2ee_unknown_epoch"
+    );
     assert_eq!(dave_room.epochs(), vec![2]);
     let mut ada_room = room_for(&ada, &[(&ada, &e1, before), (&bob, &e2, after)]);
     let from_dave = seal(&dave_room, &dave, "c-hi", "hi all");
     assert_eq!(
         ada_room
-            .open(&from_dave, T0 + 62_000)
+            .open_stored(&from_dave, T0 + 62_000)
             .expect("opens")
             .content,
         b"hi all"
@@ -1230,10 +1269,10 @@ fn late_old_epoch_messages_inside_and_outside_the_window() {
         ("c-at", e2_at),
         ("c-in", e2_at + LATE_EPOCH_WINDOW_MS),
     ] {
-        assert_eq!(bob_room.open(&make(id), sent_at).expect(id).epoch, 1);
+        assert_eq!(bob_room.open_stored(&make(id), sent_at).expect(id).epoch, 1);
     }
     assert_eq!(
-        code(bob_room.open(&make("c-out"), e2_at + LATE_EPOCH_WINDOW_MS + 1)),
+        code(bob_room.open_stored(&make("c-out"), e2_at + LATE_EPOCH_WINDOW_MS + 1)),
         "e2ee_epoch_expired"
     );
     // Only devices that were members of epoch 1: dave joined in epoch 2.
@@ -1243,16 +1282,16 @@ fn late_old_epoch_messages_inside_and_outside_the_window() {
     })
     .expect("well formed");
     assert_eq!(
-        code(bob_room.open(&from_dave, e2_at + 1)),
+        code(bob_room.open_stored(&from_dave, e2_at + 1)),
         "e2ee_not_a_member"
     );
     // The current epoch has no window.
     let current = seal(&dave_room, &dave, "c-now", "now");
-    assert!(bob_room.open(&current, u64::MAX).is_ok());
+    assert!(bob_room.open_stored(&current, u64::MAX).is_ok());
     // Forgotten epochs are unknown.
     bob_room.forget_epochs_before(2);
     assert_eq!(
-        code(bob_room.open(&make("c-gone"), T0)),
+        code(bob_room.open_stored(&make("c-gone"), T0)),
         "e2ee_unknown_epoch"
     );
 }
@@ -1361,7 +1400,7 @@ fn time_one_kib() {
     let seal_us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
     let start = std::time::Instant::now();
     for envelope in &envelopes {
-        bob_room.open(envelope, T0).unwrap();
+        bob_room.open_stored(envelope, T0).unwrap();
     }
     let open_us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
     let members_100: Vec<DeviceKeys> = (0..100)
@@ -1394,6 +1433,377 @@ fn proptest_room() -> (&'static DeviceKeys, &'static RoomKeys, RoomKeys) {
     (ada, ada_room, bob_room.clone())
 }
 
+// ---------------------------------------------------------------------------
+// Pending epochs, persistence
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_created_epoch_is_pending_until_committed() {
+    let (ada, bob, carol) = (ada(), bob(), carol());
+    let members = records(&[&ada, &bob]);
+    let mut room = RoomKeys::new(ROOM).expect("room");
+    let shares = room
+        .begin_epoch(&ada, 1, T0, &members, &mut TestRng::new("p1"))
+        .expect("begin");
+    assert_eq!(shares.len(), 2);
+    assert_eq!(room.pending_epoch(), Some(1));
+    assert_eq!(room.current_epoch(), None);
+    assert!(!room.has_epoch(1));
+    assert_eq!(
+        code(room.seal(&ada, "c-1", "text", b"x", &mut TestRng::new("s"))),
+        "e2ee_no_epoch"
+    );
+    // Another epoch number, or other members: refused, still pending.
+    assert_eq!(code(room.commit_epoch(2, &members)), "e2ee_unknown_epoch");
+    assert_eq!(
+        code(room.commit_epoch(1, &records(&[&ada, &bob, &carol]))),
+        "e2ee_members_mismatch"
+    );
+    assert_eq!(room.pending_epoch(), Some(1));
+    room.commit_epoch(1, &members).expect("commit");
+    assert_eq!(room.pending_epoch(), None);
+    assert_eq!(room.current_epoch(), Some(1));
+    assert!(room.has_epoch(1));
+    assert_eq!(code(room.commit_epoch(1, &members)), "e2ee_unknown_epoch");
+
+    // Bob opens his share of it and reads Ada's message.
+    let mut bob_room = RoomKeys::new(ROOM).expect("room");
+    let share = shares
+        .iter()
+        .find(|s| s.recipient_device_id() == bob.device_id())
+        .expect("bob's share");
+    let key = share.open(&bob, &ada.record()).expect("open share");
+    bob_room.install_epoch(key, &members).expect("install");
+    let envelope = seal(&room, &ada, "c-1", "hello");
+    assert_eq!(
+        bob_room.open(&envelope, T0, "m_1").expect("opens").content,
+        b"hello"
+    );
+
+    // A new epoch must be newer; a discarded one cannot be committed.
+    assert_eq!(
+        code(room.begin_epoch(&ada, 1, T0, &members, &mut TestRng::new("p2"))),
+        "e2ee_malformed"
+    );
+    room.begin_epoch(&ada, 2, T0 + 1, &members, &mut TestRng::new("p3"))
+        .expect("begin 2");
+    room.discard_epoch();
+    assert_eq!(room.pending_epoch(), None);
+    assert_eq!(code(room.commit_epoch(2, &members)), "e2ee_unknown_epoch");
+    assert_eq!(room.current_epoch(), Some(1));
+    // The creator must be a member.
+    assert_eq!(
+        code(room.begin_epoch(&carol, 2, T0, &members, &mut TestRng::new("p4"))),
+        "e2ee_not_a_member"
+    );
+}
+
+/// Bob's room with epochs 1 (Ada, Bob) and 2 (Ada, Bob, Carol), having opened
+/// one message of each; Ada's room and the envelopes.
+fn persisted_rooms() -> (DeviceKeys, RoomKeys, RoomKeys, Envelope, Envelope) {
+    let (ada, bob, carol) = (ada(), bob(), carol());
+    let e1 = new_epoch(&ada, &[&ada, &bob], 1, T0);
+    let e2 = new_epoch(&ada, &[&ada, &bob, &carol], 2, T0 + 60_000);
+    let epochs: &[(&DeviceKeys, &NewEpoch, &[&DeviceKeys])] = &[
+        (&ada, &e1, &[&ada, &bob]),
+        (&ada, &e2, &[&ada, &bob, &carol]),
+    ];
+    let ada_room = room_for(&ada, epochs);
+    let mut bob_room = room_for(&bob, epochs);
+    let mut only_e1 = room_for(&ada, &epochs[..1]);
+    let old = seal(&only_e1, &ada, "c-old", "from epoch 1");
+    let new = seal(&ada_room, &ada, "c-new", "from epoch 2");
+    bob_room.open(&old, T0 + 1, "m_old").expect("old");
+    bob_room.open(&new, T0 + 60_001, "m_new").expect("new");
+    only_e1.discard_epoch();
+    (ada, ada_room, bob_room, old, new)
+}
+
+#[test]
+fn room_state_round_trips_and_keeps_decrypting() {
+    let (ada, ada_room, bob_room, old, new) = persisted_rooms();
+    let text = bob_room.export_state();
+    let state: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(state["v"], 1);
+    assert_eq!(state["room_id"], ROOM);
+    assert_eq!(state["epochs"].as_array().unwrap().len(), 2);
+    assert_eq!(state["epochs"][1]["devices"].as_array().unwrap().len(), 3);
+    assert_eq!(state["seen"].as_array().unwrap().len(), 2);
+    // No plaintext is kept.
+    assert!(!text.contains("from epoch"));
+
+    let mut restored = RoomKeys::restore_state(&text).expect("restore");
+    assert_eq!(restored.room_id(), ROOM);
+    assert_eq!(restored.epochs(), vec![1, 2]);
+    assert_eq!(restored.members(2), bob_room.members(2));
+    for epoch in [1, 2] {
+        assert_eq!(
+            restored.epoch_key(epoch).unwrap().secret(),
+            bob_room.epoch_key(epoch).unwrap().secret()
+        );
+        assert_eq!(
+            restored.epoch_key(epoch).unwrap().created_at_ms(),
+            bob_room.epoch_key(epoch).unwrap().created_at_ms()
+        );
+    }
+    // Exporting again gives the same text (deterministic order).
+    assert_eq!(*restored.export_state(), *text);
+    // History reload: the same backend messages open again.
+    assert_eq!(
+        restored.open(&old, T0 + 1, "m_old").expect("old").content,
+        b"from epoch 1"
+    );
+    assert_eq!(
+        restored
+            .open(&new, T0 + 60_001, "m_new")
+            .expect("new")
+            .content,
+        b"from epoch 2"
+    );
+    // The seen map survived: another backend copy is a replay.
+    assert_eq!(
+        code(restored.open(&new, T0 + 60_001, "m_copy")),
+        "e2ee_replay"
+    );
+    // New messages still decrypt, and the restored room can seal.
+    let next = seal(&ada_room, &ada, "c-next", "after restore");
+    assert_eq!(
+        restored
+            .open(&next, T0 + 70_000, "m_next")
+            .expect("next")
+            .content,
+        b"after restore"
+    );
+    let bob = bob();
+    let reply = seal(&restored, &bob, "c-reply", "reply");
+    let mut ada_room = ada_room;
+    assert_eq!(
+        ada_room
+            .open(&reply, T0 + 70_001, "m_reply")
+            .expect("reply")
+            .content,
+        b"reply"
+    );
+    // An empty room round-trips too.
+    let empty = RoomKeys::new(ROOM).expect("room");
+    let restored = RoomKeys::restore_state(&empty.export_state()).expect("empty");
+    assert_eq!(restored.current_epoch(), None);
+}
+
+#[test]
+fn the_pending_epoch_is_not_persisted() {
+    let (ada, bob) = (ada(), bob());
+    let mut room = RoomKeys::new(ROOM).expect("room");
+    room.begin_epoch(&ada, 1, T0, &records(&[&ada, &bob]), &mut TestRng::new("p"))
+        .expect("begin");
+    let restored = RoomKeys::restore_state(&room.export_state()).expect("restore");
+    assert_eq!(restored.pending_epoch(), None);
+    assert_eq!(restored.current_epoch(), None);
+}
+
+#[test]
+fn malformed_room_state_is_refused_with_a_code() {
+    let (_, _, bob_room, _, _) = persisted_rooms();
+    let text = bob_room.export_state();
+    let good: Value = serde_json::from_str(&text).unwrap();
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        RoomKeys::restore_state(&v.to_string())
+    };
+    for bad in [
+        "",
+        "null",
+        "[]",
+        "{}",
+        "{\"v\":1}",
+        "not json",
+        "{\"v\":1,\"room_id\":",
+    ] {
+        assert_eq!(
+            code(RoomKeys::restore_state(bad)),
+            "e2ee_malformed",
+            "{bad:?}"
+        );
+    }
+    for cut in [1, text.len() / 3, text.len() / 2, text.len() - 1] {
+        assert_eq!(
+            code(RoomKeys::restore_state(&text[..cut])),
+            "e2ee_malformed"
+        );
+    }
+    assert_eq!(
+        code(edit(&|v| v["v"] = json!(2))),
+        "e2ee_unsupported_version"
+    );
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        ("extra field", Box::new(|v| v["extra"] = json!(1))),
+        ("room id", Box::new(|v| v["room_id"] = json!("bad room"))),
+        ("epochs not array", Box::new(|v| v["epochs"] = json!({}))),
+        (
+            "epoch zero",
+            Box::new(|v| v["epochs"][0]["epoch"] = json!(0)),
+        ),
+        (
+            "epoch twice",
+            Box::new(|v| {
+                let first = v["epochs"][0].clone();
+                v["epochs"].as_array_mut().unwrap().push(first);
+            }),
+        ),
+        ("nested v", Box::new(|v| v["epochs"][0]["v"] = json!(1))),
+        (
+            "secret short",
+            Box::new(|v| v["epochs"][0]["secret"] = json!(b64u_encode(&[1; 31]))),
+        ),
+        (
+            "secret not b64",
+            Box::new(|v| v["epochs"][0]["secret"] = json!("!!")),
+        ),
+        (
+            "members digest",
+            Box::new(|v| v["epochs"][0]["members"] = json!(b64u_encode(&[7; 32]))),
+        ),
+        (
+            "device dropped",
+            Box::new(|v| {
+                v["epochs"][1]["devices"].as_array_mut().unwrap().pop();
+            }),
+        ),
+        (
+            "device signature",
+            Box::new(|v| {
+                let sig = v["epochs"][0]["devices"][0]["sig"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let mut bytes = b64u_decode(&sig).unwrap();
+                bytes[0] ^= 1;
+                v["epochs"][0]["devices"][0]["sig"] = json!(b64u_encode(&bytes));
+            }),
+        ),
+        (
+            "creator not a member",
+            Box::new(|v| v["epochs"][0]["creator_user_id"] = json!("u_carol")),
+        ),
+        (
+            "created_at negative",
+            Box::new(|v| v["epochs"][0]["created_at"] = json!(-1)),
+        ),
+        (
+            "seen entry short",
+            Box::new(|v| v["seen"][0] = json!(["u_ada", "c-1"])),
+        ),
+        (
+            "seen entry number",
+            Box::new(|v| v["seen"][0] = json!(["u_ada", "c-1", 3])),
+        ),
+        (
+            "seen bad id",
+            Box::new(|v| v["seen"][0] = json!(["u_ada", "c 1", "m_1"])),
+        ),
+        (
+            "missing seen",
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("seen");
+            }),
+        ),
+    ];
+    for (name, f) in cases {
+        assert_eq!(code(edit(&*f)), "e2ee_malformed", "{name}");
+    }
+}
+
+#[test]
+fn known_devices_round_trip_and_still_detect_key_changes() {
+    let (ada, bob) = (ada(), bob());
+    let mut known = KnownDevices::new();
+    assert_eq!(known.check(&ada.record()).unwrap(), DeviceCheck::New);
+    assert_eq!(known.check(&bob.record()).unwrap(), DeviceCheck::New);
+    let text = known.export_state();
+    let state: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(state["v"], 1);
+    assert_eq!(state["devices"].as_array().unwrap().len(), 2);
+
+    let mut restored = KnownDevices::restore_state(&text).expect("restore");
+    assert_eq!(restored.len(), 2);
+    assert_eq!(restored.export_state(), text);
+    assert_eq!(
+        restored.fingerprint("u_ada", "ada-laptop"),
+        Some(ada.fingerprint())
+    );
+    assert_eq!(
+        restored.check(&ada.record()).unwrap(),
+        DeviceCheck::Unchanged
+    );
+    // Ada's laptop with new keys is still caught after a restore.
+    let mut rng = TestRng::new("new laptop keys");
+    let replaced = DeviceKeys::generate("u_ada", "ada-laptop", &mut rng).unwrap();
+    assert_eq!(
+        code(restored.check(&replaced.record())),
+        "e2ee_device_key_changed"
+    );
+    restored.accept_change(&replaced.record());
+    let again = KnownDevices::restore_state(&restored.export_state()).unwrap();
+    let mut again = again;
+    assert_eq!(
+        again.check(&replaced.record()).unwrap(),
+        DeviceCheck::Unchanged
+    );
+    assert!(
+        KnownDevices::restore_state(&KnownDevices::new().export_state())
+            .unwrap()
+            .is_empty()
+    );
+
+    for bad in [
+        "",
+        "{}",
+        "{\"v\":1}",
+        "{\"v\":1,\"devices\":{}}",
+        "{\"v\":1,\"devices\":[{}]}",
+        "{\"v\":1,\"devices\":[],\"x\":1}",
+    ] {
+        assert_eq!(
+            code(KnownDevices::restore_state(bad)),
+            "e2ee_malformed",
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        code(KnownDevices::restore_state("{\"v\":7,\"devices\":[]}")),
+        "e2ee_unsupported_version"
+    );
+    let mut twice: Value = serde_json::from_str(&text).unwrap();
+    let first = twice["devices"][0].clone();
+    twice["devices"].as_array_mut().unwrap().push(first);
+    assert_eq!(
+        code(KnownDevices::restore_state(&twice.to_string())),
+        "e2ee_malformed"
+    );
+    let mut short: Value = serde_json::from_str(&text).unwrap();
+    short["devices"][0]["x25519"] = json!(b64u_encode(&[1; 31]));
+    assert_eq!(
+        code(KnownDevices::restore_state(&short.to_string())),
+        "e2ee_malformed"
+    );
+}
+
+#[test]
+fn a_forged_copy_under_another_backend_id_does_not_block_the_real_one() {
+    let (_ada, _bob, mut room, envelope) = pair();
+    let mut forged = envelope.to_json();
+    forged["ciphertext"] = json!(flip_b64(&forged["ciphertext"], 0));
+    let forged = Envelope::from_json(&forged).expect("well formed");
+    assert_eq!(
+        code(room.open(&forged, T0, "m_forged")),
+        "e2ee_bad_signature"
+    );
+    assert!(room.open(&envelope, T0, "m_real").is_ok());
+    assert_eq!(code(room.open(&envelope, T0, "m_forged")), "e2ee_replay");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -1406,14 +1816,14 @@ proptest! {
         let json = envelope.to_json().to_string();
         prop_assert!(json.len() <= MAX_ENVELOPE_BYTES);
         let read = Envelope::from_json_str(&json).unwrap();
-        prop_assert_eq!(bob_room.open(&read, T0).unwrap().content, text.as_bytes());
+        prop_assert_eq!(bob_room.open_stored(&read, T0).unwrap().content, text.as_bytes());
     }
 
     #[test]
     fn decrypt_of_encrypt_is_identity_for_any_bytes(content in proptest::collection::vec(any::<u8>(), 0..=4000)) {
         let (ada, ada_room, mut bob_room) = proptest_room();
         let envelope = ada_room.seal(ada, "c-b", "file", &content, &mut TestRng::new("b")).unwrap();
-        prop_assert_eq!(bob_room.open(&envelope, T0).unwrap().content, content);
+        prop_assert_eq!(bob_room.open_stored(&envelope, T0).unwrap().content, content);
     }
 
     #[test]
@@ -1421,7 +1831,7 @@ proptest! {
         let (_, _, mut bob_room) = proptest_room();
         let text = String::from_utf8_lossy(&bytes);
         if let Ok(envelope) = Envelope::from_json_str(&text) {
-            let _ = bob_room.open(&envelope, T0);
+            let _ = bob_room.open_stored(&envelope, T0);
         }
         let _ = KeyShare::from_json(&Value::String(text.to_string()));
         let _ = DeviceRecord::from_json(&Value::String(text.into_owned()));
@@ -1445,8 +1855,15 @@ proptest! {
         let mut value = envelope.to_json();
         value[key] = replacement;
         if let Ok(envelope) = Envelope::from_json(&value) {
-            let _ = bob_room.open(&envelope, T0);
+            let _ = bob_room.open_stored(&envelope, T0);
         }
+    }
+
+    #[test]
+    fn arbitrary_text_as_stored_state_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let text = String::from_utf8_lossy(&bytes);
+        prop_assert!(RoomKeys::restore_state(&text).is_err() || text.contains("room_id"));
+        let _ = KnownDevices::restore_state(&text);
     }
 
     #[test]

@@ -342,6 +342,61 @@ impl KnownDevices {
             .remove(&(user_id.to_owned(), device_id.to_owned()));
     }
 
+    /// The pinned devices as versioned JSON text, to persist (public keys
+    /// only): `{"v":1,"devices":[{"user_id","device_id","ed25519","x25519"}]}`.
+    pub fn export_state(&self) -> String {
+        let devices: Vec<Value> = self
+            .pinned
+            .iter()
+            .map(|((user_id, device_id), (ed, x))| {
+                json!({
+                    "user_id": user_id,
+                    "device_id": device_id,
+                    "ed25519": b64u_encode(ed),
+                    "x25519": b64u_encode(x),
+                })
+            })
+            .collect();
+        json!({ "v": FORMAT_VERSION, "devices": devices }).to_string()
+    }
+
+    /// Restores pins from [`export_state`](Self::export_state)'s text:
+    /// `e2ee_unsupported_version` for another `"v"`, `e2ee_malformed` for
+    /// anything else that is not such a state (never a panic).
+    pub fn restore_state(text: &str) -> Result<Self, Error> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|_| super::encoding::malformed("the known devices state is not JSON"))?;
+        let fields = Fields::read(&value, "known devices state", &["devices"])?;
+        let mut known = KnownDevices::new();
+        for device in fields.list("devices")? {
+            let f = Fields::read_nested(
+                device,
+                "known device",
+                &["user_id", "device_id", "ed25519", "x25519"],
+            )?;
+            let key = (f.id("user_id")?, f.id("device_id")?);
+            if known.pinned.contains_key(&key) {
+                return Err(super::encoding::malformed(format!(
+                    "device {:?} of user {:?} is listed twice",
+                    key.1, key.0
+                )));
+            }
+            known
+                .pinned
+                .insert(key, (f.array("ed25519")?, f.array("x25519")?));
+        }
+        Ok(known)
+    }
+
+    /// How many devices are pinned.
+    pub fn len(&self) -> usize {
+        self.pinned.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pinned.is_empty()
+    }
+
     /// The fingerprint pinned for a device, if it is known.
     pub fn fingerprint(&self, user_id: &str, device_id: &str) -> Option<String> {
         self.pinned

@@ -188,12 +188,43 @@ impl<'a> Fields<'a> {
             }
             None => return Err(malformed(format!("a {what} lacks its version \"v\""))),
         }
+        Self::check_keys(map, what, expected)
+    }
+
+    /// Reads an object nested in a versioned one (its version was checked
+    /// there): exactly the expected fields, no `"v"`.
+    pub(crate) fn read_nested(
+        value: &'a Value,
+        what: &'static str,
+        expected: &[&str],
+    ) -> Result<Self, Error> {
+        let map = value
+            .as_object()
+            .ok_or_else(|| malformed(format!("a {what} must be a JSON object")))?;
+        if map.contains_key("v") {
+            return Err(malformed(format!("a {what} has an unknown field \"v\"")));
+        }
+        Self::check_keys(map, what, expected)
+    }
+
+    fn check_keys(
+        map: &'a Map<String, Value>,
+        what: &'static str,
+        expected: &[&str],
+    ) -> Result<Self, Error> {
         for key in map.keys() {
             if key != "v" && !expected.contains(&key.as_str()) {
                 return Err(malformed(format!("a {what} has an unknown field {key:?}")));
             }
         }
         Ok(Fields { map, what })
+    }
+
+    pub(crate) fn list(&self, key: &str) -> Result<&'a [Value], Error> {
+        self.get(key)?
+            .as_array()
+            .map(Vec::as_slice)
+            .ok_or_else(|| malformed(format!("{key:?} of a {} must be an array", self.what)))
     }
 
     fn get(&self, key: &str) -> Result<&'a Value, Error> {

@@ -1,14 +1,16 @@
 //! The keys of one room on this device: its epochs, who was a member of each,
 //! the late-message window and replay detection.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use rand_core::CryptoRng;
+use serde_json::{json, Value};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::device::{verify_signature, DeviceKeys, DeviceRecord};
-use super::encoding::validate_id;
+use super::encoding::{b64u_decode, b64u_encode, malformed, validate_id, Fields, FORMAT_VERSION};
 use super::envelope::{sender_key, unpad, Envelope};
-use super::epoch::{members_digest, EpochKey};
+use super::epoch::{create_epoch, members_digest, EpochKey, KeyShare};
 use super::primitives::{aes256gcm_open, NONCE_BYTES};
 use crate::protocol::Error;
 
@@ -42,7 +44,11 @@ struct EpochState {
 pub struct RoomKeys {
     room_id: String,
     epochs: BTreeMap<u64, EpochState>,
-    seen: HashSet<(String, String)>,
+    /// (sender user, envelope message id) → the backend message id it was
+    /// opened under: the same pair under another backend id is a replay.
+    seen: BTreeMap<(String, String), String>,
+    /// An epoch created here, held until the backend accepted it.
+    pending: Option<EpochKey>,
 }
 
 impl std::fmt::Debug for RoomKeys {
@@ -51,6 +57,7 @@ impl std::fmt::Debug for RoomKeys {
             .field("room_id", &self.room_id)
             .field("epochs", &self.epochs.keys().collect::<Vec<_>>())
             .field("seen", &self.seen.len())
+            .field("pending", &self.pending.as_ref().map(EpochKey::epoch))
             .finish()
     }
 }
@@ -61,7 +68,8 @@ impl RoomKeys {
         Ok(RoomKeys {
             room_id: room_id.to_owned(),
             epochs: BTreeMap::new(),
-            seen: HashSet::new(),
+            seen: BTreeMap::new(),
+            pending: None,
         })
     }
 
@@ -72,6 +80,11 @@ impl RoomKeys {
     /// The newest installed epoch.
     pub fn current_epoch(&self) -> Option<u64> {
         self.epochs.keys().next_back().copied()
+    }
+
+    /// Whether an epoch is installed (else fetch its share before opening).
+    pub fn has_epoch(&self, epoch: u64) -> bool {
+        self.epochs.contains_key(&epoch)
     }
 
     /// The installed epochs, oldest first.
@@ -213,9 +226,20 @@ impl RoomKeys {
     /// (`e2ee_bad_signature`), replay of the sender's message id
     /// (`e2ee_replay`), decryption (`e2ee_decrypt_failed`) and padding
     /// (`e2ee_malformed`). `sent_at_ms` is the backend's `sent_at` of the
-    /// message. Only a message that passes everything is remembered as seen,
-    /// so open each stored message once (cache the result by its backend id).
-    pub fn open(&mut self, envelope: &Envelope, sent_at_ms: u64) -> Result<OpenedMessage, Error> {
+    /// message and `backend_message_id` its backend `message_id`.
+    ///
+    /// Replay is keyed by the backend message: the same sender's envelope
+    /// `message_id` under a *different* backend message id is `e2ee_replay`,
+    /// while opening the same backend message again (a history reload) opens
+    /// it again. Only a message that passes everything is remembered, so a
+    /// forged copy cannot block the real one.
+    pub fn open(
+        &mut self,
+        envelope: &Envelope,
+        sent_at_ms: u64,
+        backend_message_id: &str,
+    ) -> Result<OpenedMessage, Error> {
+        validate_id("backend_message_id", backend_message_id)?;
         if envelope.room_id() != self.room_id {
             return Err(Error::E2eeWrongRoom {
                 expected: self.room_id.clone(),
@@ -255,7 +279,11 @@ impl RoomKeys {
             "envelope",
         )?;
         let seen = (sender.0, envelope.message_id().to_owned());
-        if self.seen.contains(&seen) {
+        if self
+            .seen
+            .get(&seen)
+            .is_some_and(|opened_as| opened_as != backend_message_id)
+        {
             return Err(Error::E2eeReplay {
                 user_id: seen.0,
                 message_id: seen.1,
@@ -277,13 +305,228 @@ impl RoomKeys {
             kind: envelope.kind().to_owned(),
             content,
         };
-        self.seen.insert(seen);
+        self.seen.insert(seen, backend_message_id.to_owned());
         Ok(opened)
+    }
+
+    /// Creates epoch `epoch` (newer than the current one) for `members`
+    /// (which must include `me`) and holds its key as pending: it is not
+    /// used until [`commit_epoch`](Self::commit_epoch), after the backend
+    /// accepted the shares. Returns one share per member, in their order.
+    /// A previous pending epoch is replaced.
+    pub fn begin_epoch<R: CryptoRng + ?Sized>(
+        &mut self,
+        me: &DeviceKeys,
+        epoch: u64,
+        created_at_ms: u64,
+        members: &[DeviceRecord],
+        rng: &mut R,
+    ) -> Result<Vec<KeyShare>, Error> {
+        if let Some(current) = self.current_epoch().filter(|&current| current >= epoch) {
+            return Err(malformed(format!(
+                "epoch {epoch} is not newer than the current epoch {current}"
+            )));
+        }
+        let new = create_epoch(&self.room_id, epoch, created_at_ms, me, members, rng)?;
+        self.pending = Some(new.key);
+        Ok(new.shares)
+    }
+
+    /// The epoch created by [`begin_epoch`](Self::begin_epoch) and not yet
+    /// committed or discarded.
+    pub fn pending_epoch(&self) -> Option<u64> {
+        self.pending.as_ref().map(EpochKey::epoch)
+    }
+
+    /// Installs the pending epoch with its member devices once the backend
+    /// accepted it. `e2ee_unknown_epoch` when no epoch `epoch` is pending;
+    /// the checks of [`install_epoch`](Self::install_epoch) otherwise (the
+    /// pending epoch stays pending when they fail).
+    pub fn commit_epoch(&mut self, epoch: u64, members: &[DeviceRecord]) -> Result<(), Error> {
+        let Some(key) = self.pending.take_if(|key| key.epoch() == epoch) else {
+            return Err(Error::E2eeUnknownEpoch { epoch });
+        };
+        if let Err(error) = self.install_epoch(key.clone(), members) {
+            self.pending = Some(key);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Drops the pending epoch (the backend refused it: `409`).
+    pub fn discard_epoch(&mut self) {
+        self.pending = None;
+    }
+
+    /// The room's keys as versioned JSON text, to persist (encrypted!): every
+    /// installed epoch with its secret, creator and member device records,
+    /// and the seen message ids. A pending epoch is not included. The text is
+    /// zeroized when dropped.
+    ///
+    /// `{"v":1,"room_id","epochs":[{"epoch","created_at","creator_user_id",
+    /// "creator_device_id","members":<digest>,"secret","devices":[record]}],
+    /// "seen":[[user_id, message_id, backend_message_id]]}`
+    pub fn export_state(&self) -> Zeroizing<String> {
+        let epochs: Vec<Value> = self
+            .epochs
+            .iter()
+            .map(|(epoch, state)| {
+                json!({
+                    "epoch": epoch,
+                    "created_at": state.key.created_at_ms(),
+                    "creator_user_id": state.key.creator_user_id(),
+                    "creator_device_id": state.key.creator_device_id(),
+                    "members": b64u_encode(&state.key.members_digest()),
+                    "secret": b64u_encode(state.key.secret()),
+                    "devices": state.members.values().map(DeviceRecord::to_json).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let seen: Vec<Value> = self
+            .seen
+            .iter()
+            .map(|((user_id, message_id), backend_id)| json!([user_id, message_id, backend_id]))
+            .collect();
+        let mut state = json!({
+            "v": FORMAT_VERSION,
+            "room_id": self.room_id,
+            "epochs": epochs,
+            "seen": seen,
+        });
+        let text = to_zeroizing_json(&state);
+        zeroize_secrets(&mut state);
+        text
+    }
+
+    /// Restores keys from [`export_state`](Self::export_state)'s text:
+    /// `e2ee_unsupported_version` for another `"v"`, `e2ee_malformed` for
+    /// anything else that is not a consistent state (never a panic). Member
+    /// records are signature-checked again and every epoch reinstalled with
+    /// the checks of [`install_epoch`](Self::install_epoch).
+    pub fn restore_state(text: &str) -> Result<Self, Error> {
+        let mut value: Value =
+            serde_json::from_str(text).map_err(|_| malformed("the room state is not JSON"))?;
+        let restored = Self::from_state(&value);
+        zeroize_secrets(&mut value);
+        restored.map_err(|error| match error {
+            Error::E2eeMalformed { .. } | Error::E2eeUnsupportedVersion { .. } => error,
+            other => malformed(format!("the room state is inconsistent ({other})")),
+        })
+    }
+
+    fn from_state(value: &Value) -> Result<Self, Error> {
+        let fields = Fields::read(value, "room state", &["room_id", "epochs", "seen"])?;
+        let mut room = RoomKeys::new(&fields.id("room_id")?)?;
+        // Each distinct record is verified once, however many epochs list it.
+        let mut verified: BTreeMap<String, DeviceRecord> = BTreeMap::new();
+        for epoch in fields.list("epochs")? {
+            let f = Fields::read_nested(
+                epoch,
+                "room state epoch",
+                &[
+                    "epoch",
+                    "created_at",
+                    "creator_user_id",
+                    "creator_device_id",
+                    "members",
+                    "secret",
+                    "devices",
+                ],
+            )?;
+            let secret = Zeroizing::new(
+                b64u_decode(f.str("secret")?)
+                    .ok_or_else(|| malformed("an epoch secret is not base64url"))?,
+            );
+            let secret: &[u8; 32] = secret
+                .as_slice()
+                .try_into()
+                .map_err(|_| malformed("an epoch secret must have 32 bytes"))?;
+            let key = EpochKey::from_parts(
+                room.room_id(),
+                f.epoch("epoch")?,
+                f.u64("created_at")?,
+                &f.id("creator_user_id")?,
+                &f.id("creator_device_id")?,
+                f.array("members")?,
+                secret,
+            )?;
+            let devices = f.list("devices")?;
+            let mut members = Vec::with_capacity(devices.len());
+            for device in devices {
+                let text = device.to_string();
+                let record = match verified.get(&text) {
+                    Some(record) => record.clone(),
+                    None => {
+                        let record = DeviceRecord::from_json(device)?;
+                        verified.insert(text, record.clone());
+                        record
+                    }
+                };
+                members.push(record);
+            }
+            if room.has_epoch(key.epoch()) {
+                return Err(malformed(format!("epoch {} is listed twice", key.epoch())));
+            }
+            room.install_epoch(key, &members)?;
+        }
+        for entry in fields.list("seen")? {
+            let ids = entry
+                .as_array()
+                .filter(|ids| ids.len() == 3)
+                .ok_or_else(|| {
+                    malformed("a seen entry must be [user_id, message_id, backend_id]")
+                })?;
+            let mut parts = [String::new(), String::new(), String::new()];
+            for (part, id) in parts.iter_mut().zip(ids) {
+                let id = id
+                    .as_str()
+                    .ok_or_else(|| malformed("a seen entry must hold strings"))?;
+                validate_id("seen id", id)?;
+                *part = id.to_owned();
+            }
+            let [user_id, message_id, backend_id] = parts;
+            room.seen.insert((user_id, message_id), backend_id);
+        }
+        Ok(room)
     }
 
     /// Forgets epochs older than `epoch` (their messages become
     /// `e2ee_unknown_epoch`).
     pub fn forget_epochs_before(&mut self, epoch: u64) {
         self.epochs = self.epochs.split_off(&epoch);
+    }
+}
+
+/// Compact JSON text in one exactly sized, zeroized-on-drop buffer (sized by a
+/// first pass, so no reallocation leaves a copy of a secret behind).
+pub(crate) fn to_zeroizing_json(value: &Value) -> Zeroizing<String> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a Value into memory cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    let mut bytes = Vec::with_capacity(count.0);
+    let _ = serde_json::to_writer(&mut bytes, value);
+    // serde_json writes UTF-8; an empty string is the (unreachable) fallback.
+    Zeroizing::new(String::from_utf8(bytes).unwrap_or_default())
+}
+
+/// Zeroizes the `"secret"` strings of a room state's epochs in place.
+fn zeroize_secrets(state: &mut Value) {
+    let Some(epochs) = state.get_mut("epochs").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for epoch in epochs {
+        if let Some(Value::String(secret)) = epoch.get_mut("secret") {
+            secret.zeroize();
+        }
     }
 }

@@ -8,6 +8,7 @@ use wasm_bindgen::prelude::*;
 
 pub mod chat;
 pub mod connection;
+pub mod e2ee;
 
 #[wasm_bindgen]
 extern "C" {

@@ -9,6 +9,9 @@
  * @packageDocumentation
  */
 export { ChatRoomState } from "../wasm/domvia_realtime.js";
+// End-to-end encryption (used by @domvia/realtime-e2ee).
+export { E2eeDevice, E2eeKnownDevices, E2eeRoom, safetyNumber } from "../wasm/domvia_realtime.js";
+export type { E2eeNewEpoch, E2eeOpenedMessage } from "../wasm/domvia_realtime.js";
 export { callCore, isReady, ready, reportListenerError } from "./runtime.js";
 export { DomViaError, toDomViaError } from "./errors.js";
 export type { DomViaErrorCode } from "./errors.js";
