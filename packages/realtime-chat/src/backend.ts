@@ -57,7 +57,7 @@ export class BackendClient {
    */
   async request<T>(
     operation: string,
-    method: "GET" | "POST",
+    method: "GET" | "POST" | "PUT",
     path: string,
     options: { body?: unknown; socketId?: string | undefined; keepalive?: boolean } = {},
   ): Promise<Answer<T>> {

@@ -21,12 +21,18 @@ export type {
   ChatMember,
   ChatMessage,
   ChatRoom,
+  ChatRoomEncryption,
   ChatRoomOptions,
   ChatRoomSnapshot,
   ChatRoomStatus,
   DeliveryStatus,
+  DeviceKeyChangeEvent,
+  OpenResult,
   PresenceEvent,
   ReadReceiptEvent,
+  RoomEncryption,
+  RoomEncryptionContext,
+  RoomEncryptionModule,
   TypingEvent,
   Unsubscribe,
 } from "./types.js";
@@ -51,9 +57,12 @@ function isDuration(value: unknown): boolean {
  * await room.sendMessage({ text: "hello" });
  * ```
  *
+ * With `encrypted: true` the room loads `@domvia/realtime-e2ee` on demand and
+ * encrypts message content end to end; `waitUntilReady()` rejects with
+ * `encryption_unavailable` when that package cannot be loaded.
+ *
  * @throws {DomViaError} `invalid_config` for a missing room id or channel name
- * or an out-of-range option; `encryption_unavailable` for `encrypted: true`
- * (end-to-end encryption comes in a later release).
+ * or an out-of-range option.
  */
 export function createChatRoom(realtime: DomViaRealtime, options: ChatRoomOptions): ChatRoom {
   if (typeof realtime !== "object" || realtime === null || typeof realtime.subscribe !== "function") {
@@ -63,12 +72,6 @@ export function createChatRoom(realtime: DomViaRealtime, options: ChatRoomOption
     if (typeof options?.[field] !== "string" || options[field].length === 0) {
       throw chatError("invalid_config", `unable to create the chat room; ${field} must be a non-empty string`);
     }
-  }
-  if (options.encrypted === true) {
-    throw chatError(
-      "encryption_unavailable",
-      "unable to create the chat room; end-to-end encrypted rooms are not available in this version",
-    );
   }
   if (options.historyPageSize !== undefined && !isPositiveInteger(options.historyPageSize, 100)) {
     throw chatError("invalid_config", "unable to create the chat room; historyPageSize must be an integer from 1 to 100");

@@ -18,11 +18,16 @@ import type {
   ChatMember,
   ChatMessage,
   ChatRoom,
+  ChatRoomEncryption,
   ChatRoomOptions,
   ChatRoomSnapshot,
   ChatRoomStatus,
+  DeviceKeyChangeEvent,
+  OpenResult,
   PresenceEvent,
   ReadReceiptEvent,
+  RoomEncryption,
+  RoomEncryptionModule,
   TypingEvent,
 } from "./types.js";
 
@@ -76,8 +81,33 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** A message with exactly the documented fields, frozen. */
-function toChatMessage(message: ChatMessage): ChatMessage {
+/** The room events that may change an encrypted room's member devices. */
+const ENCRYPTION_EVENTS = ["epoch.created", "member.added", "member.removed"] as const;
+
+/**
+ * Loads `@domvia/realtime-e2ee` on demand: a bare dynamic import, so bundlers
+ * split it out and apps that never encrypt never load it.
+ */
+async function loadEncryption(): Promise<RoomEncryptionModule> {
+  let loaded: unknown;
+  try {
+    // @ts-ignore -- an optional peer: this package never depends on it at compile time (its types are in types.ts).
+    loaded = await import("@domvia/realtime-e2ee");
+  } catch (cause) {
+    throw chatError(
+      "encryption_unavailable",
+      "unable to open the encrypted room; @domvia/realtime-e2ee could not be loaded (install it, and map it for the browser)",
+      { cause },
+    );
+  }
+  if (!isObject(loaded) || typeof loaded.openRoomEncryption !== "function") {
+    throw chatError("encryption_unavailable", "unable to open the encrypted room; @domvia/realtime-e2ee has no openRoomEncryption");
+  }
+  return loaded as unknown as RoomEncryptionModule;
+}
+
+/** A message with exactly the documented fields, frozen; `opened` decrypts an encrypted one. */
+function toChatMessage(message: ChatMessage, opened?: OpenResult): ChatMessage {
   const result: {
     -readonly [K in keyof ChatMessage]: ChatMessage[K];
   } = {
@@ -85,12 +115,15 @@ function toChatMessage(message: ChatMessage): ChatMessage {
     room_id: message.room_id,
     seq: message.seq ?? null,
     user_id: message.user_id,
-    text: message.text ?? null,
+    text: opened === undefined ? (message.text ?? null) : opened.ok ? opened.text : null,
     sent_at: message.sent_at,
     client_id: message.client_id,
     status: message.status ?? "sent",
   };
   if (isObject(message.ciphertext)) result.ciphertext = message.ciphertext;
+  if (opened !== undefined && !opened.ok) {
+    result.decryption_error = Object.freeze({ code: opened.code, message: opened.message });
+  }
   return Object.freeze(result);
 }
 
@@ -152,6 +185,18 @@ export class DefaultChatRoom implements ChatRoom {
   #warnedTyping = false;
   #loadTimer: ReturnType<typeof setTimeout> | undefined;
 
+  // End-to-end encryption (encrypted rooms only).
+  readonly #encrypted: boolean;
+  readonly encryption: ChatRoomEncryption | undefined;
+  #encryption: RoomEncryption | undefined;
+  readonly #keyChangeListeners = new Listeners<[DeviceKeyChangeEvent]>();
+  /** Every stored encrypted message, opened, by backend message_id: opened once, before it is shown. */
+  readonly #opened = new Map<string, OpenResult>();
+  /** Sealed envelopes by client_id: sealed once, and the same content on every retry. */
+  readonly #sealed = new Map<string, object>();
+  /** Live encrypted messages are applied in arrival order, each after its opening. */
+  #applyChain: Promise<void> = Promise.resolve();
+
   readonly #messageListeners = new Listeners<[ChatMessage]>();
   readonly #typingListeners = new Listeners<[TypingEvent]>();
   readonly #receiptListeners = new Listeners<[ReadReceiptEvent]>();
@@ -186,6 +231,8 @@ export class DefaultChatRoom implements ChatRoom {
     });
     // The app may never call waitUntilReady(); the failure is in the snapshot too.
     this.#ready.catch(() => undefined);
+    this.#encrypted = options.encrypted === true;
+    this.encryption = this.#encrypted ? this.#encryptionApi() : undefined;
     this.#hadConnected = realtime.connection.state === "connected";
     this.#cleanups.push(
       realtime.connection.onStateChange(({ current }) => {
@@ -216,6 +263,10 @@ export class DefaultChatRoom implements ChatRoom {
       ]);
       if (this.#left) return;
       this.#myUserId = userId;
+      if (this.#encrypted) {
+        await this.#startEncryption(userId);
+        if (this.#left) return;
+      }
       const state = new RoomState(this.roomId, userId, this.#throttleMs, this.#timeoutMs);
       this.#state = state;
 
@@ -223,6 +274,8 @@ export class DefaultChatRoom implements ChatRoom {
       const page = await this.#loading(() =>
         this.#backend.request<PageJson>("load the room's messages", "GET", `${this.#path}/messages?limit=${this.#pageSize}`),
       );
+      if (this.#left) return;
+      await this.#openAll(page.body.messages);
       if (this.#left) return;
       const applied = state.applyLatestPage(page.body.messages, page.body.has_more, Date.now());
       state.setReadState(room.last_read_seq ?? 0, room.unread_count ?? 0, room.latest_seq ?? 0);
@@ -302,6 +355,11 @@ export class DefaultChatRoom implements ChatRoom {
         channel.bind("message.created", (data) => this.#receive({ kind: "created", data })),
         channel.bind("receipt.updated", (data) => this.#receive({ kind: "receipt", data })),
       );
+      if (this.#encrypted) {
+        for (const name of ENCRYPTION_EVENTS) {
+          this.#cleanups.push(channel.bind(name, (data) => this.#encryption?.roomEvent(name, data)));
+        }
+      }
     }
     if (role === typingChannel) {
       this.#cleanups.push(
@@ -352,6 +410,149 @@ export class DefaultChatRoom implements ChatRoom {
     return { kind: "typing", userId, isTyping };
   }
 
+  // ---- End-to-end encryption (encrypted rooms) ---------------------------------
+
+  /** `room.encryption`: usable before the room is ready (listeners wait, calls await readiness). */
+  #encryptionApi(): ChatRoomEncryption {
+    const room = this;
+    return Object.freeze({
+      get fingerprint(): string | undefined {
+        return room.#encryption?.fingerprint;
+      },
+      onKeyChange: (listener: (event: DeviceKeyChangeEvent) => void) => this.#keyChangeListeners.add(listener),
+      acceptDeviceChange: async (userId: string, deviceId: string) => {
+        await this.#readyState("accept a device change");
+        const encryption = this.#encryption;
+        if (encryption === undefined) throw this.#leftError("accept a device change");
+        await encryption.acceptDeviceChange(userId, deviceId);
+      },
+      safetyNumber: async (userId: string) => {
+        await this.#readyState("compute safety numbers");
+        const encryption = this.#encryption;
+        if (encryption === undefined) throw this.#leftError("compute safety numbers");
+        return encryption.safetyNumber(userId);
+      },
+    });
+  }
+
+  /** Loads @domvia/realtime-e2ee, then this device and the room's keys (retried while the backend is unreachable). */
+  async #startEncryption(userId: string): Promise<void> {
+    const module = await loadEncryption();
+    if (this.#left) return;
+    const encryption = module.openRoomEncryption({
+      roomId: this.roomId,
+      userId,
+      request: (operation, method, path, body) => this.#encryptionRequest(operation, method, path, body),
+    });
+    this.#encryption = encryption;
+    this.#cleanups.push(encryption.onKeyChange((change) => this.#keyChangeListeners.emit(change)));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await encryption.prepare();
+        return;
+      } catch (thrown) {
+        const error = toDomViaError(thrown);
+        if ((error.code as string) !== "network_error" || this.#left) throw error;
+      }
+      await new Promise<void>((resolve) => {
+        this.#loadTimer = setTimeout(resolve, backoffMs(attempt));
+      });
+      if (this.#left) throw this.#leftError("load the room");
+    }
+  }
+
+  /** The room's backend client for the encryption: a refusal is the backend's code, an outage `network_error`. */
+  async #encryptionRequest<T>(
+    operation: string,
+    method: "GET" | "POST" | "PUT",
+    path: string,
+    body: unknown,
+  ): Promise<{ status: number; body: T }> {
+    try {
+      return await this.#backend.request<T>(operation, method, path, body === undefined ? {} : { body });
+    } catch (thrown) {
+      if (thrown instanceof RequestFailure && thrown.retryable) {
+        throw chatError("network_error", thrown.error.message, { cause: thrown.error });
+      }
+      throw failureOf(thrown);
+    }
+  }
+
+  /**
+   * Opens the encrypted messages among `messages` not opened yet, so they are
+   * shown (and reported) with their text. A plaintext message in an encrypted
+   * room is not shown: nothing authenticates it.
+   */
+  async #openAll(messages: readonly StoredMessageJson[]): Promise<void> {
+    const encryption = this.#encryption;
+    if (encryption === undefined || !Array.isArray(messages)) return;
+    await Promise.all(
+      messages.map(async (message) => {
+        const id = isObject(message) ? message.message_id : undefined;
+        if (typeof id !== "string" || this.#opened.has(id)) return;
+        const { user_id: userId, client_id: clientId, sent_at: sentAt, ciphertext } = message;
+        if (!isObject(ciphertext)) {
+          if (typeof message.text === "string") {
+            this.#opened.set(id, {
+              ok: false,
+              code: "e2ee_not_encrypted",
+              message: "this message was not end-to-end encrypted in an encrypted room",
+            });
+          }
+          return;
+        }
+        // A malformed message: the room's state refuses it anyway.
+        if (typeof userId !== "string" || typeof clientId !== "string" || typeof sentAt !== "number") return;
+        const result = await encryption.open({ message_id: id, user_id: userId, client_id: clientId, sent_at: sentAt, ciphertext });
+        this.#opened.set(id, result);
+      }),
+    );
+  }
+
+  /** A live message of an encrypted room: applied after it is opened, in arrival order. */
+  #applyCreatedEncrypted(data: StoredMessageJson): void {
+    const opening = this.#openAll([data]);
+    this.#applyChain = this.#applyChain
+      .then(() => opening)
+      .then(() => {
+        const state = this.#state;
+        if (state === undefined || this.#left) return;
+        this.#afterApply(state.applyCreated(data, Date.now()), true);
+      })
+      .catch((error: unknown) => {
+        console.warn("domvia-realtime-chat: ignored an event the room could not apply", error);
+      });
+  }
+
+  /** The envelope of a send: sealed once per client_id, the same one on every retry. */
+  async #seal(clientId: string, text: string): Promise<object> {
+    const known = this.#sealed.get(clientId);
+    if (known !== undefined) return known;
+    const encryption = this.#encryption;
+    if (encryption === undefined) throw new RequestFailure(this.#leftError("send the message"), false, undefined);
+    let envelope: object;
+    try {
+      envelope = await encryption.seal(clientId, text);
+    } catch (thrown) {
+      const error = toDomViaError(thrown);
+      // Unreachable backend (devices, epochs): retried like the send itself; anything else fails the send.
+      throw new RequestFailure(error, (error.code as string) === "network_error", undefined);
+    }
+    this.#sealed.set(clientId, envelope);
+    return envelope;
+  }
+
+  /** How an encrypted message opened; undefined for plaintext rooms and pending sends. */
+  #openedOf(message: ChatMessage): OpenResult | undefined {
+    if (!this.#encrypted || message.message_id === null) return undefined;
+    return this.#opened.get(message.message_id);
+  }
+
+  /** A message of the state as the app sees it (decrypted in encrypted rooms). */
+  #toRow(message: ChatMessage): ChatMessage {
+    return toChatMessage(message, this.#openedOf(message));
+  }
+
   // ---- Live events --------------------------------------------------------
 
   #receive(event: ChannelEvent): void {
@@ -366,7 +567,9 @@ export class DefaultChatRoom implements ChatRoom {
     try {
       switch (event.kind) {
         case "created":
-          if (isObject(event.data)) this.#afterApply(state.applyCreated(event.data, Date.now()), true);
+          if (!isObject(event.data)) return;
+          if (this.#encryption !== undefined) this.#applyCreatedEncrypted(event.data);
+          else this.#afterApply(state.applyCreated(event.data, Date.now()), true);
           return;
         case "receipt": {
           const data = event.data;
@@ -394,7 +597,7 @@ export class DefaultChatRoom implements ChatRoom {
   /** Emits and schedules what applying messages changed. */
   #afterApply(applied: Applied, emit: boolean, followGap = true): void {
     if (applied.added.length > 0) this.#changed(true);
-    if (emit) for (const message of applied.added) this.#messageListeners.emit(toChatMessage(message));
+    if (emit) for (const message of applied.added) this.#messageListeners.emit(this.#toRow(message));
     // A message from someone typing ends their typing.
     this.#syncTyping();
     this.#settleDeliveries();
@@ -442,6 +645,8 @@ export class DefaultChatRoom implements ChatRoom {
             "GET",
             `${this.#path}/messages?after=${cursor}&limit=${CATCH_UP_PAGE_SIZE}`,
           );
+          if (this.#left || this.#state === undefined) return;
+          await this.#openAll(page.body.messages);
           if (this.#left || this.#state === undefined) return;
           this.#afterApply(this.#state.applyCatchUpPage(page.body.messages, page.body.has_more, Date.now()), true, false);
           if (!page.body.has_more || this.#state.catchUpCursor <= cursor) break;
@@ -542,8 +747,13 @@ export class DefaultChatRoom implements ChatRoom {
     delivery.inFlight = true;
     let stored: StoredMessageJson;
     try {
+      const content =
+        this.#encryption === undefined
+          ? { text: pending.text }
+          : { ciphertext: await this.#seal(clientId, pending.text) };
+      if (this.#left) return;
       const answer = await this.#backend.request<StoredMessageJson>("send the message", "POST", `${this.#path}/messages`, {
-        body: { client_id: clientId, text: pending.text },
+        body: { client_id: clientId, ...content },
         socketId: this.#realtime.connection.socketId,
       });
       stored = answer.body;
@@ -565,6 +775,11 @@ export class DefaultChatRoom implements ChatRoom {
     if (this.#isPending(clientId) === undefined) {
       this.#settleDeliveries();
       return;
+    }
+    // My own message: its text is known, no need to open it.
+    if (this.#encryption !== undefined && isObject(stored) && typeof stored.message_id === "string") {
+      if (!this.#opened.has(stored.message_id)) this.#opened.set(stored.message_id, { ok: true, text: pending.text });
+      this.#sealed.delete(clientId);
     }
     let applied: Applied;
     try {
@@ -606,6 +821,7 @@ export class DefaultChatRoom implements ChatRoom {
       if (message === undefined) continue;
       clearTimeout(delivery.timer);
       this.#deliveries.delete(clientId);
+      this.#sealed.delete(clientId);
       for (const waiter of delivery.waiters) waiter.resolve(message);
     }
   }
@@ -635,6 +851,8 @@ export class DefaultChatRoom implements ChatRoom {
     } catch (thrown) {
       throw this.#left ? this.#leftError("load older messages") : failureOf(thrown);
     }
+    if (this.#left || this.#state === undefined) throw this.#leftError("load older messages");
+    await this.#openAll(page.messages);
     if (this.#left || this.#state === undefined) throw this.#leftError("load older messages");
     const applied = this.#state.applyOlderPage(page.messages, page.has_more, Date.now());
     this.#afterApply(applied, false);
@@ -858,10 +1076,16 @@ export class DefaultChatRoom implements ChatRoom {
       for (const message of state.messages()) {
         const key = message.message_id ?? `pending:${message.client_id}`;
         const known = this.#rows.get(key);
+        const opened = this.#openedOf(message);
+        const text = opened === undefined ? message.text : opened.ok ? opened.text : null;
         const row =
-          known !== undefined && known.status === message.status && known.seq === message.seq && known.text === message.text
+          known !== undefined &&
+          known.status === message.status &&
+          known.seq === message.seq &&
+          known.text === text &&
+          (known.decryption_error === undefined) === (opened?.ok !== false)
             ? known
-            : toChatMessage(message);
+            : toChatMessage(message, opened);
         rows.set(key, row);
         messages.push(row);
       }
@@ -918,6 +1142,10 @@ export class DefaultChatRoom implements ChatRoom {
     // The last read position still reaches the backend, even as the page goes away.
     if (this.#pendingReadSeq !== undefined && !this.#readInFlight) void this.#flushRead(true);
     this.#backend.close();
+    this.#encryption?.close();
+    this.#encryption = undefined;
+    this.#sealed.clear();
+    this.#keyChangeListeners.clear();
 
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     for (const name of this.#ownedChannels.splice(0)) this.#realtime.unsubscribe(name);

@@ -22,6 +22,14 @@ export interface ChatMessage {
   readonly text: string | null;
   /** An end-to-end encrypted message's opaque payload (encrypted rooms only). */
   readonly ciphertext?: Readonly<Record<string, unknown>>;
+  /**
+   * Encrypted rooms: why this message could not be decrypted (`text` is then
+   * null), for example `e2ee_unknown_epoch` or `share_not_found` (no key for
+   * this device: sent before it joined, or after it was removed),
+   * `e2ee_bad_signature`, `e2ee_wrong_sender`, or `e2ee_not_encrypted` (a
+   * plaintext message in an encrypted room: not shown, it cannot be authenticated).
+   */
+  readonly decryption_error?: { readonly code: string; readonly message: string };
   readonly sent_at: number;
   /** The sender's idempotency key (`c-` + 32 hex for messages sent by this SDK). */
   readonly client_id: string;
@@ -75,7 +83,12 @@ export interface ChatRoomOptions {
   channelName: string;
   /** Also join the presence channel: online members, and typing stamped by the broker. Default false. */
   presence?: boolean;
-  /** End-to-end encryption (a later release): `true` throws `encryption_unavailable` for now. */
+  /**
+   * End-to-end encrypt message content (docs/e2ee.md). The room loads
+   * `@domvia/realtime-e2ee` on demand (install it; the room fails with
+   * `encryption_unavailable` when it cannot be loaded). Every member must open
+   * the room encrypted. Default false.
+   */
   encrypted?: boolean;
   api?: ChatApiOptions;
   typing?: {
@@ -166,6 +179,74 @@ export interface ChatRoom {
   getSnapshot(): ChatRoomSnapshot;
   /** Unsubscribes, stops every timer and request. Idempotent. */
   leave(): void;
+  /** End-to-end encryption of an `encrypted: true` room; undefined otherwise. */
+  readonly encryption: ChatRoomEncryption | undefined;
+}
+
+/** A known device of a room member presented new keys. */
+export interface DeviceKeyChangeEvent {
+  user_id: string;
+  device_id: string;
+}
+
+/** Verification and key changes of an encrypted room (`room.encryption`). */
+export interface ChatRoomEncryption {
+  /** This device's fingerprint (`6bed 5f2b 16e6 f6ae 9362`), once the room is ready. */
+  readonly fingerprint: string | undefined;
+  /**
+   * Called when a known device of a member presents new keys. Sends then fail
+   * with `e2ee_device_key_changed` until you accept the change (after
+   * comparing the safety number out of band).
+   */
+  onKeyChange(listener: (event: DeviceKeyChangeEvent) => void): Unsubscribe;
+  /** Accepts the new keys of a device reported by `onKeyChange`; then `retry()` the failed sends. */
+  acceptDeviceChange(userId: string, deviceId: string): Promise<void>;
+  /** The safety number of this device with each of `userId`'s devices in the room (the same on both sides). */
+  safetyNumber(userId: string): Promise<{ device_id: string; safety_number: string }[]>;
+}
+
+/**
+ * The contract with `@domvia/realtime-e2ee` (which implements it): declared
+ * here so this package never depends on it at compile time; it is loaded with
+ * a dynamic `import()` only for encrypted rooms.
+ */
+export interface RoomEncryptionContext {
+  readonly roomId: string;
+  readonly userId: string;
+  /** The room's backend client; rejects with a `DomViaError` with the backend's code, or `network_error`. */
+  request<T>(
+    operation: string,
+    method: "GET" | "POST" | "PUT",
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: T }>;
+}
+
+/** The outcome of opening one stored message. */
+export type OpenResult = { ok: true; text: string } | { ok: false; code: string; message: string };
+
+/** One room's encryption, as `@domvia/realtime-e2ee` implements it. */
+export interface RoomEncryption {
+  prepare(): Promise<void>;
+  seal(clientId: string, text: string): Promise<object>;
+  open(message: {
+    message_id: string;
+    user_id: string;
+    client_id: string;
+    sent_at: number;
+    ciphertext: object;
+  }): Promise<OpenResult>;
+  roomEvent(event: "epoch.created" | "member.added" | "member.removed", data: unknown): void;
+  readonly fingerprint: string | undefined;
+  onKeyChange(listener: (change: DeviceKeyChangeEvent) => void): Unsubscribe;
+  acceptDeviceChange(userId: string, deviceId: string): Promise<void>;
+  safetyNumber(userId: string): Promise<{ device_id: string; safety_number: string }[]>;
+  close(): void;
+}
+
+/** What `import("@domvia/realtime-e2ee")` provides. */
+export interface RoomEncryptionModule {
+  openRoomEncryption(context: RoomEncryptionContext): RoomEncryption;
 }
 
 /**

@@ -1,0 +1,555 @@
+// End-to-end encrypted chat rooms (`encrypted: true`) end to end: the built
+// packages (@domvia/realtime-chat loading @domvia/realtime-e2ee on demand) in
+// real Chromium pages, one browser context per user (its own IndexedDB and
+// session cookie), against the real embedded server with a database file.
+// Both users read each other's plaintext, while the SQLite file and every
+// frame the broker sends a member's socket hold only ciphertext; a removed
+// member cannot read what is sent after; a reload restores the keys from
+// IndexedDB; a member added later reads from their epoch on.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { devApp, launchChromium, recordPageErrors, startServer } from "../support/harness.mjs";
+import { connectPusher, eventually, signIn, subscribed } from "../support/chat.mjs";
+
+const IMPORT_MAP = JSON.stringify({
+  imports: {
+    "@domvia/realtime": "/sdk/realtime/dist/index.js",
+    "@domvia/realtime/core": "/sdk/realtime/dist/core.js",
+    "@domvia/realtime-chat": "/sdk/realtime-chat/dist/index.js",
+    "@domvia/realtime-e2ee": "/sdk/realtime-e2ee/dist/index.js",
+  },
+});
+
+let dataDir;
+let dbFile;
+let server;
+let browser;
+const contexts = [];
+const pusherClients = [];
+/** Every plaintext any test sent: none may appear in the database file or the broker's frames. */
+const plaintexts = [];
+/** Every frame the broker sent to the recording clients (members' sockets in Node). */
+const frames = [];
+
+before(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), "domvia-e2ee-test-"));
+  dbFile = join(dataDir, "e2ee.sqlite");
+  server = await startServer({ DOMVIA_DB: dbFile });
+  browser = await launchChromium();
+});
+
+after(async () => {
+  for (const client of pusherClients) client.disconnect();
+  for (const context of contexts) await context.close().catch(() => {});
+  await browser?.close();
+  await server?.stop();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+/** A distinctive plaintext, remembered for the storage and traffic checks. */
+function secret(label) {
+  const text = `${label} ${randomBytes(8).toString("hex")}`;
+  plaintexts.push(text);
+  return text;
+}
+
+let userCount = 0;
+
+/** A page of the server's origin with the import map (again after a reload). */
+async function preparePage(page) {
+  await page.goto(`${server.url}/healthz`);
+  await page.evaluate((map) => {
+    const script = document.createElement("script");
+    script.type = "importmap";
+    script.textContent = map;
+    document.head.append(script);
+  }, IMPORT_MAP);
+}
+
+/** A browser context signed in as a fresh user, plus a bearer-token API client for the same user. */
+async function openUser(label) {
+  const name = `${label}-${++userCount}-${process.pid}`;
+  const context = await browser.newContext();
+  contexts.push(context);
+  const page = await context.newPage();
+  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
+  const errors = recordPageErrors(page);
+  await preparePage(page);
+  const user = await page.evaluate(async (name) => {
+    const response = await fetch("/api/session", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name }),
+    });
+    if (!response.ok) throw new Error(`sign-in failed: ${response.status}`);
+    return (await response.json()).user;
+  }, name);
+  const session = await signIn(server.url, name);
+  assert.equal(session.id, user.id);
+  return { name, context, page, errors, user, session, api: session.api };
+}
+
+/**
+ * Creates `window.realtime` (once per page) and an encrypted `window.room`,
+ * logging its messages, key changes and the channel's epoch/member events in
+ * `window.log`; resolves with how waitUntilReady ended.
+ */
+function openRoom(who, roomId) {
+  return who.page.evaluate(
+    async ({ port, key, roomId }) => {
+      const { DomViaRealtime, ready } = await import("@domvia/realtime");
+      const chat = await import("@domvia/realtime-chat");
+      await ready();
+      if (window.realtime === undefined) {
+        window.realtime = DomViaRealtime.create({
+          key,
+          host: "127.0.0.1",
+          port,
+          forceTLS: false,
+          authEndpoint: "/realtime/auth",
+          clientEvents: true,
+        });
+      }
+      const log = { messages: [], keyChanges: [], events: [] };
+      window.log = log;
+      const channelName = chat.buildChatChannelName(roomId);
+      const room = chat.createChatRoom(window.realtime, { roomId, channelName, encrypted: true });
+      window.room = room;
+      room.onMessage((message) => log.messages.push(message));
+      room.encryption.onKeyChange((event) => log.keyChanges.push(event));
+      let timer;
+      const limit = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(Object.assign(new Error("not ready within 15 s"), { code: "test_timeout" })), 15_000);
+      });
+      try {
+        await Promise.race([room.waitUntilReady(), limit]);
+        const channel = window.realtime.channel(channelName);
+        for (const name of ["epoch.created", "member.added", "member.removed"]) {
+          channel.bind(name, (data) => log.events.push({ name, data }));
+        }
+        return { ok: true };
+      } catch (error) {
+        return { ok: false, code: error.code, name: error.name, message: error.message };
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    { port: server.port, key: devApp.key, roomId },
+  );
+}
+
+const snapshot = (who) => who.page.evaluate(() => window.room.getSnapshot());
+const logOf = (who) => who.page.evaluate(() => window.log);
+
+/** Sends in the page; resolves with the outcome. */
+function send(who, text) {
+  return who.page.evaluate(async (text) => {
+    try {
+      return { ok: true, message: await window.room.sendMessage({ text }) };
+    } catch (error) {
+      return { ok: false, code: error.code, message: error.message };
+    }
+  }, text);
+}
+
+/** The texts `who` shows for the stored messages, by client_id. */
+async function shownTexts(who) {
+  const { messages } = await snapshot(who);
+  return messages.filter((message) => message.status === "sent");
+}
+
+async function waitForText(who, text, what) {
+  return eventually(what, async () => (await shownTexts(who)).find((message) => message.text === text), 15_000);
+}
+
+function unexpectedErrors(who) {
+  return who.errors.filter((line) => !/Failed to load resource|WebSocket connection to/.test(line));
+}
+
+/** Records every frame the broker sends to a member's socket on the room's private channel. */
+async function recordBroker(member, roomId) {
+  const client = await connectPusher(server, devApp, member.session);
+  pusherClients.push(client);
+  client.connection.bind("message", (message) => frames.push(JSON.stringify(message)));
+  await subscribed(client, `private-chat.room.${roomId}`);
+  return client;
+}
+
+async function groupRoom(creator, members) {
+  const created = await creator.api("POST", "/api/rooms", {
+    kind: "group",
+    name: "Secret team",
+    member_ids: members.map((member) => member.user.id),
+  });
+  assert.equal(created.status, 201, JSON.stringify(created));
+  return created.body.room_id;
+}
+
+test("two users exchange encrypted messages: both read the plaintext, the backend stores only ciphertext", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const roomId = created.body.room_id;
+  await recordBroker(ada, roomId);
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+
+  const hello = secret("hello Bob, this is secret");
+  const sent = await send(ada, hello);
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  assert.equal(sent.message.text, hello);
+  assert.equal(sent.message.status, "sent");
+  assert.equal(typeof sent.message.ciphertext, "object");
+  assert.equal(sent.message.ciphertext.message_id, sent.message.client_id, "the envelope's message_id is the client_id");
+  assert.equal(sent.message.decryption_error, undefined);
+
+  const atBob = await waitForText(bob, hello, "Bob to read Ada's message");
+  assert.equal(atBob.user_id, ada.user.id);
+  assert.equal(atBob.decryption_error, undefined);
+  await eventually("Bob's onMessage with the plaintext", async () =>
+    (await logOf(bob)).messages.some((message) => message.text === hello));
+
+  const reply = secret("hi Ada, also secret");
+  const replied = await send(bob, reply);
+  assert.equal(replied.ok, true, JSON.stringify(replied));
+  await waitForText(ada, reply, "Ada to read Bob's reply");
+  // onMessage: Ada's own once stored, then Bob's reply after it was opened.
+  assert.deepEqual((await logOf(ada)).messages.map((message) => message.text), [hello, reply]);
+
+  // The backend holds only the envelope: no text, and the plaintext nowhere in its answer.
+  const stored = await ada.api("GET", `/api/rooms/${roomId}/messages`);
+  assert.equal(stored.status, 200);
+  assert.equal(stored.body.messages.length, 2);
+  for (const message of stored.body.messages) {
+    assert.equal(message.text, undefined);
+    assert.equal(typeof message.ciphertext, "object");
+  }
+  const answer = JSON.stringify(stored.body);
+  assert.ok(!answer.includes(hello) && !answer.includes(reply), "the backend's answer has no plaintext");
+
+  // Verification: fingerprints are shown, safety numbers agree on both sides.
+  const adaView = await ada.page.evaluate(async (bobId) => ({
+    fingerprint: window.room.encryption.fingerprint,
+    numbers: await window.room.encryption.safetyNumber(bobId),
+  }), bob.user.id);
+  const bobView = await bob.page.evaluate(async (adaId) => ({
+    fingerprint: window.room.encryption.fingerprint,
+    numbers: await window.room.encryption.safetyNumber(adaId),
+  }), ada.user.id);
+  assert.match(adaView.fingerprint, /^[0-9a-f]{4}( [0-9a-f]{4}){4}$/);
+  assert.notEqual(adaView.fingerprint, bobView.fingerprint);
+  assert.equal(adaView.numbers.length, 1);
+  assert.match(adaView.numbers[0].safety_number, /^\d{5}( \d{5}){5}$/);
+  assert.equal(adaView.numbers[0].safety_number, bobView.numbers[0].safety_number);
+
+  // The broker carried the message events, ciphertext only (checked with every frame at the end).
+  await eventually("the recorder to see both messages", () =>
+    frames.filter((frame) => frame.includes("message.created") && frame.includes(roomId)).length >= 2);
+  assert.deepEqual(unexpectedErrors(ada), []);
+  assert.deepEqual(unexpectedErrors(bob), []);
+});
+
+test("a removed member cannot read what is sent after the removal", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const carol = await openUser("Carol");
+  const roomId = await groupRoom(ada, [bob, carol]);
+  await recordBroker(bob, roomId);
+  for (const who of [ada, bob, carol]) assert.deepEqual(await openRoom(who, roomId), { ok: true });
+
+  const before = secret("before Carol leaves");
+  assert.equal((await send(ada, before)).ok, true);
+  await waitForText(carol, before, "Carol to read the message sent while a member");
+  await waitForText(bob, before, "Bob to read it");
+  const devices = await ada.api("GET", `/api/rooms/${roomId}/devices`);
+  const carolDevice = devices.body.find((device) => device.user_id === carol.user.id);
+  assert.ok(carolDevice, "Carol's device is listed");
+  const epochBefore = (await ada.api("GET", `/api/rooms/${roomId}/epoch`)).body.epoch;
+
+  const removed = await ada.api("DELETE", `/api/rooms/${roomId}/members/${carol.user.id}`);
+  assert.equal(removed.body.removed, true);
+  await eventually("Ada's page to hear member.removed", async () =>
+    (await logOf(ada)).events.some((event) => event.name === "member.removed"));
+
+  const afterText = secret("after Carol left");
+  const sent = await send(ada, afterText);
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  assert.ok(sent.message.ciphertext.epoch > epochBefore, "the send rotated the epoch");
+  await waitForText(bob, afterText, "Bob to read the message after the removal");
+
+  // Carol's open subscription still delivers the event (the broker does not cut it), but she cannot read it.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const carolView = await snapshot(carol);
+  const carolLog = await logOf(carol);
+  assert.ok(!JSON.stringify(carolView).includes(afterText) && !JSON.stringify(carolLog).includes(afterText));
+  const atCarol = carolView.messages.find((message) => message.client_id === sent.message.client_id);
+  if (atCarol !== undefined) {
+    assert.equal(atCarol.text, null);
+    assert.equal(typeof atCarol.decryption_error?.code, "string", JSON.stringify(atCarol));
+  }
+  // Nor can her device get a share of the new epoch.
+  const share = await carol.api(
+    "GET",
+    `/api/rooms/${roomId}/epochs/${sent.message.ciphertext.epoch}/shares?device_id=${carolDevice.device_id}`,
+  );
+  assert.ok(share.status === 403 || share.status === 404, JSON.stringify(share));
+  assert.deepEqual(unexpectedErrors(ada), []);
+});
+
+test("a reload restores the device and keys from IndexedDB: old messages still decrypt, no new device or epoch", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const roomId = created.body.room_id;
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  const first = secret("before the reload");
+  assert.equal((await send(ada, first)).ok, true);
+  const mine = secret("Bob's own before the reload");
+  assert.equal((await send(bob, mine)).ok, true);
+  await waitForText(bob, first, "Bob to read it");
+  const fingerprint = await bob.page.evaluate(() => window.room.encryption.fingerprint);
+  const devicesBefore = (await bob.api("GET", `/api/users/${bob.user.id}/devices`)).body;
+  const epochBefore = (await bob.api("GET", `/api/rooms/${roomId}/epoch`)).body.epoch;
+  assert.equal(devicesBefore.length, 1);
+
+  await bob.page.reload();
+  await preparePage(bob.page);
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  const texts = (await shownTexts(bob)).map((message) => message.text);
+  assert.deepEqual(texts, [first, mine], "history (including Bob's own message) decrypts after the reload");
+  assert.equal(await bob.page.evaluate(() => window.room.encryption.fingerprint), fingerprint);
+  assert.deepEqual(
+    (await bob.api("GET", `/api/users/${bob.user.id}/devices`)).body.map((device) => device.device_id),
+    devicesBefore.map((device) => device.device_id),
+    "the same device, restored",
+  );
+
+  const later = secret("after the reload");
+  assert.equal((await send(ada, later)).ok, true);
+  await waitForText(bob, later, "Bob to read a new message");
+  assert.equal((await bob.api("GET", `/api/rooms/${roomId}/epoch`)).body.epoch, epochBefore, "no new epoch was needed");
+  assert.deepEqual(unexpectedErrors(bob), []);
+});
+
+test("a member added later reads from their epoch on, not before", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const dave = await openUser("Dave");
+  const roomId = await groupRoom(ada, [bob]);
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  const early = secret("before Dave joined");
+  const earlySent = await send(ada, early);
+  assert.equal(earlySent.ok, true);
+  await waitForText(bob, early, "Bob to read the early message");
+
+  const added = await ada.api("POST", `/api/rooms/${roomId}/members`, { user_id: dave.user.id });
+  assert.equal(added.status, 201);
+  assert.deepEqual(await openRoom(dave, roomId), { ok: true });
+  await eventually("Ada's page to hear member.added", async () =>
+    (await logOf(ada)).events.some((event) => event.name === "member.added"));
+
+  // History from before Dave joined is shown, but cannot be decrypted by him.
+  const atDave = (await snapshot(dave)).messages.find((message) => message.client_id === earlySent.message.client_id);
+  assert.ok(atDave, "the early message is in Dave's history");
+  assert.equal(atDave.text, null);
+  assert.equal(typeof atDave.decryption_error.code, "string");
+
+  const welcome = secret("welcome Dave");
+  const sent = await send(ada, welcome);
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  assert.ok(sent.message.ciphertext.epoch > earlySent.message.ciphertext.epoch);
+  await waitForText(dave, welcome, "Dave to read the message sent after he joined");
+  await waitForText(bob, welcome, "Bob to read it too");
+
+  const fromDave = secret("thanks, from Dave");
+  assert.equal((await send(dave, fromDave)).ok, true);
+  await waitForText(ada, fromDave, "Ada to read Dave's message");
+  await waitForText(bob, fromDave, "Bob to read Dave's message");
+  assert.deepEqual(unexpectedErrors(dave), []);
+});
+
+test("the documented example with encrypted: true runs as written", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const roomId = created.body.room_id;
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  // The docs page's client example, with this server's address: no ready(), no extra encryption call.
+  await ada.page.evaluate(async ({ port, key, roomId }) => {
+    const { DomViaRealtime } = await import("@domvia/realtime");
+    const { buildChatChannelName, createChatRoom } = await import("@domvia/realtime-chat");
+    const realtime = DomViaRealtime.create({ key, host: "127.0.0.1", port, forceTLS: false, authEndpoint: "/realtime/auth", clientEvents: true });
+    const room = createChatRoom(realtime, { roomId, channelName: buildChatChannelName(roomId), encrypted: true });
+    await room.waitUntilReady();
+    window.seen = [];
+    room.onMessage((event) => window.seen.push(event.text));
+    room.sendTyping({ user_id: "user-1" });
+    window.room = room;
+  }, { port: server.port, key: devApp.key, roomId });
+  const text = secret("from the docs, encrypted");
+  assert.equal((await send(bob, text)).ok, true);
+  await eventually("the example's onMessage with the plaintext", async () =>
+    (await ada.page.evaluate(() => window.seen)).includes(text));
+  assert.deepEqual(unexpectedErrors(ada), []);
+});
+
+test("two tabs of one user share one device and one epoch (Web Locks)", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const roomId = created.body.room_id;
+  const secondPage = await ada.context.newPage();
+  await secondPage.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
+  await preparePage(secondPage);
+  const adaTab2 = { ...ada, page: secondPage, errors: recordPageErrors(secondPage) };
+  // Both tabs create the device on first use at the same time: the lock lets one create it.
+  const opened = await Promise.all([openRoom(ada, roomId), openRoom(adaTab2, roomId), openRoom(bob, roomId)]);
+  assert.deepEqual(opened, [{ ok: true }, { ok: true }, { ok: true }]);
+  assert.equal(
+    await ada.page.evaluate(() => window.room.encryption.fingerprint),
+    await secondPage.evaluate(() => window.room.encryption.fingerprint),
+  );
+  assert.equal((await ada.api("GET", `/api/users/${ada.user.id}/devices`)).body.length, 1);
+
+  // Both tabs send the first message at once: one creates epoch 1, the other uses it.
+  const [one, two] = [secret("from tab one"), secret("from tab two")];
+  const results = await Promise.all([send(ada, one), send(adaTab2, two)]);
+  assert.deepEqual(results.map((result) => result.ok), [true, true], JSON.stringify(results));
+  assert.deepEqual(results.map((result) => result.message.ciphertext.epoch), [1, 1]);
+  await waitForText(bob, one, "Bob to read tab one");
+  await waitForText(bob, two, "Bob to read tab two");
+  await waitForText(ada, two, "tab one to read tab two");
+  assert.equal((await ada.api("GET", `/api/rooms/${roomId}/epoch`)).body.epoch, 1);
+  assert.deepEqual(unexpectedErrors(adaTab2), []);
+});
+
+test("without @domvia/realtime-e2ee the encrypted room fails with encryption_unavailable; plaintext rooms never load it", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const page = await ada.context.newPage();
+  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
+  const requested = [];
+  page.on("request", (request) => requested.push(request.url()));
+  await page.goto(`${server.url}/healthz`);
+  // An app that never mapped (installed) the package.
+  await page.evaluate((map) => {
+    const script = document.createElement("script");
+    script.type = "importmap";
+    const imports = { ...JSON.parse(map).imports };
+    delete imports["@domvia/realtime-e2ee"];
+    script.textContent = JSON.stringify({ imports });
+    document.head.append(script);
+  }, IMPORT_MAP);
+  const outcome = await page.evaluate(async ({ port, key, roomId }) => {
+    const { DomViaRealtime } = await import("@domvia/realtime");
+    const { buildChatChannelName, createChatRoom } = await import("@domvia/realtime-chat");
+    const realtime = DomViaRealtime.create({ key, host: "127.0.0.1", port, forceTLS: false, authEndpoint: "/realtime/auth" });
+    const plain = createChatRoom(realtime, { roomId, channelName: buildChatChannelName(roomId) });
+    await plain.waitUntilReady();
+    plain.leave();
+    const room = createChatRoom(realtime, { roomId, channelName: buildChatChannelName(roomId), encrypted: true });
+    return room.waitUntilReady().then(
+      () => ({ ok: true }),
+      (error) => ({ ok: false, code: error.code, status: room.getSnapshot().status }),
+    );
+  }, { port: server.port, key: devApp.key, roomId: created.body.room_id });
+  assert.deepEqual(outcome, { ok: false, code: "encryption_unavailable", status: "error" });
+  assert.ok(!requested.some((url) => url.includes("/sdk/realtime-e2ee/")), "the e2ee package was never fetched");
+});
+
+test("a send retried after a server error re-posts the same envelope and arrives once", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const roomId = created.body.room_id;
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  const bodies = [];
+  await ada.page.route(`**/api/rooms/${roomId}/messages`, async (route) => {
+    const request = route.request();
+    if (request.method() !== "POST") return route.continue();
+    bodies.push(JSON.parse(request.postData()));
+    // The first attempt "fails" after the server stored it: the retry must carry the same content.
+    const response = await route.fetch();
+    if (bodies.length === 1) return route.fulfill({ status: 503, contentType: "application/json", body: "{}" });
+    return route.fulfill({ response });
+  });
+  const text = secret("retried but once");
+  const sent = await send(ada, text);
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  assert.equal(bodies.length, 2);
+  assert.deepEqual(bodies[1], bodies[0], "the same client_id and envelope on the retry");
+  assert.equal(bodies[0].text, undefined);
+  await waitForText(bob, text, "Bob to read it");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal((await shownTexts(bob)).filter((message) => message.text === text).length, 1);
+  assert.equal((await ada.api("GET", `/api/rooms/${roomId}/messages`)).body.messages.length, 1);
+});
+
+test("a known device with new keys: onKeyChange, sends fail with e2ee_device_key_changed until accepted", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const roomId = created.body.room_id;
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  assert.equal((await send(ada, secret("pinned Bob's keys"))).ok, true);
+  const [bobDevice] = (await bob.api("GET", `/api/users/${bob.user.id}/devices`)).body;
+
+  // Bob's device id re-registered with other keys (what a server swapping keys would do).
+  const status = await bob.page.evaluate(async ({ userId, deviceId }) => {
+    const { E2eeDevice } = await import("@domvia/realtime/core");
+    const other = E2eeDevice.generate(userId, deviceId);
+    const response = await fetch(`/api/devices/${deviceId}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ record: other.record() }),
+    });
+    other.free();
+    return response.status;
+  }, { userId: bob.user.id, deviceId: bobDevice.device_id });
+  assert.equal(status, 200);
+
+  // A fresh room object fetches the member devices before its first send.
+  await ada.page.evaluate(() => window.room.leave());
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  const refused = await send(ada, secret("not to the new keys"));
+  assert.equal(refused.ok, false);
+  assert.equal(refused.code, "e2ee_device_key_changed");
+  assert.deepEqual((await logOf(ada)).keyChanges, [{ user_id: bob.user.id, device_id: bobDevice.device_id }]);
+
+  const retried = await ada.page.evaluate(async ({ userId, deviceId }) => {
+    await window.room.encryption.acceptDeviceChange(userId, deviceId);
+    const failed = window.room.getSnapshot().messages.at(-1);
+    const message = await window.room.retry(failed.client_id);
+    return { status: message.status, epoch: message.ciphertext.epoch };
+  }, { userId: bob.user.id, deviceId: bobDevice.device_id });
+  assert.deepEqual(retried, { status: "sent", epoch: 2 }, "accepted: a new epoch for the new keys");
+});
+
+test("the database file and the broker's frames never contain a plaintext", async () => {
+  assert.ok(plaintexts.length >= 8);
+  assert.ok(frames.length > 0, "the recorders saw frames");
+  const traffic = frames.join("\n");
+  for (const text of plaintexts) assert.ok(!traffic.includes(text), `the broker carried "${text}"`);
+  assert.ok(traffic.includes("ciphertext"), "the broker carried the envelopes");
+
+  // Stopping the server checkpoints the WAL into the main file; read whatever exists of both.
+  assert.equal(await server.stop(), 0);
+  const bytes = [];
+  for (const file of [dbFile, `${dbFile}-wal`]) {
+    const content = await readFile(file).catch(() => undefined);
+    if (content !== undefined) bytes.push(content);
+  }
+  const database = Buffer.concat(bytes);
+  assert.ok(database.length > 0);
+  assert.ok(database.includes("ciphertext") || database.includes("\"nonce\""), "the envelopes are stored");
+  for (const text of plaintexts) assert.ok(!database.includes(text), `the database file holds "${text}"`);
+});
