@@ -4,7 +4,8 @@
 // session cookie), against the real embedded server with a database file.
 // Both users read each other's plaintext, while the SQLite file and every
 // frame the broker sends a member's socket hold only ciphertext; a removed
-// member cannot read what is sent after; a reload restores the keys from
+// member cannot read what is sent after (the backend refuses an envelope in
+// the epoch from before the removal); a reload restores the keys from
 // IndexedDB; a member added later reads from their epoch on.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -297,6 +298,85 @@ test("a removed member cannot read what is sent after the removal", async () => 
     `/api/rooms/${roomId}/epochs/${sent.message.ciphertext.epoch}/shares?device_id=${carolDevice.device_id}`,
   );
   assert.ok(share.status === 403 || share.status === 404, JSON.stringify(share));
+  assert.deepEqual(unexpectedErrors(ada), []);
+});
+
+test("the backend refuses a message in the epoch from before a removal; the page reseals it in a new epoch the removed member cannot open", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const carol = await openUser("Carol");
+  const roomId = await groupRoom(ada, [bob, carol]);
+  for (const who of [ada, bob, carol]) assert.deepEqual(await openRoom(who, roomId), { ok: true });
+
+  const before = secret("sealed before Carol's removal");
+  const early = await send(ada, before);
+  assert.equal(early.ok, true, JSON.stringify(early));
+  const oldEpoch = early.message.ciphertext.epoch;
+  await waitForText(carol, before, "Carol to read the message sent while a member");
+  const devicesBefore = (await ada.api("GET", `/api/rooms/${roomId}/devices`)).body;
+  const carolDevice = devicesBefore.find((device) => device.user_id === carol.user.id);
+  assert.ok(carolDevice, "Carol's device is listed");
+
+  const removed = await ada.api("DELETE", `/api/rooms/${roomId}/members/${carol.user.id}`);
+  assert.equal(removed.body.removed, true);
+
+  // An envelope sealed before the removal, posted afterwards (a client that
+  // has not heard of it yet, or does not care): refused, nothing stored.
+  const replayed = await ada.api("POST", `/api/rooms/${roomId}/messages`, {
+    client_id: "c-sealed-before-the-removal",
+    ciphertext: early.message.ciphertext,
+  });
+  assert.equal(replayed.status, 409, JSON.stringify(replayed.body));
+  assert.equal(replayed.body.error.code, "epoch_stale");
+  assert.equal(replayed.body.error.current_epoch, oldEpoch);
+  assert.equal(replayed.body.error.needs_new_epoch, true);
+  // The replay of the stored message itself is still idempotent.
+  const again = await ada.api("POST", `/api/rooms/${roomId}/messages`, {
+    client_id: early.message.client_id,
+    ciphertext: early.message.ciphertext,
+  });
+  assert.equal(again.status, 200);
+
+  // Ada's page learns of the removal too late: its fresh read of the member
+  // devices answers (once) with the list from before the removal, so it seals
+  // in the old epoch. The backend refuses it; the page reseals the same
+  // client_id in a new epoch and sends again.
+  let staleAnswers = 1;
+  await ada.page.route(`**/api/rooms/${roomId}/devices`, (route) => {
+    if (staleAnswers === 0) return route.continue();
+    staleAnswers -= 1;
+    return route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(devicesBefore) });
+  });
+  const posts = [];
+  await ada.page.route(`**/api/rooms/${roomId}/messages`, async (route) => {
+    const request = route.request();
+    if (request.method() !== "POST") return route.continue();
+    const response = await route.fetch();
+    posts.push({ body: JSON.parse(request.postData()), status: response.status(), answer: await response.json() });
+    return route.fulfill({ response });
+  });
+  const afterText = secret("after Carol's removal");
+  const sent = await send(ada, afterText);
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  assert.equal(staleAnswers, 0, "the page read the stale device list");
+  assert.deepEqual(posts.map((post) => post.status), [409, 201]);
+  assert.equal(posts[0].answer.error.code, "epoch_stale");
+  assert.equal(posts[0].body.ciphertext.epoch, oldEpoch, "the first envelope was sealed in the old epoch");
+  assert.equal(posts[1].body.client_id, posts[0].body.client_id, "the same message");
+  assert.notDeepEqual(posts[1].body.ciphertext, posts[0].body.ciphertext, "a new envelope");
+  const newEpoch = sent.message.ciphertext.epoch;
+  assert.ok(newEpoch > oldEpoch, "resealed in a new epoch");
+  assert.equal(posts[1].body.ciphertext.epoch, newEpoch);
+  await waitForText(bob, afterText, "Bob to read the resealed message");
+
+  // Carol cannot open it: no share of the new epoch for her device, no plaintext anywhere in her page.
+  const share = await carol.api("GET", `/api/rooms/${roomId}/epochs/${newEpoch}/shares?device_id=${carolDevice.device_id}`);
+  assert.ok(share.status === 403 || share.status === 404, JSON.stringify(share));
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const carolView = JSON.stringify([await snapshot(carol), await logOf(carol)]);
+  assert.ok(!carolView.includes(afterText), "Carol's page never shows the text");
+  const history = (await ada.api("GET", `/api/rooms/${roomId}/messages`)).body.messages;
+  assert.deepEqual(history.map((message) => message.client_id), [early.message.client_id, sent.message.client_id]);
   assert.deepEqual(unexpectedErrors(ada), []);
 });
 

@@ -21,6 +21,8 @@ export class RequestFailure extends Error {
     /** No answer, a 5xx or a 429: the same request may succeed later. */
     readonly retryable: boolean,
     readonly status: number | undefined,
+    /** The error's extra fields besides `code` and `message` (API.md lists them per route). */
+    readonly details: Readonly<Record<string, unknown>> = {},
   ) {
     super(error.message, { cause: error });
   }
@@ -111,7 +113,11 @@ export class BackendClient {
     const code = typeof error?.code === "string" ? error.code : retryable ? "network_error" : "invalid_response";
     const message =
       typeof error?.message === "string" ? error.message : `unable to ${operation}; the backend answered ${response.status}`;
-    throw new RequestFailure(chatError(code, message), retryable, response.status);
+    const details: Record<string, unknown> = {};
+    if (typeof error === "object" && error !== null) {
+      for (const [key, value] of Object.entries(error)) if (key !== "code" && key !== "message") details[key] = value;
+    }
+    throw new RequestFailure(chatError(code, message), retryable, response.status, details);
   }
 }
 

@@ -33,6 +33,7 @@ export type {
   RoomEncryption,
   RoomEncryptionContext,
   RoomEncryptionModule,
+  StaleEpoch,
   TypingEvent,
   Unsubscribe,
 } from "./types.js";

@@ -28,6 +28,7 @@ import type {
   ReadReceiptEvent,
   RoomEncryption,
   RoomEncryptionModule,
+  StaleEpoch,
   TypingEvent,
 } from "./types.js";
 
@@ -61,9 +62,24 @@ type ChannelEvent =
 /** One of your messages on its way to the backend. */
 interface Delivery {
   attempt: number;
+  /** Sends refused with `epoch_stale` (each then resealed in a newer epoch). */
+  staleRefusals: number;
   timer: ReturnType<typeof setTimeout> | undefined;
   inFlight: boolean;
   waiters: { resolve: (message: ChatMessage) => void; reject: (error: DomViaError) => void }[];
+}
+
+/** Sends of one message refused with `epoch_stale` before it fails with that code. */
+const EPOCH_STALE_ATTEMPTS = 3;
+
+/** The `epoch_stale` details of a refused send, if that is what it was. */
+function staleEpochOf(thrown: unknown): StaleEpoch | undefined {
+  if (!(thrown instanceof RequestFailure) || (thrown.error.code as string) !== "epoch_stale") return undefined;
+  const current = thrown.details.current_epoch;
+  return {
+    current_epoch: typeof current === "number" && Number.isSafeInteger(current) ? current : 0,
+    needs_new_epoch: thrown.details.needs_new_epoch !== false,
+  };
 }
 
 function backoffMs(attempt: number): number {
@@ -194,6 +210,8 @@ export class DefaultChatRoom implements ChatRoom {
   readonly #opened = new Map<string, OpenResult>();
   /** Sealed envelopes by client_id: sealed once, and the same content on every retry. */
   readonly #sealed = new Map<string, object>();
+  /** Sends whose envelope the backend refused with `epoch_stale`: sealed anew before the next attempt. */
+  readonly #stale = new Map<string, StaleEpoch>();
   /** Live encrypted messages are applied in arrival order, each after its opening. */
   #applyChain: Promise<void> = Promise.resolve();
 
@@ -524,15 +542,21 @@ export class DefaultChatRoom implements ChatRoom {
       });
   }
 
-  /** The envelope of a send: sealed once per client_id, the same one on every retry. */
+  /**
+   * The envelope of a send: sealed once per client_id, the same one on every
+   * retry; sealed anew (in a newer epoch) only after the backend refused it
+   * with `epoch_stale`, which stored nothing, so idempotency is not at stake.
+   */
   async #seal(clientId: string, text: string): Promise<object> {
     const known = this.#sealed.get(clientId);
     if (known !== undefined) return known;
     const encryption = this.#encryption;
     if (encryption === undefined) throw new RequestFailure(this.#leftError("send the message"), false, undefined);
+    const stale = this.#stale.get(clientId);
     let envelope: object;
     try {
-      envelope = await encryption.seal(clientId, text);
+      envelope = stale === undefined ? await encryption.seal(clientId, text) : await encryption.reseal(clientId, text, stale);
+      this.#stale.delete(clientId);
     } catch (thrown) {
       const error = toDomViaError(thrown);
       // Unreachable backend (devices, epochs): retried like the send itself; anything else fails the send.
@@ -721,7 +745,7 @@ export class DefaultChatRoom implements ChatRoom {
   #deliver(clientId: string): Promise<ChatMessage> {
     let delivery = this.#deliveries.get(clientId);
     if (delivery === undefined) {
-      delivery = { attempt: 0, timer: undefined, inFlight: false, waiters: [] };
+      delivery = { attempt: 0, staleRefusals: 0, timer: undefined, inFlight: false, waiters: [] };
       this.#deliveries.set(clientId, delivery);
     }
     const entry = delivery;
@@ -765,6 +789,19 @@ export class DefaultChatRoom implements ChatRoom {
         delivery.attempt += 1;
         delivery.timer = setTimeout(() => void this.#attempt(clientId), backoffMs(delivery.attempt));
         return;
+      }
+      const stale = this.#encryption === undefined ? undefined : staleEpochOf(thrown);
+      if (stale !== undefined) {
+        // The member devices changed since the envelope's epoch (or another
+        // epoch is current): nothing was stored, so seal anew and send again.
+        delivery.staleRefusals += 1;
+        this.#sealed.delete(clientId);
+        if (delivery.staleRefusals < EPOCH_STALE_ATTEMPTS) {
+          this.#stale.set(clientId, stale);
+          void this.#attempt(clientId);
+          return;
+        }
+        this.#stale.delete(clientId);
       }
       this.#refuse(clientId, failureOf(thrown));
       return;
@@ -1145,6 +1182,7 @@ export class DefaultChatRoom implements ChatRoom {
     this.#encryption?.close();
     this.#encryption = undefined;
     this.#sealed.clear();
+    this.#stale.clear();
     this.#keyChangeListeners.clear();
 
     for (const cleanup of this.#cleanups.splice(0)) cleanup();

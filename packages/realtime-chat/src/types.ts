@@ -225,10 +225,18 @@ export interface RoomEncryptionContext {
 /** The outcome of opening one stored message. */
 export type OpenResult = { ok: true; text: string } | { ok: false; code: string; message: string };
 
+/** The backend's `409 epoch_stale` answer to an encrypted send: the room's current epoch, and whether it must be replaced. */
+export interface StaleEpoch {
+  readonly current_epoch: number;
+  readonly needs_new_epoch: boolean;
+}
+
 /** One room's encryption, as `@domvia/realtime-e2ee` implements it. */
 export interface RoomEncryption {
   prepare(): Promise<void>;
   seal(clientId: string, text: string): Promise<object>;
+  /** Seals `clientId` anew after its envelope was refused with `epoch_stale` (a new epoch when `needs_new_epoch`). */
+  reseal(clientId: string, text: string, stale: StaleEpoch): Promise<object>;
   open(message: {
     message_id: string;
     user_id: string;
@@ -262,4 +270,5 @@ export type ChatErrorCode =
   | "invalid_text"
   | "text_too_large"
   | "unknown_client_id"
-  | "unknown_message";
+  | "unknown_message"
+  | "epoch_stale";

@@ -22,6 +22,7 @@ export type {
   OpenResult,
   RoomEncryption,
   RoomEncryptionContext,
+  StaleEpoch,
 } from "./types.js";
 
 /**

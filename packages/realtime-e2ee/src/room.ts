@@ -19,6 +19,7 @@ import type {
   OpenResult,
   RoomEncryption,
   RoomEncryptionContext,
+  StaleEpoch,
   Unsubscribe,
 } from "./types.js";
 
@@ -203,15 +204,18 @@ export class DefaultRoomEncryption implements RoomEncryption {
   /**
    * Makes the room's newest epoch cover exactly the current member devices:
    * installs a newer epoch someone else created, or creates one (a
-   * compare-and-set at the backend; on a 409 refetch and try again).
+   * compare-and-set at the backend; on a 409 refetch and try again). With
+   * `minEpoch`, the epoch used is at least that one, created even when the
+   * member devices look unchanged (the backend said the current one is stale).
    */
-  async #ensureEpochLocked(room: E2eeRoom): Promise<void> {
+  async #ensureEpochLocked(room: E2eeRoom, minEpoch = 0): Promise<void> {
     const device = this.#device;
     if (device === undefined) throw e2eeError("e2ee_closed", "unable to create an epoch; prepare() has not finished");
     // Every send reads the member devices afresh: a cached list would let a
     // send made before this client heard of a removal use the old epoch,
     // which the removed member can still open. (A removal between this read
-    // and the POST is only closed by the backend refusing stale epochs.)
+    // and the POST is closed by the backend refusing stale epochs with
+    // 409 epoch_stale; the chat room then calls reseal().)
     let force = true;
     let lastError: unknown;
     for (let attempt = 1; attempt <= EPOCH_ATTEMPTS; attempt++) {
@@ -235,7 +239,8 @@ export class DefaultRoomEncryption implements RoomEncryption {
           this.#unavailable.set(this.#latestEpoch, failure(thrown));
         }
       }
-      if (!callCore("check the room's epoch", () => room.needsNewEpoch(records))) return;
+      const covered = (room.currentEpoch ?? 0) >= minEpoch;
+      if (covered && !callCore("check the room's epoch", () => room.needsNewEpoch(records))) return;
 
       const next = Math.max(room.currentEpoch ?? 0, this.#latestEpoch) + 1;
       const created = callCore("create an epoch", () => room.createEpoch(device.keys, next, Date.now(), records));
@@ -307,6 +312,16 @@ export class DefaultRoomEncryption implements RoomEncryption {
   seal(clientId: string, text: string): Promise<object> {
     return this.#locked(async (room, device) => {
       await this.#ensureEpochLocked(room);
+      return callCore("encrypt the message", () => room.seal(device.keys, clientId, text));
+    });
+  }
+
+  reseal(clientId: string, text: string, stale: StaleEpoch): Promise<object> {
+    return this.#locked(async (room, device) => {
+      const current = Number.isSafeInteger(stale.current_epoch) ? Math.max(0, stale.current_epoch) : 0;
+      this.#latestEpoch = Math.max(this.#latestEpoch, current);
+      // A stale current epoch is replaced; else the current one (created by someone else) is used.
+      await this.#ensureEpochLocked(room, stale.needs_new_epoch ? current + 1 : current);
       return callCore("encrypt the message", () => room.seal(device.keys, clientId, text));
     });
   }

@@ -44,6 +44,16 @@ export interface EncryptedMessage {
 /** The outcome of opening one message: its text, or why it could not be read. */
 export type OpenResult = { ok: true; text: string } | { ok: false; code: string; message: string };
 
+/**
+ * The backend's `409 epoch_stale` answer to a send (API.md): the room's
+ * current epoch, and whether it predates the current member devices (so a new
+ * epoch must be created) or only the refused envelope's epoch was not it.
+ */
+export interface StaleEpoch {
+  readonly current_epoch: number;
+  readonly needs_new_epoch: boolean;
+}
+
 /** A known device presented new keys: sends fail with `e2ee_device_key_changed` until accepted. */
 export interface DeviceKeyChange {
   user_id: string;
@@ -69,6 +79,13 @@ export interface RoomEncryption {
    * or another `e2ee_*` or backend code.
    */
   seal(clientId: string, text: string): Promise<object>;
+  /**
+   * Seals text anew as the envelope of the message `clientId` after the
+   * backend refused its envelope with `409 epoch_stale` (nothing was stored):
+   * re-reads the member devices and uses an epoch at least as new as the
+   * answer requires, creating one when `needs_new_epoch`. Rejects like `seal`.
+   */
+  reseal(clientId: string, text: string, stale: StaleEpoch): Promise<object>;
   /** Opens a stored message's envelope; never rejects. */
   open(message: EncryptedMessage): Promise<OpenResult>;
   /** A room event from the private channel that may change the member devices. */

@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::BackendError;
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1: users, rooms, members with read positions, messages with a
 /// gap-free per-room `seq`, and the opaque E2EE records.
@@ -80,6 +80,18 @@ CREATE TABLE key_shares (
 );
 ";
 
+/// Version 2: the member-device version of each room, and the version each
+/// epoch was created for, so that a message in an epoch older than the
+/// current member devices is refused. It changes whenever a room's member
+/// devices change (a member added or removed, a device of a member created
+/// or replaced with another record). Epochs from version 1 have none (NULL):
+/// they match no room version, so the first encrypted send after the upgrade
+/// needs a new epoch (whether the members changed since is unknown).
+const SCHEMA_V2: &str = "
+ALTER TABLE rooms ADD COLUMN member_devices_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE epochs ADD COLUMN member_devices_version INTEGER;
+";
+
 /// Opens `database` (a path or `:memory:`) with WAL, `synchronous=FULL`,
 /// foreign keys and a 5 s busy timeout, then creates or migrates the schema.
 pub(crate) fn open(database: &str) -> Result<Connection, BackendError> {
@@ -107,6 +119,9 @@ fn migrate(conn: &mut Connection) -> Result<(), BackendError> {
     }
     if version < 1 {
         tx.execute_batch(SCHEMA_V1)?;
+    }
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)?;
     }
     // Later versions add `if version < N { ... }` steps here.
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
@@ -140,6 +155,33 @@ mod tests {
             .unwrap();
         assert_eq!(fk, 1);
         checkpoint(&conn).unwrap();
+    }
+
+    #[test]
+    fn migrates_version_1() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO users VALUES ('u_a', 'Ada', 1);
+             INSERT INTO rooms VALUES ('r_a', 'group', 'Team', 'u_a', 1, NULL);
+             INSERT INTO epochs VALUES ('r_a', 1, 'u_a', 2);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        let (room, epoch): (i64, Option<i64>) = conn
+            .query_row(
+                "SELECT r.member_devices_version, e.member_devices_version
+                 FROM rooms r JOIN epochs e ON e.room_id = r.id",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((room, epoch), (0, None));
     }
 
     #[test]

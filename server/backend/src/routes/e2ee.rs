@@ -72,6 +72,45 @@ fn device_owner(conn: &Connection, device_id: &str) -> rusqlite::Result<Option<S
     .optional()
 }
 
+/// Notes that the member devices of `room_id` changed (a member added or
+/// removed): its current epoch no longer covers them.
+pub(crate) fn room_devices_changed(conn: &Connection, room_id: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE rooms SET member_devices_version = member_devices_version + 1 WHERE id = ?1",
+        params![room_id],
+    )?;
+    Ok(())
+}
+
+/// Notes that a device of `user_id` was created or changed: the member
+/// devices of every room of theirs changed.
+fn user_devices_changed(conn: &Connection, user_id: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE rooms SET member_devices_version = member_devices_version + 1
+         WHERE id IN (SELECT room_id FROM room_members WHERE user_id = ?1)",
+        params![user_id],
+    )?;
+    Ok(())
+}
+
+/// A room's current epoch (0 before the first) and whether it was created
+/// for the room's current member devices (false when there is none, or it
+/// predates a change of them, or it was created before schema version 2).
+pub(crate) fn epoch_coverage(conn: &Connection, room_id: &str) -> rusqlite::Result<(i64, bool)> {
+    let current = current_epoch_of(conn, room_id)?;
+    if current == 0 {
+        return Ok((0, false));
+    }
+    let covers: bool = conn.query_row(
+        "SELECT e.member_devices_version IS r.member_devices_version
+         FROM epochs e JOIN rooms r ON r.id = e.room_id
+         WHERE e.room_id = ?1 AND e.epoch = ?2",
+        params![room_id, current],
+        |row| row.get(0),
+    )?;
+    Ok((current, covers))
+}
+
 /// `PUT /api/devices/{device_id}` `{"record"}`: creates (201) or replaces (200)
 /// one of my device records.
 pub(crate) async fn put_device(
@@ -92,10 +131,21 @@ pub(crate) async fn put_device(
     let (created, device) = backend
         .db(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let created = match device_owner(&tx, &device_id)? {
-                Some(owner) if owner != me.id => return Err(not_your_device()),
-                Some(_) => false,
-                None => true,
+            let stored: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT user_id, record FROM devices WHERE device_id = ?1",
+                    params![device_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let record_value: Value = serde_json::from_str(&record).map_err(ApiError::internal)?;
+            let (created, changed) = match stored {
+                Some((owner, _)) if owner != me.id => return Err(not_your_device()),
+                Some((_, previous)) => (
+                    false,
+                    serde_json::from_str::<Value>(&previous).ok().as_ref() != Some(&record_value),
+                ),
+                None => (true, true),
             };
             let now = ids::now_ms();
             tx.execute(
@@ -103,8 +153,12 @@ pub(crate) async fn put_device(
                  ON CONFLICT (device_id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
                 params![device_id, me.id, record, now],
             )?;
+            // Registering the same record again (every page load does) is no change.
+            if changed {
+                user_devices_changed(&tx, &me.id)?;
+            }
             tx.commit()?;
-            let record = serde_json::from_str(&record).unwrap_or(Value::Null);
+            let record = record_value;
             Ok((
                 created,
                 Device {
@@ -301,7 +355,8 @@ pub(crate) async fn create_epoch(
             }
             let now = ids::now_ms();
             tx.execute(
-                "INSERT INTO epochs (room_id, epoch, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO epochs (room_id, epoch, created_by, created_at, member_devices_version)
+                 SELECT ?1, ?2, ?3, ?4, member_devices_version FROM rooms WHERE id = ?1",
                 params![room_id, epoch, me.id, now],
             )?;
             {

@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::e2ee::epoch_coverage;
 use super::rooms::{member_room, room_channel};
 use crate::error::ApiError;
 use crate::extract::{
@@ -167,10 +168,35 @@ fn same_content(stored: &Message, content: &Content) -> bool {
     }
 }
 
+/// An envelope is accepted only in the room's current epoch (its plaintext
+/// integer `epoch`), and only while that epoch covers the current member
+/// devices: else 409 `epoch_stale`, with `current_epoch` and
+/// `needs_new_epoch` (true: the current epoch predates a change of the
+/// member devices, or there is none; false: the envelope's epoch is not the
+/// current one).
+fn check_epoch(conn: &Connection, room_id: &str, envelope: &Value) -> Result<(), ApiError> {
+    let (current, covers) = epoch_coverage(conn, room_id)?;
+    let claimed = envelope.get("epoch").and_then(Value::as_i64);
+    if covers && claimed == Some(current) {
+        return Ok(());
+    }
+    let reason = if !covers {
+        "the room's member devices changed since its current epoch; create a new epoch"
+    } else {
+        "the ciphertext is not in the room's current epoch"
+    };
+    Err(ApiError::conflict(
+        "epoch_stale",
+        format!("unable to send the message; {reason}"),
+    )
+    .with("current_epoch", current)
+    .with("needs_new_epoch", !covers))
+}
+
 /// `POST /api/rooms/{room_id}/messages` `{"client_id", "text" | "ciphertext"}`:
 /// stores the message (201), then publishes `message.created`. The same
 /// `client_id` again returns the stored message (200), or 409 if the content
-/// differs.
+/// differs. A new ciphertext must be in a current epoch ([`check_epoch`]).
 pub(crate) async fn send(
     State(backend): State<Backend>,
     CurrentUser(me): CurrentUser,
@@ -211,6 +237,9 @@ pub(crate) async fn send(
                     "unable to send the message; this client_id was already used for different content",
                 )
                 .with("message_id", existing.message_id));
+            }
+            if let Content::Ciphertext(envelope, _) = &content {
+                check_epoch(&tx, &room_id, envelope)?;
             }
             let seq = latest_seq(&tx, &room_id)? + 1;
             let sent_at = ids::now_ms();

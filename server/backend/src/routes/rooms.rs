@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use domvia_realtime::protocol::build_chat_channel_name;
 
+use super::e2ee::room_devices_changed;
 use super::messages::{last_message, latest_seq, unread_count};
 use super::session::clean_name;
 use crate::error::ApiError;
@@ -391,6 +392,7 @@ pub(crate) async fn add_member(
                     "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
                     params![room.id, user_id, ids::now_ms()],
                 )?;
+                room_devices_changed(&tx, &room.id)?;
             }
             let view = room_view(&tx, &room, &me.id)?;
             tx.commit()?;
@@ -438,6 +440,9 @@ pub(crate) async fn remove_member(
                 "DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2",
                 params![room.id, user_id],
             )? > 0;
+            if removed {
+                room_devices_changed(&tx, &room.id)?;
+            }
             tx.commit()?;
             Ok((removed, room.id, user_id))
         })

@@ -25,6 +25,19 @@ fn device_ids(reply: &Reply) -> Vec<String> {
         .collect()
 }
 
+async fn client_ids(app: &TestApp, room: &str, who: &Who) -> Vec<String> {
+    let page = app
+        .get(&format!("/api/rooms/{room}/messages"), who)
+        .await
+        .expect(200);
+    page.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["client_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn share(device_id: &str) -> Value {
     json!({ "device_id": device_id, "share": { "wrapped": format!("for {device_id}") } })
 }
@@ -328,4 +341,157 @@ async fn concurrent_epoch_proposals_have_one_winner() {
     }
     statuses.sort_unstable();
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+}
+
+#[tokio::test]
+async fn ciphertext_needs_the_current_epoch_for_the_current_member_devices() {
+    let app = TestApp::new();
+    let ada = app.sign_in("Ada").await;
+    let bob = app.sign_in("Bob").await;
+    let carol = app.sign_in("Carol").await;
+    for (who, device) in [(&ada, "ada-1"), (&bob, "bob-1"), (&carol, "carol-1")] {
+        put_device(&app, who, device, json!({ "k": device }))
+            .await
+            .expect(201);
+    }
+    let room = app.group(&ada, &[&bob, &carol]).await;
+    let stale = |reply: Reply, current: i64, needs_new: bool| {
+        let reply = reply.expect_error(409, "epoch_stale");
+        assert_eq!(reply.body["error"]["current_epoch"], current);
+        assert_eq!(reply.body["error"]["needs_new_epoch"], needs_new);
+    };
+    // No epoch yet: no ciphertext at all; plaintext is unaffected.
+    stale(
+        app.send_sealed(&room, &ada, "e0", json!({ "epoch": 0 }))
+            .await,
+        0,
+        true,
+    );
+    app.send(&room, &ada, "t1", "plain").await.expect(201);
+
+    app.create_epoch(&room, &ada, 1).await.expect(201);
+    app.send_sealed(&room, &ada, "e1", json!({ "epoch": 1, "c": "x" }))
+        .await
+        .expect(201);
+    // The envelope's epoch must be the current one, as a plain integer.
+    for claimed in [json!(2), json!(0), json!("1"), json!(1.0), Value::Null] {
+        stale(
+            app.send_sealed(&room, &ada, "e-bad", json!({ "epoch": claimed }))
+                .await,
+            1,
+            false,
+        );
+    }
+    stale(
+        app.send_sealed(&room, &ada, "e-none", json!({ "c": "x" }))
+            .await,
+        1,
+        false,
+    );
+
+    // Carol is removed: epoch 1 no longer covers the member devices.
+    app.call(
+        Method::DELETE,
+        &format!("/api/rooms/{room}/members/{}", carol.id),
+        Some(&ada.token),
+        None,
+    )
+    .await
+    .expect(200);
+    stale(
+        app.send_sealed(&room, &bob, "e2", json!({ "epoch": 1, "c": "y" }))
+            .await,
+        1,
+        true,
+    );
+    // The idempotent replay of a stored message still answers 200 (checked first).
+    let replay = app
+        .send_sealed(&room, &ada, "e1", json!({ "epoch": 1, "c": "x" }))
+        .await
+        .expect(200);
+    assert_eq!(replay.body["client_id"], "e1");
+    app.send_sealed(&room, &ada, "e1", json!({ "epoch": 1, "c": "other" }))
+        .await
+        .expect_error(409, "client_id_conflict");
+    app.send(&room, &bob, "t2", "plain still works")
+        .await
+        .expect(201);
+
+    // A fresh epoch for exactly the remaining devices: the same client_id
+    // sealed anew is accepted.
+    app.create_epoch(&room, &ada, 2).await.expect(201);
+    stale(
+        app.send_sealed(&room, &bob, "e2", json!({ "epoch": 1, "c": "y" }))
+            .await,
+        2,
+        false,
+    );
+    app.send_sealed(&room, &bob, "e2", json!({ "epoch": 2, "c": "y2" }))
+        .await
+        .expect(201);
+
+    // Adding a member makes the epoch stale, even one with no devices yet.
+    let dee = app.sign_in("Dee").await;
+    app.post(
+        &format!("/api/rooms/{room}/members"),
+        &ada,
+        json!({ "user_id": dee.id }),
+    )
+    .await
+    .expect(201);
+    stale(
+        app.send_sealed(&room, &ada, "e3", json!({ "epoch": 2 }))
+            .await,
+        2,
+        true,
+    );
+    app.create_epoch(&room, &ada, 3).await.expect(201);
+    app.send_sealed(&room, &ada, "e3", json!({ "epoch": 3 }))
+        .await
+        .expect(201);
+
+    // A member's new device, or a device record replaced with other keys,
+    // too; registering the same record again is no change.
+    put_device(&app, &bob, "bob-1", json!({ "k": "bob-1" }))
+        .await
+        .expect(200);
+    app.send_sealed(&room, &ada, "e4", json!({ "epoch": 3 }))
+        .await
+        .expect(201);
+    put_device(&app, &dee, "dee-1", json!({ "k": "dee-1" }))
+        .await
+        .expect(201);
+    stale(
+        app.send_sealed(&room, &ada, "e5", json!({ "epoch": 3 }))
+            .await,
+        3,
+        true,
+    );
+    app.create_epoch(&room, &ada, 4).await.expect(201);
+    app.send_sealed(&room, &ada, "e5", json!({ "epoch": 4 }))
+        .await
+        .expect(201);
+    put_device(&app, &bob, "bob-1", json!({ "k": "bob-1, new keys" }))
+        .await
+        .expect(200);
+    stale(
+        app.send_sealed(&room, &ada, "e6", json!({ "epoch": 4 }))
+            .await,
+        4,
+        true,
+    );
+    // A device change of a non-member touches no room of theirs here.
+    app.create_epoch(&room, &ada, 5).await.expect(201);
+    put_device(&app, &carol, "carol-2", json!({}))
+        .await
+        .expect(201);
+    app.send_sealed(&room, &ada, "e6", json!({ "epoch": 5 }))
+        .await
+        .expect(201);
+
+    // Nothing refused was stored.
+    assert_eq!(
+        client_ids(&app, &room, &bob).await,
+        ["t1", "e1", "t2", "e2", "e3", "e4", "e5", "e6"]
+    );
 }

@@ -230,6 +230,44 @@ impl TestApp {
         str_at(&reply.body, "/room_id")
     }
 
+    /// Creates `epoch` in a room with a share for every current member
+    /// device, as a client would (`POST .../epochs`).
+    pub async fn create_epoch(&self, room_id: &str, who: &Who, epoch: i64) -> Reply {
+        let devices = self
+            .get(&format!("/api/rooms/{room_id}/devices"), who)
+            .await
+            .expect(200);
+        let shares: Vec<Value> = devices
+            .body
+            .as_array()
+            .expect("a device list")
+            .iter()
+            .map(|d| json!({ "device_id": d["device_id"], "share": { "for": d["device_id"] } }))
+            .collect();
+        self.post(
+            &format!("/api/rooms/{room_id}/epochs"),
+            who,
+            json!({ "epoch": epoch, "shares": shares }),
+        )
+        .await
+    }
+
+    /// Sends an opaque envelope (`{"epoch", ...}`) as `ciphertext`.
+    pub async fn send_sealed(
+        &self,
+        room_id: &str,
+        who: &Who,
+        client_id: &str,
+        envelope: Value,
+    ) -> Reply {
+        self.post(
+            &format!("/api/rooms/{room_id}/messages"),
+            who,
+            json!({ "client_id": client_id, "ciphertext": envelope }),
+        )
+        .await
+    }
+
     pub async fn send(&self, room_id: &str, who: &Who, client_id: &str, text: &str) -> Reply {
         self.post(
             &format!("/api/rooms/{room_id}/messages"),

@@ -68,22 +68,24 @@ async fn sending_is_idempotent_per_client_id() {
     assert_eq!(bobs.body["seq"], 2);
     assert_ne!(bobs.body["message_id"], first.body["message_id"]);
 
-    // Ciphertext: an opaque object, equal regardless of key order.
+    // Ciphertext: an opaque object (in the current epoch), equal regardless
+    // of key order.
     let uri = format!("/api/rooms/{room}/messages");
+    app.create_epoch(&room, &ada, 1).await.expect(201);
     let sealed = app
         .post(
             &uri,
             &ada,
-            json!({ "client_id": "e1", "ciphertext": { "a": 1, "b": [true, null] } }),
+            json!({ "client_id": "e1", "ciphertext": { "a": 1, "b": [true, null], "epoch": 1 } }),
         )
         .await
         .expect(201);
     assert_eq!(
         sealed.body["ciphertext"],
-        json!({ "a": 1, "b": [true, null] })
+        json!({ "a": 1, "b": [true, null], "epoch": 1 })
     );
     assert!(sealed.body.get("text").is_none());
-    let raw = br#"{"client_id":"e1","ciphertext":{"b":[true,null],"a":1}}"#.to_vec();
+    let raw = br#"{"client_id":"e1","ciphertext":{"epoch":1,"b":[true,null],"a":1}}"#.to_vec();
     app.raw(
         axum::http::Method::POST,
         &uri,
@@ -145,7 +147,8 @@ async fn message_limits() {
         .await
         .expect_error(400, "invalid_ciphertext");
     // 6 KiB serialized is the most.
-    let filler = |n: usize| json!({ "c": "x".repeat(n) });
+    app.create_epoch(&room, &ada, 1).await.expect(201);
+    let filler = |n: usize| json!({ "epoch": 1, "c": "x".repeat(n) });
     let overhead = filler(0).to_string().len();
     send(json!({ "client_id": "ct-max", "ciphertext": filler(6144 - overhead) }))
         .await

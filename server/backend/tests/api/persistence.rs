@@ -132,3 +132,103 @@ fn open_rejects_bad_config() {
     let backend = Backend::open(memory).unwrap();
     backend.close().unwrap();
 }
+
+/// The schema of version 1 (before each room's member-device version), as
+/// an older backend wrote it.
+const SCHEMA_V1: &str = "
+CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL);
+CREATE TABLE rooms (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('direct', 'group')), name TEXT,
+    created_by TEXT NOT NULL REFERENCES users(id), created_at INTEGER NOT NULL, direct_key TEXT UNIQUE
+);
+CREATE TABLE room_members (
+    room_id TEXT NOT NULL REFERENCES rooms(id), user_id TEXT NOT NULL REFERENCES users(id),
+    joined_at INTEGER NOT NULL, last_read_seq INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX room_members_by_user ON room_members(user_id, room_id);
+CREATE TABLE messages (
+    room_id TEXT NOT NULL REFERENCES rooms(id), seq INTEGER NOT NULL CHECK (seq >= 1),
+    message_id TEXT NOT NULL UNIQUE, sender_id TEXT NOT NULL REFERENCES users(id),
+    client_id TEXT NOT NULL, text TEXT, ciphertext TEXT, sent_at INTEGER NOT NULL,
+    CHECK ((text IS NULL) <> (ciphertext IS NULL)),
+    UNIQUE (room_id, seq), UNIQUE (room_id, sender_id, client_id)
+);
+CREATE TABLE devices (
+    device_id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id),
+    record TEXT NOT NULL, updated_at INTEGER NOT NULL
+);
+CREATE INDEX devices_by_user ON devices(user_id);
+CREATE TABLE epochs (
+    room_id TEXT NOT NULL REFERENCES rooms(id), epoch INTEGER NOT NULL CHECK (epoch >= 1),
+    created_by TEXT NOT NULL REFERENCES users(id), created_at INTEGER NOT NULL,
+    PRIMARY KEY (room_id, epoch)
+);
+CREATE TABLE key_shares (
+    room_id TEXT NOT NULL, epoch INTEGER NOT NULL, device_id TEXT NOT NULL, share TEXT NOT NULL,
+    PRIMARY KEY (room_id, epoch, device_id),
+    FOREIGN KEY (room_id, epoch) REFERENCES epochs(room_id, epoch)
+);
+PRAGMA user_version = 1;
+";
+
+#[tokio::test]
+async fn a_version_1_database_is_migrated() {
+    let db = TempDb::new();
+    // A room with an encrypted message in epoch 1, written by the old schema.
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO users VALUES ('u_a', 'Ada', 1);
+               INSERT INTO rooms VALUES ('r_0123456789abcdef0123456789abcdef', 'group', 'Team', 'u_a', 1, NULL);
+               INSERT INTO room_members VALUES ('r_0123456789abcdef0123456789abcdef', 'u_a', 1, 0);
+               INSERT INTO devices VALUES ('ada-1', 'u_a', '{"k":1}', 1);
+               INSERT INTO epochs VALUES ('r_0123456789abcdef0123456789abcdef', 1, 'u_a', 2);
+               INSERT INTO key_shares VALUES ('r_0123456789abcdef0123456789abcdef', 1, 'ada-1', '{"s":1}');
+               INSERT INTO messages VALUES ('r_0123456789abcdef0123456789abcdef', 1, 'm_1', 'u_a', 'c1', NULL, '{"epoch":1}', 3);"#,
+        )
+        .unwrap();
+    }
+    let backend = Backend::open(config(&db.path, None)).unwrap();
+    let app = TestApp {
+        router: backend.router(),
+        backend,
+        db: TempDb::new(), // a dummy: the real file belongs to this test
+    };
+    let version: i64 = rusqlite::Connection::open(&db.path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+
+    let ada = app.sign_in("Ada").await;
+    assert_eq!(ada.id, "u_a");
+    let room = "r_0123456789abcdef0123456789abcdef";
+    let page = app
+        .get(&format!("/api/rooms/{room}/messages"), &ada)
+        .await
+        .expect(200);
+    assert_eq!(
+        page.body["messages"][0]["ciphertext"],
+        json!({ "epoch": 1 })
+    );
+    // The old message's replay is still idempotent.
+    app.send_sealed(room, &ada, "c1", json!({ "epoch": 1 }))
+        .await
+        .expect(200);
+    // An epoch from version 1 is not known to cover the member devices: the
+    // next encrypted send needs a new one.
+    let stale = app
+        .send_sealed(room, &ada, "c2", json!({ "epoch": 1 }))
+        .await
+        .expect_error(409, "epoch_stale");
+    assert_eq!(stale.body["error"]["current_epoch"], 1);
+    assert_eq!(stale.body["error"]["needs_new_epoch"], true);
+    app.create_epoch(room, &ada, 2).await.expect(201);
+    app.send_sealed(room, &ada, "c2", json!({ "epoch": 2 }))
+        .await
+        .expect(201);
+    app.send(room, &ada, "t3", "plain").await.expect(201);
+    app.backend.close().unwrap();
+}
