@@ -6,7 +6,10 @@
 // frame the broker sends a member's socket hold only ciphertext; a removed
 // member cannot read what is sent after (the backend refuses an envelope in
 // the epoch from before the removal); a reload restores the keys from
-// IndexedDB; a member added later reads from their epoch on.
+// IndexedDB; a member added later reads from their epoch on; a device that
+// missed an epoch reads it with that epoch's devices (after a membership
+// change, or its creator's removal); an open that failed while the backend
+// was unreachable is retried after a reconnect.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -452,6 +455,106 @@ test("a member added later reads from their epoch on, not before", async () => {
   await waitForText(ada, fromDave, "Ada to read Dave's message");
   await waitForText(bob, fromDave, "Bob to read Dave's message");
   assert.deepEqual(unexpectedErrors(dave), []);
+});
+
+/** Closes `who`'s page (its IndexedDB stays, in the context) and opens a fresh one of the server's origin. */
+async function reopenPage(who) {
+  await who.page.close();
+  who.page = await who.context.newPage();
+  await who.page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
+  who.errors = recordPageErrors(who.page);
+  await preparePage(who.page);
+}
+
+test("a device that missed an epoch across a later membership change still reads that epoch's messages", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const carol = await openUser("Carol");
+  const roomId = await groupRoom(ada, [bob]);
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  // Bob's device is registered, then his page closes before any epoch exists.
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  await bob.page.close();
+
+  const missed = secret("in the epoch Bob never installed");
+  const missedSent = await send(ada, missed);
+  assert.equal(missedSent.ok, true, JSON.stringify(missedSent));
+  const missedEpoch = missedSent.message.ciphertext.epoch;
+
+  // Carol joins: her device is in the next epoch, not in the one Bob missed.
+  assert.equal((await ada.api("POST", `/api/rooms/${roomId}/members`, { user_id: carol.user.id })).status, 201);
+  assert.deepEqual(await openRoom(carol, roomId), { ok: true });
+  const later = secret("after Carol joined");
+  const laterSent = await send(ada, later);
+  assert.equal(laterSent.ok, true, JSON.stringify(laterSent));
+  assert.ok(laterSent.message.ciphertext.epoch > missedEpoch, "a new epoch for Carol");
+  await waitForText(carol, later, "Carol to read the message sent after she joined");
+  const missedDevices = (await ada.api("GET", `/api/rooms/${roomId}/epochs/${missedEpoch}/devices`)).body;
+  const currentDevices = (await ada.api("GET", `/api/rooms/${roomId}/devices`)).body;
+  assert.equal(missedDevices.length + 1, currentDevices.length, "the missed epoch's devices differ from the current ones");
+
+  await reopenPage(bob);
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  await waitForText(bob, later, "Bob to read the message of the current epoch");
+  await waitForText(bob, missed, "Bob to read the message of the epoch he missed");
+  const { messages } = await snapshot(bob);
+  assert.deepEqual(messages.filter((message) => message.decryption_error !== undefined), [], "no message failed to open");
+  assert.deepEqual(unexpectedErrors(bob), []);
+});
+
+test("an epoch whose creator was removed before a device installed it still opens there", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const carol = await openUser("Carol");
+  const roomId = await groupRoom(ada, [bob, carol]);
+  // Bob's device is registered, then his page closes before any epoch exists.
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  await bob.page.close();
+  assert.deepEqual(await openRoom(carol, roomId), { ok: true });
+  const fromCarol = secret("from Carol before her removal");
+  const sent = await send(carol, fromCarol);
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  const epoch = sent.message.ciphertext.epoch;
+
+  const removed = await ada.api("DELETE", `/api/rooms/${roomId}/members/${carol.user.id}`);
+  assert.equal(removed.body.removed, true);
+  const current = (await ada.api("GET", `/api/rooms/${roomId}/devices`)).body;
+  assert.ok(!current.some((device) => device.user_id === carol.user.id), "Carol's device is no longer listed");
+  const atEpoch = (await ada.api("GET", `/api/rooms/${roomId}/epochs/${epoch}/devices`)).body;
+  assert.ok(atEpoch.some((device) => device.user_id === carol.user.id), "the epoch's devices still include its creator's");
+
+  await reopenPage(bob);
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  const shown = await waitForText(bob, fromCarol, "Bob to read the message of the removed creator's epoch");
+  assert.equal(shown.decryption_error, undefined);
+  assert.deepEqual(unexpectedErrors(bob), []);
+});
+
+test("a message that failed to open while the backend was unreachable opens after a reconnect", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const roomId = created.body.room_id;
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  // Bob's page cannot reach the backend's key shares for a while.
+  const sharesOfRoom = `**/api/rooms/${roomId}/epochs/*/shares*`;
+  await bob.page.route(sharesOfRoom, (route) => route.abort("connectionrefused"));
+  const text = secret("sent while Bob could not fetch his share");
+  const sent = await send(ada, text);
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  const failed = await eventually("Bob's page to fail to open it", async () =>
+    (await snapshot(bob)).messages.find((message) => message.client_id === sent.message.client_id && message.decryption_error));
+  assert.equal(failed.decryption_error.code, "network_error");
+
+  await bob.page.unroute(sharesOfRoom);
+  await bob.page.evaluate(async () => {
+    window.realtime.connection.disconnect();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    window.realtime.connection.connect();
+  });
+  const shown = await waitForText(bob, text, "Bob to open it after the reconnect");
+  assert.equal(shown.decryption_error, undefined);
 });
 
 test("the documented example with encrypted: true runs as written", async () => {

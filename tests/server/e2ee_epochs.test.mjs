@@ -94,3 +94,42 @@ test("a ciphertext needs the current epoch, created for the current member devic
     watcher.disconnect();
   }
 });
+
+test("an epoch lists the member devices it was created for, as they were then", async () => {
+  const [ada, bob, carol] = await Promise.all(["Ada", "Bob", "Carol"].map((name) => signIn(server.url, `${name}-snapshot`)));
+  for (const user of [ada, bob, carol]) {
+    const put = await user.api("PUT", `/api/devices/${user.name}-laptop`, { record: { key: user.name } });
+    assert.equal(put.status, 201);
+  }
+  const created = await ada.api("POST", "/api/rooms", { kind: "group", name: "Snapshot", member_ids: [bob.id] });
+  assert.equal(created.status, 201);
+  const roomId = created.body.room_id;
+  const devicesOf = (user, epoch) => user.api("GET", `/api/rooms/${roomId}/epochs/${epoch}/devices`);
+
+  assert.equal((await devicesOf(bob, 1)).body.error.code, "epoch_not_found");
+  assert.equal((await createEpoch(ada, roomId, 1)).status, 201);
+  const current = await bob.api("GET", `/api/rooms/${roomId}/devices`);
+  const first = await devicesOf(bob, 1);
+  assert.equal(first.status, 200);
+  assert.deepEqual(first.body, current.body);
+  assert.deepEqual(first.body.map((device) => device.device_id).sort(), [`${ada.name}-laptop`, `${bob.name}-laptop`].sort());
+
+  // Carol joins, epoch 2 covers her; Ada (epoch 1's creator) leaves: epoch 1's list keeps Ada and not Carol.
+  assert.equal((await ada.api("POST", `/api/rooms/${roomId}/members`, { user_id: carol.id })).status, 201);
+  assert.equal((await createEpoch(bob, roomId, 2)).status, 201);
+  assert.equal((await ada.api("DELETE", `/api/rooms/${roomId}/members/${ada.id}`)).body.removed, true);
+  assert.deepEqual((await devicesOf(carol, 1)).body, first.body);
+  assert.equal((await devicesOf(carol, 2)).body.length, 3);
+
+  const errors = [
+    [await devicesOf(ada, 1), 403, "not_a_member"],
+    [await devicesOf(bob, 0), 400, "invalid_epoch"],
+    [await devicesOf(bob, "x"), 400, "invalid_epoch"],
+    [await devicesOf(bob, 3), 404, "epoch_not_found"],
+  ];
+  for (const [answer, status, code] of errors) {
+    assert.equal(answer.status, status, JSON.stringify(answer.body));
+    assert.equal(answer.body.error.code, code);
+    assert.match(answer.body.error.message, /^unable to /);
+  }
+});

@@ -501,13 +501,13 @@ export class DefaultChatRoom implements ChatRoom {
    * shown (and reported) with their text. A plaintext message in an encrypted
    * room is not shown: nothing authenticates it.
    */
-  async #openAll(messages: readonly StoredMessageJson[]): Promise<void> {
+  async #openAll(messages: readonly StoredMessageJson[], again = false): Promise<void> {
     const encryption = this.#encryption;
     if (encryption === undefined || !Array.isArray(messages)) return;
     await Promise.all(
       messages.map(async (message) => {
         const id = isObject(message) ? message.message_id : undefined;
-        if (typeof id !== "string" || this.#opened.has(id)) return;
+        if (typeof id !== "string" || (!again && this.#opened.has(id))) return;
         const { user_id: userId, client_id: clientId, sent_at: sentAt, ciphertext } = message;
         if (!isObject(ciphertext)) {
           if (typeof message.text === "string") {
@@ -525,6 +525,25 @@ export class DefaultChatRoom implements ChatRoom {
         this.#opened.set(id, result);
       }),
     );
+  }
+
+  /**
+   * Opens again the encrypted messages whose opening failed only because the
+   * backend was unreachable (`network_error`); after a reconnect.
+   */
+  async #reopenUnreachable(): Promise<void> {
+    const state = this.#state;
+    if (this.#encryption === undefined || state === undefined) return;
+    const failed = state.messages().filter((message) => {
+      const opened = message.message_id === null ? undefined : this.#opened.get(message.message_id);
+      return opened !== undefined && !opened.ok && opened.code === "network_error";
+    });
+    if (failed.length === 0) return;
+    await this.#openAll(
+      failed.map((message) => ({ ...message })),
+      true,
+    );
+    if (!this.#left) this.#changed(true);
   }
 
   /** A live message of an encrypted room: applied after it is opened, in arrival order. */
@@ -639,6 +658,9 @@ export class DefaultChatRoom implements ChatRoom {
     for (const clientId of this.#deliveries.keys()) void this.#attempt(clientId);
     if (this.#pendingReadSeq !== undefined) void this.#flushRead();
     this.#catchUp();
+    void this.#reopenUnreachable().catch((error: unknown) => {
+      console.warn("domvia-realtime-chat: unable to open the messages again", error);
+    });
   }
 
   /** Fetches `after=<highest contiguous seq>` until `has_more` is false; one run at a time. */

@@ -173,6 +173,30 @@ export class LocalDevice {
     return changes;
   }
 
+  /**
+   * Pins new devices among an epoch's `records` (as they were when the epoch
+   * was created) and returns those whose keys differ from the pinned ones, as
+   * `user_id\u0000device_id`. Unlike {@link checkRecordsLocked} it notes no
+   * pending change: an old record offers no new keys to accept. Hold the user's lock.
+   */
+  async checkEpochRecordsLocked(records: readonly DeviceRecord[]): Promise<Set<string>> {
+    await this.#syncKnownLocked();
+    let pinned = false;
+    const differing = new Set<string>();
+    for (const record of records) {
+      const userId = typeof record.user_id === "string" ? record.user_id : "";
+      const deviceId = typeof record.device_id === "string" ? record.device_id : "";
+      try {
+        if (callCore("check a device", () => this.#known.check(record)) === "new") pinned = true;
+      } catch (thrown) {
+        if (errorCode(thrown) !== "e2ee_device_key_changed") throw thrown;
+        differing.add(changeKey(userId, deviceId));
+      }
+    }
+    if (pinned) await this.#saveKnownLocked();
+    return differing;
+  }
+
   /** Whether this device's keys changed and the change is not accepted yet. */
   hasChange(userId: string, deviceId: string): boolean {
     return this.#changes.has(changeKey(userId, deviceId));

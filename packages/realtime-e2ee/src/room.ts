@@ -60,6 +60,11 @@ export class DefaultRoomEncryption implements RoomEncryption {
   #savedState: string | undefined;
   #devices: DeviceJson[] | undefined;
   #devicesAt = 0;
+  /**
+   * The member devices each epoch was created for (`GET .../epochs/{epoch}/devices`;
+   * they never change), `null` for an epoch the backend has none for (created before it recorded them).
+   */
+  readonly #epochDevices = new Map<number, DeviceJson[] | null>();
   /** The newest epoch the backend is known to have (from `GET .../epoch` and `epoch.created`). */
   #latestEpoch = 0;
   /** Epochs whose share this device cannot get, with the reason; cleared when the room changes. */
@@ -181,6 +186,29 @@ export class DefaultRoomEncryption implements RoomEncryption {
     return devices;
   }
 
+  /**
+   * The member devices `epoch` was created for, as they were then; `undefined`
+   * when the backend does not know them (`404 epoch_devices_unknown`: use the current list).
+   */
+  async #epochDevicesLocked(epoch: number): Promise<DeviceJson[] | undefined> {
+    const known = this.#epochDevices.get(epoch);
+    if (known !== undefined) return known ?? undefined;
+    let devices: DeviceJson[] | null;
+    try {
+      const list = await this.#context.request<DeviceJson[]>(
+        "list the epoch's devices",
+        "GET",
+        `${this.#path}/epochs/${epoch}/devices`,
+      );
+      devices = Array.isArray(list.body) ? list.body.filter((entry) => isObject(entry) && isObject(entry.record)) : [];
+    } catch (thrown) {
+      if (codeOf(thrown) !== "epoch_devices_unknown") throw thrown;
+      devices = null;
+    }
+    this.#epochDevices.set(epoch, devices);
+    return devices ?? undefined;
+  }
+
   #reportChange(change: DeviceKeyChange): void {
     const key = `${change.user_id}\u0000${change.device_id}`;
     if (this.#reportedChanges.has(key)) return;
@@ -278,7 +306,29 @@ export class DefaultRoomEncryption implements RoomEncryption {
     if (!isObject(share)) throw e2eeError("e2ee_malformed", `unable to install epoch ${epoch}; the answer has no share`);
     const creatorOf = (devices: DeviceJson[]): DeviceJson | undefined =>
       devices.find((entry) => entry.user_id === share.sender_user_id && entry.device_id === share.sender_device_id);
-    // The cached member list first; when the creator is missing or the members differ, once more fetched afresh.
+    // The devices the epoch was created for, even when members (or its creator) changed since.
+    const snapshot = await this.#epochDevicesLocked(epoch);
+    if (snapshot !== undefined) {
+      const sender = creatorOf(snapshot);
+      if (sender === undefined) {
+        throw e2eeError(
+          "e2ee_share_unavailable",
+          `unable to install epoch ${epoch}; its creator's device is not among the epoch's devices`,
+        );
+      }
+      const differing = await device.checkEpochRecordsLocked(snapshot.map((entry) => entry.record));
+      if (differing.has(`${sender.user_id}\u0000${sender.device_id}`)) {
+        throw e2eeError(
+          "e2ee_device_key_changed",
+          `unable to install epoch ${epoch}; the keys of its creator's device ${sender.device_id} differ from the pinned ones`,
+        );
+      }
+      callCore("install an epoch", () =>
+        room.openShare(device.keys, share, sender.record, snapshot.map((entry) => entry.record)),
+      );
+      return;
+    }
+    // An epoch from before the backend recorded its devices. The cached member list first; when the creator is missing or the members differ, once more fetched afresh.
     for (const force of [false, true]) {
       const devices = await this.#devicesLocked(device, force);
       const sender = creatorOf(devices);

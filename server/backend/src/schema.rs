@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::BackendError;
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1: users, rooms, members with read positions, messages with a
 /// gap-free per-room `seq`, and the opaque E2EE records.
@@ -92,6 +92,25 @@ ALTER TABLE rooms ADD COLUMN member_devices_version INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE epochs ADD COLUMN member_devices_version INTEGER;
 ";
 
+/// Version 3: the member devices each epoch was created for, as they were
+/// then (`epoch_devices`: a snapshot of their device records), so that a
+/// device installing an older epoch checks it against that epoch's devices
+/// rather than the current ones. Epochs from before have none recorded
+/// (`devices_recorded` 0): their devices are unknown.
+const SCHEMA_V3: &str = "
+ALTER TABLE epochs ADD COLUMN devices_recorded INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE epoch_devices (
+    room_id     TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    device_id   TEXT NOT NULL,
+    user_id     TEXT NOT NULL REFERENCES users(id),
+    record      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (room_id, epoch, device_id),
+    FOREIGN KEY (room_id, epoch) REFERENCES epochs(room_id, epoch)
+) WITHOUT ROWID;
+";
+
 /// Opens `database` (a path or `:memory:`) with WAL, `synchronous=FULL`,
 /// foreign keys and a 5 s busy timeout, then creates or migrates the schema.
 pub(crate) fn open(database: &str) -> Result<Connection, BackendError> {
@@ -122,6 +141,9 @@ fn migrate(conn: &mut Connection) -> Result<(), BackendError> {
     }
     if version < 2 {
         tx.execute_batch(SCHEMA_V2)?;
+    }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3)?;
     }
     // Later versions add `if version < N { ... }` steps here.
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
@@ -172,7 +194,7 @@ mod tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, SCHEMA_VERSION);
         let (room, epoch): (i64, Option<i64>) = conn
             .query_row(
                 "SELECT r.member_devices_version, e.member_devices_version
@@ -182,6 +204,39 @@ mod tests {
             )
             .unwrap();
         assert_eq!((room, epoch), (0, None));
+        let recorded: i64 = conn
+            .query_row("SELECT devices_recorded FROM epochs", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(recorded, 0);
+    }
+
+    #[test]
+    fn migrates_version_2() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(SCHEMA_V2).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 2;
+             INSERT INTO users VALUES ('u_a', 'Ada', 1);
+             INSERT INTO rooms VALUES ('r_a', 'group', 'Team', 'u_a', 1, NULL, 3);
+             INSERT INTO epochs VALUES ('r_a', 1, 'u_a', 2, 3);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        let (covered, recorded, snapshot): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT member_devices_version, devices_recorded,
+                        (SELECT COUNT(*) FROM epoch_devices)
+                 FROM epochs",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((covered, recorded, snapshot), (3, 0, 0));
     }
 
     #[test]

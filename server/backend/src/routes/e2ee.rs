@@ -246,6 +246,62 @@ pub(crate) async fn room_devices(
     Ok(Json(devices))
 }
 
+fn parse_epoch(epoch: &str) -> Result<i64, ApiError> {
+    match epoch.parse::<i64>() {
+        Ok(epoch) if epoch >= 1 => Ok(epoch),
+        _ => Err(ApiError::bad_request(
+            "invalid_epoch",
+            "unable to read the epoch; it must be an integer >= 1",
+        )),
+    }
+}
+
+/// `GET /api/rooms/{room_id}/epochs/{epoch}/devices`: the member devices the
+/// epoch was created for, as they were then (by user then device id).
+pub(crate) async fn epoch_devices(
+    State(backend): State<Backend>,
+    CurrentUser(me): CurrentUser,
+    room_epoch: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Vec<Device>>, ApiError> {
+    let (room_id, epoch) = path(room_epoch)?;
+    let epoch = parse_epoch(&epoch)?;
+    let devices = backend
+        .db(move |conn| {
+            let tx = conn.transaction()?;
+            member_room(&tx, &room_id, &me.id)?;
+            let recorded: Option<bool> = tx
+                .query_row(
+                    "SELECT devices_recorded FROM epochs WHERE room_id = ?1 AND epoch = ?2",
+                    params![room_id, epoch],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match recorded {
+                None => {
+                    return Err(ApiError::not_found(
+                        "epoch_not_found",
+                        "unable to find the epoch; the room has no such epoch",
+                    ))
+                }
+                Some(false) => return Err(ApiError::not_found(
+                    "epoch_devices_unknown",
+                    "unable to list the epoch's devices; it was created before they were recorded",
+                )),
+                Some(true) => {}
+            }
+            let mut statement = tx.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM epoch_devices d
+                 WHERE d.room_id = ?1 AND d.epoch = ?2 ORDER BY d.user_id, d.device_id"
+            ))?;
+            let devices = statement
+                .query_map(params![room_id, epoch], device_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(devices)
+        })
+        .await?;
+    Ok(Json(devices))
+}
+
 fn current_epoch_of(conn: &Connection, room_id: &str) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT COALESCE(MAX(epoch), 0) FROM epochs WHERE room_id = ?1",
@@ -355,9 +411,17 @@ pub(crate) async fn create_epoch(
             }
             let now = ids::now_ms();
             tx.execute(
-                "INSERT INTO epochs (room_id, epoch, created_by, created_at, member_devices_version)
-                 SELECT ?1, ?2, ?3, ?4, member_devices_version FROM rooms WHERE id = ?1",
+                "INSERT INTO epochs (room_id, epoch, created_by, created_at, member_devices_version, devices_recorded)
+                 SELECT ?1, ?2, ?3, ?4, member_devices_version, 1 FROM rooms WHERE id = ?1",
                 params![room_id, epoch, me.id, now],
+            )?;
+            // The member devices the epoch covers, as they are now (exactly the shares' devices).
+            tx.execute(
+                "INSERT INTO epoch_devices (room_id, epoch, device_id, user_id, record, updated_at)
+                 SELECT ?1, ?2, d.device_id, d.user_id, d.record, d.updated_at
+                 FROM devices d JOIN room_members m ON m.user_id = d.user_id
+                 WHERE m.room_id = ?1",
+                params![room_id, epoch],
             )?;
             {
                 let mut insert = tx.prepare(

@@ -43,6 +43,10 @@ pub(crate) fn router(backend: Backend) -> Router {
             "/api/rooms/{room_id}/epochs/{epoch}/shares",
             get(e2ee::key_share),
         )
+        .route(
+            "/api/rooms/{room_id}/epochs/{epoch}/devices",
+            get(e2ee::epoch_devices),
+        )
         .route("/realtime/auth", post(realtime::channel_auth))
         .route("/realtime/user-auth", post(realtime::user_auth))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -495,3 +495,114 @@ async fn ciphertext_needs_the_current_epoch_for_the_current_member_devices() {
         ["t1", "e1", "t2", "e2", "e3", "e4", "e5", "e6"]
     );
 }
+
+#[tokio::test]
+async fn epochs_record_the_member_devices_they_cover() {
+    let app = TestApp::new();
+    let ada = app.sign_in("Ada").await;
+    let bob = app.sign_in("Bob").await;
+    let carol = app.sign_in("Carol").await;
+    let eve = app.sign_in("Eve").await;
+    for (who, device) in [
+        (&ada, "ada-1"),
+        (&bob, "bob-2"),
+        (&bob, "bob-1"),
+        (&carol, "carol-1"),
+        (&eve, "eve-1"),
+    ] {
+        put_device(&app, who, device, json!({ "v": 1, "d": device }))
+            .await
+            .expect(201);
+    }
+    let room = app.group(&ada, &[&bob]).await;
+    let devices_of = |epoch: &str| format!("/api/rooms/{room}/epochs/{epoch}/devices");
+
+    app.get(&devices_of("1"), &ada)
+        .await
+        .expect_error(404, "epoch_not_found");
+    app.create_epoch(&room, &ada, 1).await.expect(201);
+    let first = app.get(&devices_of("1"), &bob).await.expect(200);
+    let mut ids = device_ids(&first);
+    ids.sort_unstable();
+    assert_eq!(ids, ["ada-1", "bob-1", "bob-2"]);
+    // Exactly the Device objects of that moment.
+    let current = app
+        .get(&format!("/api/rooms/{room}/devices"), &bob)
+        .await
+        .expect(200);
+    assert_eq!(first.body, current.body);
+
+    // The snapshot never changes: a replaced record, a new member, a removal.
+    put_device(&app, &bob, "bob-1", json!({ "v": 2 }))
+        .await
+        .expect(200);
+    app.post(
+        &format!("/api/rooms/{room}/members"),
+        &ada,
+        json!({ "user_id": carol.id }),
+    )
+    .await
+    .expect(201);
+    app.create_epoch(&room, &carol, 2).await.expect(201);
+    app.call(
+        Method::DELETE,
+        &format!("/api/rooms/{room}/members/{}", ada.id),
+        Some(&ada.token),
+        None,
+    )
+    .await
+    .expect(200);
+    let again = app.get(&devices_of("1"), &carol).await.expect(200);
+    assert_eq!(again.body, first.body);
+    let record_of = |reply: &Reply, device_id: &str| {
+        reply
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device_id"] == device_id)
+            .map(|d| d["record"].clone())
+    };
+    assert_eq!(
+        record_of(&again, "bob-1"),
+        Some(json!({ "v": 1, "d": "bob-1" }))
+    );
+    let second = app.get(&devices_of("2"), &bob).await.expect(200);
+    let mut ids = device_ids(&second);
+    ids.sort_unstable();
+    assert_eq!(ids, ["ada-1", "bob-1", "bob-2", "carol-1"]);
+    assert_eq!(record_of(&second, "bob-1"), Some(json!({ "v": 2 })));
+    // By user id, then device id.
+    let keys: Vec<(String, String)> = second
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (str_at(d, "/user_id"), str_at(d, "/device_id")))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+
+    // Current members only; errors.
+    app.get(&devices_of("1"), &ada)
+        .await
+        .expect_error(403, "not_a_member");
+    app.get(&devices_of("1"), &eve)
+        .await
+        .expect_error(403, "not_a_member");
+    app.get(
+        "/api/rooms/r_0123456789abcdef0123456789abcdef/epochs/1/devices",
+        &bob,
+    )
+    .await
+    .expect_error(404, "room_not_found");
+    for bad in ["x", "0", "-1", "1.5"] {
+        app.get(&devices_of(bad), &bob)
+            .await
+            .expect_error(400, "invalid_epoch");
+    }
+    app.get(&devices_of("3"), &bob)
+        .await
+        .expect_error(404, "epoch_not_found");
+}

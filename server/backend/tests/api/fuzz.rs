@@ -244,6 +244,7 @@ async fn random_bodies_never_cause_a_server_error() {
             format!("/api/users?query={junk}"),
             format!("/api/rooms/{junk}"),
             format!("/api/rooms/{room}/epochs/{junk}/shares?device_id={junk}"),
+            format!("/api/rooms/{room}/epochs/{junk}/devices"),
             format!("/api/users/{junk}/devices"),
         ] {
             let reply = app.get(&uri, &ada).await;

@@ -200,7 +200,7 @@ async fn a_version_1_database_is_migrated() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 
     let ada = app.sign_in("Ada").await;
     assert_eq!(ada.id, "u_a");
@@ -230,5 +230,81 @@ async fn a_version_1_database_is_migrated() {
         .await
         .expect(201);
     app.send(room, &ada, "t3", "plain").await.expect(201);
+    app.backend.close().unwrap();
+}
+
+/// The schema of version 2 (before each epoch's member devices were
+/// recorded), as an older backend wrote it: version 1 plus the member-device
+/// versions.
+fn schema_v2() -> String {
+    SCHEMA_V1.replace(
+        "PRAGMA user_version = 1;",
+        "ALTER TABLE rooms ADD COLUMN member_devices_version INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE epochs ADD COLUMN member_devices_version INTEGER;
+         PRAGMA user_version = 2;",
+    )
+}
+
+#[tokio::test]
+async fn a_version_2_database_is_migrated() {
+    let db = TempDb::new();
+    let room = "r_0123456789abcdef0123456789abcdef";
+    // A room of Ada and Bob with epoch 1, current for the member devices, written by the old schema.
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        conn.execute_batch(&schema_v2()).unwrap();
+        conn.execute_batch(&format!(
+            r#"INSERT INTO users VALUES ('u_a', 'Ada', 1), ('u_b', 'Bob', 1);
+               INSERT INTO rooms VALUES ('{room}', 'group', 'Team', 'u_a', 1, NULL, 4);
+               INSERT INTO room_members VALUES ('{room}', 'u_a', 1, 0), ('{room}', 'u_b', 1, 0);
+               INSERT INTO devices VALUES ('ada-1', 'u_a', '{{"k":1}}', 1), ('bob-1', 'u_b', '{{"k":2}}', 1);
+               INSERT INTO epochs VALUES ('{room}', 1, 'u_a', 2, 4);
+               INSERT INTO key_shares VALUES ('{room}', 1, 'ada-1', '{{"s":1}}'), ('{room}', 1, 'bob-1', '{{"s":2}}');
+               INSERT INTO messages VALUES ('{room}', 1, 'm_1', 'u_a', 'c1', NULL, '{{"epoch":1}}', 3);"#
+        ))
+        .unwrap();
+    }
+    let backend = Backend::open(config(&db.path, None)).unwrap();
+    let app = TestApp {
+        router: backend.router(),
+        backend,
+        db: TempDb::new(), // a dummy: the real file belongs to this test
+    };
+    let version: i64 = rusqlite::Connection::open(&db.path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+
+    let bob = app.sign_in("Bob").await;
+    assert_eq!(bob.id, "u_b");
+    // The old epoch still covers the member devices, but which they were is unknown.
+    app.send_sealed(room, &bob, "c2", json!({ "epoch": 1 }))
+        .await
+        .expect(201);
+    app.get(&format!("/api/rooms/{room}/epochs/1/devices"), &bob)
+        .await
+        .expect_error(404, "epoch_devices_unknown");
+    let share = app
+        .get(
+            &format!("/api/rooms/{room}/epochs/1/shares?device_id=bob-1"),
+            &bob,
+        )
+        .await
+        .expect(200);
+    assert_eq!(share.body["share"], json!({ "s": 2 }));
+    // A new epoch records them.
+    app.create_epoch(room, &bob, 2).await.expect(201);
+    let devices = app
+        .get(&format!("/api/rooms/{room}/epochs/2/devices"), &bob)
+        .await
+        .expect(200);
+    assert_eq!(
+        devices.body,
+        json!([
+            { "device_id": "ada-1", "user_id": "u_a", "record": { "k": 1 }, "updated_at": 1 },
+            { "device_id": "bob-1", "user_id": "u_b", "record": { "k": 2 }, "updated_at": 1 },
+        ])
+    );
     app.backend.close().unwrap();
 }
