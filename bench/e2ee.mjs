@@ -1,6 +1,6 @@
 // End-to-end encryption cost in ONE headless Chromium page (cross-origin
-// isolated, so performance.now() has microsecond resolution), the release wasm
-// through @domvia/realtime/core:
+// isolated, so performance.now() has microsecond resolution), the release E2EE
+// wasm module of @domvia/realtime-e2ee through its glue:
 //
 // - seal + open of a text message of 100 B, 1 KiB and 4095 B (the largest an
 //   envelope holds) through E2eeRoom.seal / E2eeRoom.open, exactly what the
@@ -34,9 +34,9 @@ try {
 
   const results = await page.evaluate(async ({ iterations, passes }) => {
     if (!crossOriginIsolated) throw new Error("the page is not cross-origin isolated: timings would be coarse");
-    const core = await import("/sdk/realtime/dist/core.js");
-    await core.ready();
-    const { E2eeDevice, E2eeRoom } = core;
+    const e2ee = await import("/sdk/realtime-e2ee/wasm/domvia_e2ee.js");
+    await e2ee.default();
+    const { E2eeDevice, E2eeRoom } = e2ee;
     const ROOM = "r_00112233445566778899aabbccddeeff";
     const now = Date.now();
 
@@ -159,7 +159,7 @@ try {
   }, { iterations: ITERATIONS, passes: PASSES });
 
   const ms = (x) => `${x.toFixed(3)} ms`;
-  console.log(`# E2EE in one Chromium page (${await browser.version()}), release wasm via /sdk/realtime/dist/core.js`);
+  console.log(`# E2EE in one Chromium page (${await browser.version()}), release wasm via /sdk/realtime-e2ee/wasm/domvia_e2ee.js`);
   console.log();
   console.log("## seal + open of one message vs WebCrypto AES-256-GCM encrypt + decrypt (awaited)");
   console.log("| size | n | ours p50 | ours p90 | WebCrypto p50 | WebCrypto p90 | ours / WebCrypto (p50) |");

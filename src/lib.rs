@@ -7,6 +7,7 @@
 
 pub mod chat;
 pub mod connection;
+#[cfg(feature = "e2ee")]
 pub mod e2ee;
 pub mod protocol;
 

@@ -3,11 +3,19 @@
 //! Every export converts its arguments once, calls the pure core, and turns a
 //! core [`Error`] into a real JS `Error` whose `code` is the core's stable code.
 
-use crate::protocol::{self, CloseAction, Error};
+//! Built as two modules (scripts/build): `connection` gates the base exports
+//! every app loads, `e2ee` the encryption classes only encrypted rooms load.
+
+use crate::protocol::Error;
+#[cfg(feature = "connection")]
+use crate::protocol::{self, CloseAction};
 use wasm_bindgen::prelude::*;
 
+#[cfg(feature = "connection")]
 pub mod chat;
+#[cfg(feature = "connection")]
 pub mod connection;
+#[cfg(feature = "e2ee")]
 pub mod e2ee;
 
 #[wasm_bindgen]
@@ -40,18 +48,21 @@ pub(crate) fn js_error(error: &Error) -> JsValue {
     js.into()
 }
 
+#[cfg(feature = "connection")]
 /// The SDK version.
 #[wasm_bindgen]
 pub fn version() -> String {
     crate::VERSION.to_owned()
 }
 
+#[cfg(feature = "connection")]
 /// `private-chat.room.{roomId}`, or `presence-chat.room.{roomId}` when `presence`.
 #[wasm_bindgen(js_name = buildChatChannelName)]
 pub fn build_chat_channel_name(room_id: &str, presence: bool) -> Result<String, JsValue> {
     protocol::build_chat_channel_name(room_id, presence).map_err(|e| js_error(&e))
 }
 
+#[cfg(feature = "connection")]
 /// Validates a channel name and returns its kind:
 /// `public`, `private`, `presence` or `private-encrypted`.
 #[wasm_bindgen(js_name = validateChannelName)]
@@ -61,6 +72,7 @@ pub fn validate_channel_name(name: &str) -> Result<String, JsValue> {
         .map_err(|e| js_error(&e))
 }
 
+#[cfg(feature = "connection")]
 /// What a client does when the socket closes with `code`:
 /// `fail`, `backoff`, `reconnect_now` or `keep_socket`.
 #[wasm_bindgen(js_name = closeAction)]
@@ -74,6 +86,7 @@ pub fn close_action(code: u16) -> String {
     .to_owned()
 }
 
+#[cfg(feature = "connection")]
 /// Checks the body an auth endpoint returned for `channel_name` before it is
 /// sent to the broker, so a misconfigured server fails with a clear code here
 /// instead of an opaque rejection from the broker. Returns `{ auth, channel_data? }`.

@@ -688,7 +688,8 @@ test("a known device with new keys: onKeyChange, sends fail with e2ee_device_key
 
   // Bob's device id re-registered with other keys (what a server swapping keys would do).
   const status = await bob.page.evaluate(async ({ userId, deviceId }) => {
-    const { E2eeDevice } = await import("@domvia/realtime/core");
+    // The room's package already loaded its E2EE wasm module: the same glue instance.
+    const { E2eeDevice } = await import("/sdk/realtime-e2ee/wasm/domvia_e2ee.js");
     const other = E2eeDevice.generate(userId, deviceId);
     const response = await fetch(`/api/devices/${deviceId}`, {
       method: "PUT",

@@ -4,7 +4,7 @@
  * changes waiting for the user's acceptance. One per user per page, shared by
  * every encrypted room of the page.
  */
-import { callCore, E2eeDevice, E2eeKnownDevices, ready } from "@domvia/realtime/core";
+import { callCore, E2eeDevice, E2eeKnownDevices, ready } from "./runtime.js";
 import { e2eeError } from "./errors.js";
 import { withLock } from "./lock.js";
 import { deleteStored, KeyStore } from "./store.js";

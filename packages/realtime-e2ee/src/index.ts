@@ -13,7 +13,8 @@ import { LocalDevice } from "./device.js";
 import { DefaultRoomEncryption } from "./room.js";
 import type { RoomEncryption, RoomEncryptionContext } from "./types.js";
 
-export { safetyNumber } from "@domvia/realtime/core";
+export { ready, safetyNumber } from "./runtime.js";
+export type { WasmSource } from "./runtime.js";
 export type {
   DeviceKeyChange,
   DeviceSafetyNumber,

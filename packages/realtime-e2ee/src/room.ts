@@ -8,7 +8,7 @@
  * writes the state back if it changed. Epoch creation (a network round trip)
  * also runs under it, so two tabs of one device never create competing epochs.
  */
-import { callCore, E2eeRoom, ready, safetyNumber } from "@domvia/realtime/core";
+import { callCore, E2eeRoom, ready, safetyNumber } from "./runtime.js";
 import { type DeviceJson, type DeviceRecord, LocalDevice } from "./device.js";
 import { asError, codeOf, e2eeError } from "./errors.js";
 import { withLock } from "./lock.js";

@@ -1,7 +1,8 @@
 /**
  * `@domvia/realtime/core`: the pieces of `@domvia/realtime` that companion
  * packages (such as `@domvia/realtime-chat`) build on, so every package shares
- * the one instantiated wasm module.
+ * the one instantiated wasm module. (`@domvia/realtime-e2ee` loads its own
+ * E2EE module and uses only the errors from here.)
  *
  * Not meant for apps: the classes here are the thin wasm boundary, with loose
  * types; the companion packages wrap them in typed APIs.
@@ -9,9 +10,6 @@
  * @packageDocumentation
  */
 export { ChatRoomState } from "../wasm/domvia_realtime.js";
-// End-to-end encryption (used by @domvia/realtime-e2ee).
-export { E2eeDevice, E2eeKnownDevices, E2eeRoom, safetyNumber } from "../wasm/domvia_realtime.js";
-export type { E2eeNewEpoch, E2eeOpenedMessage } from "../wasm/domvia_realtime.js";
 export { callCore, isReady, ready, reportListenerError } from "./runtime.js";
 export { DomViaError, toDomViaError } from "./errors.js";
 export type { DomViaErrorCode } from "./errors.js";
