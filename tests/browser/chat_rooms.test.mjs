@@ -8,20 +8,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { devApp, launchChromium, recordPageErrors, startServer } from "../support/harness.mjs";
+import { devApp, launchChromium, startServer } from "../support/harness.mjs";
 import { eventually, signIn } from "../support/chat.mjs";
-
-// The import map an app's page (or bundler) gives the packages' bare
-// specifiers: the server's /sdk/ paths. It is added to a real page of the
-// server's origin (a page fulfilled by the test itself would have no address
-// space, and Chromium's local-network checks would block its WebSocket).
-const IMPORT_MAP = JSON.stringify({
-  imports: {
-    "@domvia/realtime": "/sdk/realtime/dist/index.js",
-    "@domvia/realtime/core": "/sdk/realtime/dist/core.js",
-    "@domvia/realtime-chat": "/sdk/realtime-chat/dist/index.js",
-  },
-});
+import { newSdkPage, openSdkUser, unexpectedErrors } from "../support/sdk_pages.mjs";
 
 const MESSAGE_FIELDS = ["client_id", "message_id", "room_id", "sent_at", "seq", "status", "text", "user_id"];
 
@@ -48,40 +37,8 @@ after(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-let userCount = 0;
-
-/**
- * A browser context signed in as a fresh user (the real sign-in route sets its
- * cookie), on a page of the server's origin with the import map, plus a bearer-token API
- * client for the same user, for setting up rooms from Node.
- */
-async function openUser(label) {
-  const name = `${label}-${++userCount}-${process.pid}`;
-  const context = await browser.newContext();
-  contexts.push(context);
-  const page = await context.newPage();
-  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
-  const errors = recordPageErrors(page);
-  await page.goto(`${server.url}/healthz`);
-  await page.evaluate((map) => {
-    const script = document.createElement("script");
-    script.type = "importmap";
-    script.textContent = map;
-    document.head.append(script);
-  }, IMPORT_MAP);
-  const user = await page.evaluate(async (name) => {
-    const response = await fetch("/api/session", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ name }),
-    });
-    if (!response.ok) throw new Error(`sign-in failed: ${response.status}`);
-    return (await response.json()).user;
-  }, name);
-  const session = await signIn(server.url, name);
-  assert.equal(session.id, user.id);
-  return { name, context, page, errors, user, api: session.api };
-}
+/** A browser context signed in as a fresh user, plus a bearer-token API client for the same user. */
+const openUser = (label) => openSdkUser(browser, contexts, server.url, label);
 
 /**
  * Creates `window.realtime` (once per page) and `window.room` for `roomId`, with
@@ -151,11 +108,6 @@ function send(who, text) {
       return { ok: false, code: error.code, name: error.name, shownAtOnce };
     }
   }, text);
-}
-
-/** Page errors except the browser's own lines about failed requests (expected in some tests). */
-function unexpectedErrors(who) {
-  return who.errors.filter((line) => !/Failed to load resource|WebSocket connection to/.test(line));
 }
 
 async function directRoom(a, b) {
@@ -574,18 +526,7 @@ test("bearer tokens: a page without a session cookie uses api.headersProvider fo
   const bob = await openUser("Bob");
   const room = await directRoom(ada, bob);
   // A fresh context: no cookie, only Bob's token, handed to both packages.
-  const context = await browser.newContext();
-  contexts.push(context);
-  const page = await context.newPage();
-  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
-  const errors = recordPageErrors(page);
-  await page.goto(`${server.url}/healthz`);
-  await page.evaluate((map) => {
-    const script = document.createElement("script");
-    script.type = "importmap";
-    script.textContent = map;
-    document.head.append(script);
-  }, IMPORT_MAP);
+  const { page, errors } = await newSdkPage(browser, contexts, server.url);
   const token = (await signIn(server.url, bob.name)).token;
   const result = await page.evaluate(async ({ port, key, roomId, token }) => {
     const { DomViaRealtime, ready } = await import("@domvia/realtime");

@@ -17,16 +17,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { devApp, launchChromium, recordPageErrors, startServer } from "../support/harness.mjs";
-import { connectPusher, eventually, signIn, subscribed } from "../support/chat.mjs";
-
-const IMPORT_MAP = JSON.stringify({
-  imports: {
-    "@domvia/realtime": "/sdk/realtime/dist/index.js",
-    "@domvia/realtime/core": "/sdk/realtime/dist/core.js",
-    "@domvia/realtime-chat": "/sdk/realtime-chat/dist/index.js",
-    "@domvia/realtime-e2ee": "/sdk/realtime-e2ee/dist/index.js",
-  },
-});
+import { connectPusher, eventually, subscribed } from "../support/chat.mjs";
+import { openSdkUser, prepareSdkPage, SDK_IMPORTS, unexpectedErrors } from "../support/sdk_pages.mjs";
 
 let dataDir;
 let dbFile;
@@ -61,41 +53,11 @@ function secret(label) {
   return text;
 }
 
-let userCount = 0;
-
-/** A page of the server's origin with the import map (again after a reload). */
-async function preparePage(page) {
-  await page.goto(`${server.url}/healthz`);
-  await page.evaluate((map) => {
-    const script = document.createElement("script");
-    script.type = "importmap";
-    script.textContent = map;
-    document.head.append(script);
-  }, IMPORT_MAP);
-}
+/** A page of the server's origin with the SDK import map (again after a reload). */
+const preparePage = (page) => prepareSdkPage(page, server.url);
 
 /** A browser context signed in as a fresh user, plus a bearer-token API client for the same user. */
-async function openUser(label) {
-  const name = `${label}-${++userCount}-${process.pid}`;
-  const context = await browser.newContext();
-  contexts.push(context);
-  const page = await context.newPage();
-  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
-  const errors = recordPageErrors(page);
-  await preparePage(page);
-  const user = await page.evaluate(async (name) => {
-    const response = await fetch("/api/session", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ name }),
-    });
-    if (!response.ok) throw new Error(`sign-in failed: ${response.status}`);
-    return (await response.json()).user;
-  }, name);
-  const session = await signIn(server.url, name);
-  assert.equal(session.id, user.id);
-  return { name, context, page, errors, user, session, api: session.api };
-}
+const openUser = (label) => openSdkUser(browser, contexts, server.url, label);
 
 /**
  * Creates `window.realtime` (once per page) and an encrypted `window.room`,
@@ -168,10 +130,6 @@ async function shownTexts(who) {
 
 async function waitForText(who, text, what) {
   return eventually(what, async () => (await shownTexts(who)).find((message) => message.text === text), 15_000);
-}
-
-function unexpectedErrors(who) {
-  return who.errors.filter((line) => !/Failed to load resource|WebSocket connection to/.test(line));
 }
 
 /** Records every frame the broker sends to a member's socket on the room's private channel. */
@@ -620,16 +578,9 @@ test("without @domvia/realtime-e2ee the encrypted room fails with encryption_una
   await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
   const requested = [];
   page.on("request", (request) => requested.push(request.url()));
-  await page.goto(`${server.url}/healthz`);
   // An app that never mapped (installed) the package.
-  await page.evaluate((map) => {
-    const script = document.createElement("script");
-    script.type = "importmap";
-    const imports = { ...JSON.parse(map).imports };
-    delete imports["@domvia/realtime-e2ee"];
-    script.textContent = JSON.stringify({ imports });
-    document.head.append(script);
-  }, IMPORT_MAP);
+  const { "@domvia/realtime-e2ee": _omitted, ...withoutE2ee } = SDK_IMPORTS;
+  await prepareSdkPage(page, server.url, withoutE2ee);
   const outcome = await page.evaluate(async ({ port, key, roomId }) => {
     const { DomViaRealtime } = await import("@domvia/realtime");
     const { buildChatChannelName, createChatRoom } = await import("@domvia/realtime-chat");

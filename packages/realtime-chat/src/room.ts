@@ -10,9 +10,8 @@
 import type { Channel, ConnectionState, DomViaRealtime, EventMetadata, Member, Unsubscribe } from "@domvia/realtime";
 import { buildChatChannelName } from "@domvia/realtime";
 import type { DomViaError } from "@domvia/realtime/core";
-import { toDomViaError } from "@domvia/realtime/core";
+import { Listeners, toDomViaError } from "@domvia/realtime/core";
 import { BackendClient, chatError, RequestFailure } from "./backend.js";
-import { Listeners } from "./listeners.js";
 import { type Applied, RoomState, type StoredMessageJson } from "./state.js";
 import type {
   ChatMember,

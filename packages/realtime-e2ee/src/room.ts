@@ -8,6 +8,7 @@
  * writes the state back if it changed. Epoch creation (a network round trip)
  * also runs under it, so two tabs of one device never create competing epochs.
  */
+import { Listeners } from "@domvia/realtime/core";
 import { callCore, E2eeRoom, ready, safetyNumber } from "./runtime.js";
 import { type DeviceJson, type DeviceRecord, LocalDevice } from "./device.js";
 import { asError, codeOf, e2eeError } from "./errors.js";
@@ -42,12 +43,6 @@ function failure(thrown: unknown): { ok: false; code: string; message: string } 
   return { ok: false, code: error.code, message: error.message };
 }
 
-function reportListenerError(error: unknown): void {
-  const report = (globalThis as { reportError?: (error: unknown) => void }).reportError;
-  if (typeof report === "function") report(error);
-  else console.error("domvia-realtime-e2ee: a listener threw", error);
-}
-
 /** The default {@link RoomEncryption}. */
 export class DefaultRoomEncryption implements RoomEncryption {
   readonly #context: RoomEncryptionContext;
@@ -70,7 +65,7 @@ export class DefaultRoomEncryption implements RoomEncryption {
   /** Epochs whose share this device cannot get, with the reason; cleared when the room changes. */
   readonly #unavailable = new Map<number, { ok: false; code: string; message: string }>();
   readonly #reportedChanges = new Set<string>();
-  readonly #keyListeners = new Set<(change: DeviceKeyChange) => void>();
+  readonly #keyListeners = new Listeners<[DeviceKeyChange]>();
   readonly #opens: QueuedOpen[] = [];
   #draining = false;
   #busy = 0;
@@ -213,13 +208,7 @@ export class DefaultRoomEncryption implements RoomEncryption {
     const key = `${change.user_id}\u0000${change.device_id}`;
     if (this.#reportedChanges.has(key)) return;
     this.#reportedChanges.add(key);
-    for (const listener of [...this.#keyListeners]) {
-      try {
-        listener({ ...change });
-      } catch (error) {
-        reportListenerError(error);
-      }
-    }
+    this.#keyListeners.emit(Object.freeze({ ...change }));
   }
 
   #invalidate(): void {
@@ -444,11 +433,7 @@ export class DefaultRoomEncryption implements RoomEncryption {
   }
 
   onKeyChange(listener: (change: DeviceKeyChange) => void): Unsubscribe {
-    const entry = (change: DeviceKeyChange): void => listener(change);
-    this.#keyListeners.add(entry);
-    return () => {
-      this.#keyListeners.delete(entry);
-    };
+    return this.#keyListeners.add(listener);
   }
 
   async acceptDeviceChange(userId: string, deviceId: string): Promise<void> {

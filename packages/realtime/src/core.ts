@@ -11,5 +11,6 @@
  */
 export { ChatRoomState } from "../wasm/domvia_realtime.js";
 export { callCore, isReady, ready, reportListenerError } from "./runtime.js";
+export { Listeners } from "./listeners.js";
 export { DomViaError, toDomViaError } from "./errors.js";
 export type { DomViaErrorCode } from "./errors.js";

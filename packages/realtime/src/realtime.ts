@@ -6,6 +6,7 @@
  */
 import { RealtimeConnection as CoreConnection } from "../wasm/domvia_realtime.js";
 import { DomViaError, toDomViaError } from "./errors.js";
+import { Listeners } from "./listeners.js";
 import { ready, reportListenerError } from "./runtime.js";
 
 /** The connection's state, as pusher-js names them. */
@@ -141,34 +142,6 @@ type Notice =
   | { type: "member_added" | "member_removed"; channel: string; userId: string; userInfoJson?: string }
   | { type: "error"; code?: number; message: string }
   | { type: "signed_in"; userDataJson: string };
-
-/** A set of listeners whose errors never escape. */
-class Listeners<A extends unknown[]> {
-  readonly #listeners = new Set<(...args: A) => void>();
-
-  add(listener: (...args: A) => void): Unsubscribe {
-    // Wrap so the same function added twice is called twice and removed once each.
-    const entry = (...args: A): void => listener(...args);
-    this.#listeners.add(entry);
-    return () => {
-      this.#listeners.delete(entry);
-    };
-  }
-
-  emit(...args: A): void {
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener(...args);
-      } catch (error) {
-        reportListenerError(error);
-      }
-    }
-  }
-
-  clear(): void {
-    this.#listeners.clear();
-  }
-}
 
 function parseJson(text: string | undefined): unknown {
   if (text === undefined) return undefined;

@@ -1,13 +1,12 @@
-import type { Unsubscribe } from "@domvia/realtime";
-import { reportListenerError } from "@domvia/realtime/core";
+import type { Unsubscribe } from "./realtime.js";
+import { reportListenerError } from "./runtime.js";
 
-/** A set of an app's listeners: one that throws is reported and never stops the others or the room. */
+/**
+ * A set of an app's listeners: one that throws is reported and never stops the
+ * others or the SDK. Shared by every package through `@domvia/realtime/core`.
+ */
 export class Listeners<A extends unknown[]> {
   readonly #listeners = new Set<(...args: A) => void>();
-
-  get size(): number {
-    return this.#listeners.size;
-  }
 
   add(listener: (...args: A) => void): Unsubscribe {
     // Wrapped, so the same function added twice is called twice and removed once each.
