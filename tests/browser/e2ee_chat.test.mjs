@@ -146,6 +146,7 @@ async function groupRoom(creator, members) {
     kind: "group",
     name: "Secret team",
     member_ids: members.map((member) => member.user.id),
+    encrypted: true,
   });
   assert.equal(created.status, 201, JSON.stringify(created));
   return created.body.room_id;
@@ -154,7 +155,7 @@ async function groupRoom(creator, members) {
 test("two users exchange encrypted messages: both read the plaintext, the backend stores only ciphertext", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
   const roomId = created.body.room_id;
   await recordBroker(ada, roomId);
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
@@ -344,7 +345,7 @@ test("the backend refuses a message in the epoch from before a removal; the page
 test("a reload restores the device and keys from IndexedDB: old messages still decrypt, no new device or epoch", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
   const roomId = created.body.room_id;
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
@@ -491,7 +492,7 @@ test("an epoch whose creator was removed before a device installed it still open
 test("a message that failed to open while the backend was unreachable opens after a reconnect", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
   const roomId = created.body.room_id;
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
@@ -518,7 +519,7 @@ test("a message that failed to open while the backend was unreachable opens afte
 test("the documented example with encrypted: true runs as written", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
   const roomId = created.body.room_id;
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
   // The docs page's client example, with this server's address: no ready(), no extra encryption call.
@@ -543,7 +544,7 @@ test("the documented example with encrypted: true runs as written", async () => 
 test("two tabs of one user share one device and one epoch (Web Locks)", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
   const roomId = created.body.room_id;
   const secondPage = await ada.context.newPage();
   await secondPage.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
@@ -573,7 +574,8 @@ test("two tabs of one user share one device and one epoch (Web Locks)", async ()
 test("without @domvia/realtime-e2ee the encrypted room fails with encryption_unavailable; plaintext rooms never load it", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const plainRoom = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const sealedRoom = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
   const page = await ada.context.newPage();
   await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
   const requested = [];
@@ -581,27 +583,67 @@ test("without @domvia/realtime-e2ee the encrypted room fails with encryption_una
   // An app that never mapped (installed) the package.
   const { "@domvia/realtime-e2ee": _omitted, ...withoutE2ee } = SDK_IMPORTS;
   await prepareSdkPage(page, server.url, withoutE2ee);
-  const outcome = await page.evaluate(async ({ port, key, roomId }) => {
+  const outcome = await page.evaluate(async ({ port, key, plainId, sealedId }) => {
     const { DomViaRealtime } = await import("@domvia/realtime");
     const { buildChatChannelName, createChatRoom } = await import("@domvia/realtime-chat");
     const realtime = DomViaRealtime.create({ key, host: "127.0.0.1", port, forceTLS: false, authEndpoint: "/realtime/auth" });
-    const plain = createChatRoom(realtime, { roomId, channelName: buildChatChannelName(roomId) });
+    const plain = createChatRoom(realtime, { roomId: plainId, channelName: buildChatChannelName(plainId) });
     await plain.waitUntilReady();
     plain.leave();
-    const room = createChatRoom(realtime, { roomId, channelName: buildChatChannelName(roomId), encrypted: true });
+    const room = createChatRoom(realtime, { roomId: sealedId, channelName: buildChatChannelName(sealedId), encrypted: true });
     return room.waitUntilReady().then(
       () => ({ ok: true }),
       (error) => ({ ok: false, code: error.code, status: room.getSnapshot().status }),
     );
-  }, { port: server.port, key: devApp.key, roomId: created.body.room_id });
+  }, { port: server.port, key: devApp.key, plainId: plainRoom.body.room_id, sealedId: sealedRoom.body.room_id });
   assert.deepEqual(outcome, { ok: false, code: "encryption_unavailable", status: "error" });
   assert.ok(!requested.some((url) => url.includes("/sdk/realtime-e2ee/")), "the e2ee package was never fetched");
+});
+
+test("a room opens only as the backend keeps it: the wrong `encrypted` fails with room_encryption_mismatch, and the backend refuses text in an encrypted room", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const plainRoom = (await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] })).body;
+  const sealedRoom = (await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true })).body;
+  assert.deepEqual([plainRoom.encrypted, sealedRoom.encrypted], [false, true]);
+  assert.notEqual(plainRoom.room_id, sealedRoom.room_id, "a pair has one room of each kind");
+
+  const outcomes = await ada.page.evaluate(async ({ port, key, plainId, sealedId }) => {
+    const { DomViaRealtime } = await import("@domvia/realtime");
+    const { buildChatChannelName, createChatRoom } = await import("@domvia/realtime-chat");
+    const realtime = DomViaRealtime.create({ key, host: "127.0.0.1", port, forceTLS: false, authEndpoint: "/realtime/auth" });
+    const open = (roomId, encrypted) => {
+      const room = createChatRoom(realtime, { roomId, channelName: buildChatChannelName(roomId), encrypted });
+      return room.waitUntilReady().then(
+        () => ({ ok: true }),
+        (error) => ({ ok: false, code: error.code, status: room.getSnapshot().status, message: error.message }),
+      ).finally(() => room.leave());
+    };
+    const result = [await open(sealedId, false), await open(plainId, true)];
+    realtime.dispose();
+    return result;
+  }, { port: server.port, key: devApp.key, plainId: plainRoom.room_id, sealedId: sealedRoom.room_id });
+  assert.deepEqual(outcomes.map(({ message: _message, ...rest }) => rest), [
+    { ok: false, code: "room_encryption_mismatch", status: "error" },
+    { ok: false, code: "room_encryption_mismatch", status: "error" },
+  ]);
+  assert.match(outcomes[0].message, /open it with `encrypted: true`/);
+
+  // A client that forgot to encrypt cannot put text in clear into the encrypted room.
+  const leaked = secret("this must never be stored in clear");
+  const refused = await ada.api("POST", `/api/rooms/${sealedRoom.room_id}/messages`, { client_id: "c-clear", text: leaked });
+  assert.equal(refused.status, 400);
+  assert.equal(refused.body.error.code, "encryption_required");
+  const refusedCiphertext = await ada.api("POST", `/api/rooms/${plainRoom.room_id}/messages`, { client_id: "c-sealed", ciphertext: { epoch: 1 } });
+  assert.equal(refusedCiphertext.body.error.code, "room_not_encrypted");
+  assert.equal((await ada.api("GET", `/api/rooms/${sealedRoom.room_id}/messages`)).body.messages.length, 0);
+  assert.deepEqual(unexpectedErrors(ada), []);
 });
 
 test("a send retried after a server error re-posts the same envelope and arrives once", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
   const roomId = created.body.room_id;
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
@@ -630,7 +672,7 @@ test("a send retried after a server error re-posts the same envelope and arrives
 test("a known device with new keys: onKeyChange, sends fail with e2ee_device_key_changed until accepted", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
   const roomId = created.body.room_id;
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });

@@ -1,8 +1,9 @@
 // The backend enforces "a change of the member devices needs a new epoch
 // before the next encrypted message": a ciphertext is stored only in the
 // room's current epoch, and only while that epoch covers the current member
-// devices (else 409 epoch_stale, nothing stored or published). Plaintext is
-// unaffected. Against the real server process, with opaque stand-in envelopes.
+// devices (else 409 epoch_stale, nothing stored or published). An encrypted
+// room takes no plaintext at all. Against the real server process, with opaque
+// stand-in envelopes.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { collect, connectPusher, signIn, subscribed } from "../support/chat.mjs";
@@ -44,7 +45,7 @@ test("a ciphertext needs the current epoch, created for the current member devic
     const put = await user.api("PUT", `/api/devices/${user.name}-laptop`, { record: { key: user.name } });
     assert.equal(put.status, 201);
   }
-  const created = await ada.api("POST", "/api/rooms", { kind: "group", name: "Epochs", member_ids: [bob.id, carol.id] });
+  const created = await ada.api("POST", "/api/rooms", { kind: "group", name: "Epochs", member_ids: [bob.id, carol.id], encrypted: true });
   assert.equal(created.status, 201);
   const roomId = created.body.room_id;
   const watcher = await connectPusher(server, devApp, bob);
@@ -67,8 +68,10 @@ test("a ciphertext needs the current epoch, created for the current member devic
     const removed = await ada.api("DELETE", `/api/rooms/${roomId}/members/${carol.id}`);
     assert.equal(removed.body.removed, true);
     assertStale(await sendSealed(bob, roomId, "after-removal", { epoch: 2, c: "stale" }), 2, true);
-    // Plaintext is unaffected; a replay of a stored message still answers 200.
-    assert.equal((await bob.api("POST", `/api/rooms/${roomId}/messages`, { client_id: "plain", text: "hi" })).status, 201);
+    // Plaintext is never stored in an encrypted room; a replay of a stored message still answers 200.
+    const plain = await bob.api("POST", `/api/rooms/${roomId}/messages`, { client_id: "plain", text: "hi" });
+    assert.equal(plain.status, 400);
+    assert.equal(plain.body.error.code, "encryption_required");
     const replay = await sendSealed(ada, roomId, "in-epoch-1", { epoch: 1, c: "first" });
     assert.equal(replay.status, 200);
     assert.equal(replay.body.message_id, first.body.message_id);
@@ -87,7 +90,7 @@ test("a ciphertext needs the current epoch, created for the current member devic
     // Nothing refused was stored or published.
     const history = await bob.api("GET", `/api/rooms/${roomId}/messages`);
     const stored = history.body.messages.map((message) => message.client_id);
-    assert.deepEqual(stored, ["in-epoch-1", "in-epoch-2", "plain", "after-removal", "after-new-device"]);
+    assert.deepEqual(stored, ["in-epoch-1", "in-epoch-2", "after-removal", "after-new-device"]);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.deepEqual(published.map((event) => event.data.client_id), stored);
   } finally {
@@ -101,7 +104,7 @@ test("an epoch lists the member devices it was created for, as they were then", 
     const put = await user.api("PUT", `/api/devices/${user.name}-laptop`, { record: { key: user.name } });
     assert.equal(put.status, 201);
   }
-  const created = await ada.api("POST", "/api/rooms", { kind: "group", name: "Snapshot", member_ids: [bob.id] });
+  const created = await ada.api("POST", "/api/rooms", { kind: "group", name: "Snapshot", member_ids: [bob.id], encrypted: true });
   assert.equal(created.status, 201);
   const roomId = created.body.room_id;
   const devicesOf = (user, epoch) => user.api("GET", `/api/rooms/${roomId}/epochs/${epoch}/devices`);

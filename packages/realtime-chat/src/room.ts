@@ -41,6 +41,8 @@ const RETRY_MAX_MS = 30_000;
 
 /** The backend's Room object, the fields the room reads. */
 interface RoomJson {
+  /** Whether the backend keeps the room end-to-end encrypted (absent: the backend does not say). */
+  encrypted?: boolean;
   last_read_seq?: number;
   unread_count?: number;
   latest_seq?: number;
@@ -347,7 +349,19 @@ export class DefaultChatRoom implements ChatRoom {
   async #fetchRoom(): Promise<RoomJson> {
     try {
       const answer = await this.#backend.request<RoomJson>("open the room", "GET", this.#path);
-      return answer.body ?? {};
+      const room = answer.body ?? {};
+      // Opened as the backend keeps it, or not at all: a plaintext client in
+      // an encrypted room would show nothing and could send nothing, an
+      // encrypted one in a plaintext room the reverse.
+      if (typeof room.encrypted === "boolean" && room.encrypted !== this.#encrypted) {
+        throw chatError(
+          "room_encryption_mismatch",
+          room.encrypted
+            ? "unable to open the room; it is end-to-end encrypted, so open it with `encrypted: true`"
+            : "unable to open the room; it is not end-to-end encrypted, so open it without `encrypted: true`",
+        );
+      }
+      return room;
     } catch (thrown) {
       if (thrown instanceof RequestFailure && (thrown.status === 403 || thrown.status === 404)) {
         throw chatError("room_access_denied", `unable to open the room; ${thrown.error.message} (${thrown.error.code})`, {

@@ -86,8 +86,10 @@ export interface ChatRoomOptions {
   /**
    * End-to-end encrypt message content (docs/e2ee.md). The room loads
    * `@domvia/realtime-e2ee` on demand (install it; the room fails with
-   * `encryption_unavailable` when it cannot be loaded). Every member must open
-   * the room encrypted. Default false.
+   * `encryption_unavailable` when it cannot be loaded). Must match the room:
+   * a backend that says whether a room is encrypted (the reference backend's
+   * Room `encrypted`) makes a mismatch fail with `room_encryption_mismatch`.
+   * Default false.
    */
   encrypted?: boolean;
   api?: ChatApiOptions;
@@ -136,8 +138,9 @@ export interface ChatRoom {
   /**
    * Resolves once the room is subscribed and its latest history is loaded.
    * Rejects with `room_access_denied` when you may not access the room (the
-   * backend answered 403/404 or the broker refused the subscription), or with
-   * the backend's code (for example `not_signed_in`).
+   * backend answered 403/404 or the broker refused the subscription), with
+   * `room_encryption_mismatch` when `encrypted` does not match the room, or
+   * with the backend's code (for example `not_signed_in`).
    */
   waitUntilReady(): Promise<void>;
   /**
@@ -263,6 +266,7 @@ export interface RoomEncryptionModule {
  */
 export type ChatErrorCode =
   | "room_access_denied"
+  | "room_encryption_mismatch"
   | "room_left"
   | "encryption_unavailable"
   | "network_error"

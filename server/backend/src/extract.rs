@@ -137,6 +137,23 @@ impl Body {
         }
     }
 
+    /// An optional boolean field: `default` when absent.
+    pub(crate) fn optional_bool(
+        &self,
+        name: &str,
+        default: bool,
+        code: &'static str,
+    ) -> Result<bool, ApiError> {
+        match self.0.get(name) {
+            None => Ok(default),
+            Some(Value::Bool(value)) => Ok(*value),
+            Some(_) => Err(ApiError::bad_request(
+                code,
+                format!("unable to read {name}; it must be true or false"),
+            )),
+        }
+    }
+
     /// A field that must be an integer in `i64` range.
     pub(crate) fn integer(&self, name: &str, code: &'static str) -> Result<i64, ApiError> {
         match self.0.get(name) {

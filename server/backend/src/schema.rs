@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::BackendError;
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: users, rooms, members with read positions, messages with a
 /// gap-free per-room `seq`, and the opaque E2EE records.
@@ -111,6 +111,22 @@ CREATE TABLE epoch_devices (
 ) WITHOUT ROWID;
 ";
 
+/// Version 4: whether a room is end-to-end encrypted, fixed when it is
+/// created: an encrypted room refuses plaintext messages and a plaintext room
+/// refuses ciphertext, so a client that forgot `encrypted: true` cannot leak a
+/// message in clear into a room whose members expect encryption. A pair of
+/// users may have one direct room of each kind (`direct_key` ends in `:e2ee`
+/// for the encrypted one). Rooms from before that have epochs or ciphertext
+/// were used encrypted, so they become encrypted rooms.
+const SCHEMA_V4: &str = "
+ALTER TABLE rooms ADD COLUMN encrypted INTEGER NOT NULL DEFAULT 0 CHECK (encrypted IN (0, 1));
+UPDATE rooms SET encrypted = 1
+ WHERE id IN (SELECT room_id FROM epochs)
+    OR id IN (SELECT room_id FROM messages WHERE ciphertext IS NOT NULL);
+UPDATE rooms SET direct_key = direct_key || ':e2ee'
+ WHERE encrypted = 1 AND direct_key IS NOT NULL;
+";
+
 /// Opens `database` (a path or `:memory:`) with WAL, `synchronous=FULL`,
 /// foreign keys and a 5 s busy timeout, then creates or migrates the schema.
 pub(crate) fn open(database: &str) -> Result<Connection, BackendError> {
@@ -144,6 +160,9 @@ fn migrate(conn: &mut Connection) -> Result<(), BackendError> {
     }
     if version < 3 {
         tx.execute_batch(SCHEMA_V3)?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4)?;
     }
     // Later versions add `if version < N { ... }` steps here.
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
@@ -226,7 +245,7 @@ mod tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, SCHEMA_VERSION);
         let (covered, recorded, snapshot): (i64, i64, i64) = conn
             .query_row(
                 "SELECT member_devices_version, devices_recorded,
@@ -237,6 +256,41 @@ mod tests {
             )
             .unwrap();
         assert_eq!((covered, recorded, snapshot), (3, 0, 0));
+    }
+
+    #[test]
+    fn migrates_version_3_marking_rooms_used_encrypted() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO users VALUES ('u_a', 'Ada', 1), ('u_b', 'Bob', 1);
+             INSERT INTO rooms VALUES
+               ('r_plain', 'direct', NULL, 'u_a', 1, 'u_a:u_b', 0),
+               ('r_epoch', 'group', 'Keys', 'u_a', 1, NULL, 0),
+               ('r_sealed', 'group', 'Sealed', 'u_a', 1, NULL, 0);
+             INSERT INTO epochs VALUES ('r_epoch', 1, 'u_a', 2, 0, 0);
+             INSERT INTO messages VALUES ('r_sealed', 1, 'm_1', 'u_a', 'c-1', NULL, '{}', 3);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rooms: Vec<(String, i64, Option<String>)> = conn
+            .prepare("SELECT id, encrypted, direct_key FROM rooms ORDER BY id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rooms,
+            [
+                ("r_epoch".to_owned(), 1, None),
+                ("r_plain".to_owned(), 0, Some("u_a:u_b".to_owned())),
+                ("r_sealed".to_owned(), 1, None),
+            ]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::messages::room_not_encrypted;
 use super::rooms::{member_room, room_channel};
 use crate::error::ApiError;
 use crate::extract::{opaque_object, path, query_params, socket_id_header, Body, CurrentUser};
@@ -385,7 +386,9 @@ pub(crate) async fn create_epoch(
     let created = backend
         .db(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            member_room(&tx, &room_id, &me.id)?;
+            if !member_room(&tx, &room_id, &me.id)?.encrypted {
+                return Err(room_not_encrypted("create the epoch"));
+            }
             let current = current_epoch_of(&tx, &room_id)?;
             if epoch != current + 1 {
                 return Err(ApiError::conflict(

@@ -193,6 +193,30 @@ fn check_epoch(conn: &Connection, room_id: &str, envelope: &Value) -> Result<(),
     .with("needs_new_epoch", !covers))
 }
 
+/// An encrypted room takes only ciphertext (400 `encryption_required`: a
+/// client that forgot to encrypt must not leak the text into a room whose
+/// members expect encryption), a plaintext room only text (400
+/// `room_not_encrypted`: its members could not read it).
+fn check_room_kind(encrypted: bool, content: &Content) -> Result<(), ApiError> {
+    match (encrypted, content) {
+        (true, Content::Text(_)) => Err(ApiError::bad_request(
+            "encryption_required",
+            "unable to send the message; the room is end-to-end encrypted, so it takes only ciphertext",
+        )),
+        (false, Content::Ciphertext(..)) => Err(room_not_encrypted("send the message")),
+        _ => Ok(()),
+    }
+}
+
+/// 400 `room_not_encrypted`: the room is plaintext, so it takes no
+/// ciphertext and has no epochs.
+pub(crate) fn room_not_encrypted(action: &str) -> ApiError {
+    ApiError::bad_request(
+        "room_not_encrypted",
+        format!("unable to {action}; the room is not end-to-end encrypted"),
+    )
+}
+
 /// `POST /api/rooms/{room_id}/messages` `{"client_id", "text" | "ciphertext"}`:
 /// stores the message (201), then publishes `message.created`. The same
 /// `client_id` again returns the stored message (200), or 409 if the content
@@ -217,7 +241,8 @@ pub(crate) async fn send(
     let (created, message) = backend
         .db(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            member_room(&tx, &room_id, &me.id)?;
+            let room = member_room(&tx, &room_id, &me.id)?;
+            check_room_kind(room.encrypted, &content)?;
             let existing = tx
                 .query_row(
                     &format!(

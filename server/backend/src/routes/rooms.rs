@@ -1,5 +1,6 @@
-//! Rooms and membership: direct (two users, one room per pair) and group
-//! rooms, each with a private channel and a presence channel.
+//! Rooms and membership: direct (two users, one room per pair and kind) and
+//! group rooms, each with a private channel and a presence channel, and
+//! either plaintext or end-to-end encrypted for life.
 
 use std::collections::BTreeSet;
 
@@ -33,21 +34,28 @@ pub(crate) struct Room {
     pub name: Option<String>,
     pub created_by: String,
     pub created_at: i64,
+    /// End-to-end encrypted: only ciphertext messages (fixed at creation).
+    pub encrypted: bool,
+}
+
+const ROOM_COLUMNS: &str = "r.id, r.kind, r.name, r.created_by, r.created_at, r.encrypted";
+
+fn room_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Room> {
+    Ok(Room {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        name: row.get(2)?,
+        created_by: row.get(3)?,
+        created_at: row.get(4)?,
+        encrypted: row.get(5)?,
+    })
 }
 
 fn find_room(conn: &Connection, room_id: &str) -> rusqlite::Result<Option<Room>> {
     conn.query_row(
-        "SELECT id, kind, name, created_by, created_at FROM rooms WHERE id = ?1",
+        &format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = ?1"),
         params![room_id],
-        |row| {
-            Ok(Room {
-                id: row.get(0)?,
-                kind: row.get(1)?,
-                name: row.get(2)?,
-                created_by: row.get(3)?,
-                created_at: row.get(4)?,
-            })
-        },
+        room_from_row,
     )
     .optional()
 }
@@ -122,6 +130,7 @@ pub(crate) fn room_view(conn: &Connection, room: &Room, viewer: &str) -> Result<
         "name": room.name,
         "created_by": room.created_by,
         "created_at": room.created_at,
+        "encrypted": room.encrypted,
         "channel_name": room_channel(&room.id)?,
         "presence_channel_name": build_chat_channel_name(&room.id, true).map_err(ApiError::internal)?,
         "members": members,
@@ -176,7 +185,8 @@ fn member_ids(body: &Body) -> Result<Vec<String>, ApiError> {
 }
 
 /// `POST /api/rooms`: a direct room with one other user (the existing one of
-/// that pair if any: 200) or a group room (201).
+/// that pair and kind if any: 200) or a group room (201); `encrypted: true`
+/// makes it end-to-end encrypted for life.
 pub(crate) async fn create(
     State(backend): State<Backend>,
     CurrentUser(me): CurrentUser,
@@ -184,6 +194,7 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let kind = body.string("kind", "invalid_kind")?;
     let member_ids = member_ids(&body)?;
+    let encrypted = body.optional_bool("encrypted", false, "invalid_encrypted")?;
     let room_id = ids::random_id("r_")?;
     match kind {
         "direct" => {
@@ -206,10 +217,16 @@ pub(crate) async fn create(
                     if !user_exists(&tx, &other)? {
                         return Err(unknown_user(&other));
                     }
-                    let direct_key = if me.id < other {
-                        format!("{}:{}", me.id, other)
+                    let (first, second) = if me.id < other {
+                        (&me.id, &other)
                     } else {
-                        format!("{}:{}", other, me.id)
+                        (&other, &me.id)
+                    };
+                    // One plaintext and one encrypted direct room per pair.
+                    let direct_key = if encrypted {
+                        format!("{first}:{second}:e2ee")
+                    } else {
+                        format!("{first}:{second}")
                     };
                     let existing: Option<String> = tx
                         .query_row(
@@ -223,9 +240,9 @@ pub(crate) async fn create(
                         None => {
                             let now = ids::now_ms();
                             tx.execute(
-                                "INSERT INTO rooms (id, kind, name, created_by, created_at, direct_key)
-                                 VALUES (?1, 'direct', NULL, ?2, ?3, ?4)",
-                                params![room_id, me.id, now, direct_key],
+                                "INSERT INTO rooms (id, kind, name, created_by, created_at, direct_key, encrypted)
+                                 VALUES (?1, 'direct', NULL, ?2, ?3, ?4, ?5)",
+                                params![room_id, me.id, now, direct_key, encrypted],
                             )?;
                             for user in [&me.id, &other] {
                                 tx.execute(
@@ -265,9 +282,9 @@ pub(crate) async fn create(
                     }
                     let now = ids::now_ms();
                     tx.execute(
-                        "INSERT INTO rooms (id, kind, name, created_by, created_at, direct_key)
-                         VALUES (?1, 'group', ?2, ?3, ?4, NULL)",
-                        params![room_id, name, me.id, now],
+                        "INSERT INTO rooms (id, kind, name, created_by, created_at, direct_key, encrypted)
+                         VALUES (?1, 'group', ?2, ?3, ?4, NULL, ?5)",
+                        params![room_id, name, me.id, now, encrypted],
                     )?;
                     for user in std::iter::once(&me.id).chain(&members) {
                         tx.execute(
@@ -300,21 +317,13 @@ pub(crate) async fn list(
         .db(move |conn| {
             let tx = conn.transaction()?;
             let rooms = {
-                let mut statement = tx.prepare(
-                    "SELECT r.id, r.kind, r.name, r.created_by, r.created_at
+                let mut statement = tx.prepare(&format!(
+                    "SELECT {ROOM_COLUMNS}
                      FROM rooms r JOIN room_members m ON m.room_id = r.id
-                     WHERE m.user_id = ?1",
-                )?;
+                     WHERE m.user_id = ?1"
+                ))?;
                 let rooms = statement
-                    .query_map(params![me.id], |row| {
-                        Ok(Room {
-                            id: row.get(0)?,
-                            kind: row.get(1)?,
-                            name: row.get(2)?,
-                            created_by: row.get(3)?,
-                            created_at: row.get(4)?,
-                        })
-                    })?
+                    .query_map(params![me.id], room_from_row)?
                     .collect::<Result<Vec<_>, _>>()?;
                 rooms
             };

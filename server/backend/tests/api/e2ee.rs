@@ -112,7 +112,7 @@ async fn devices_are_owned_and_visible_to_room_mates() {
     app.get("/api/users/u_nobody/devices", &bob)
         .await
         .expect_error(403, "forbidden");
-    let room = app.group(&ada, &[&bob]).await;
+    let room = app.encrypted_group(&ada, &[&bob]).await;
     let seen = app
         .get(&format!("/api/users/{}/devices", ada.id), &bob)
         .await
@@ -147,7 +147,7 @@ async fn epochs_are_compare_and_set() {
     ] {
         put_device(&app, who, device, json!({})).await.expect(201);
     }
-    let room = app.group(&ada, &[&bob]).await;
+    let room = app.encrypted_group(&ada, &[&bob]).await;
     let epochs = format!("/api/rooms/{room}/epochs");
     let epoch_uri = format!("/api/rooms/{room}/epoch");
 
@@ -264,7 +264,7 @@ async fn epochs_are_compare_and_set() {
         .expect_error(403, "not_a_member");
 
     // Membership changes move the required set; removal keeps history.
-    app.send(&room, &bob, "before-removal", "hi")
+    app.send_sealed(&room, &bob, "before-removal", json!({ "epoch": 1 }))
         .await
         .expect(201);
     app.post(
@@ -318,7 +318,7 @@ async fn concurrent_epoch_proposals_have_one_winner() {
     let ada = app.sign_in("Ada").await;
     let bob = app.sign_in("Bob").await;
     put_device(&app, &ada, "ada-1", json!({})).await.expect(201);
-    let room = app.group(&ada, &[&bob]).await;
+    let room = app.encrypted_group(&ada, &[&bob]).await;
     let mut tasks = Vec::new();
     for i in 0..8 {
         let app = app.clone();
@@ -354,20 +354,22 @@ async fn ciphertext_needs_the_current_epoch_for_the_current_member_devices() {
             .await
             .expect(201);
     }
-    let room = app.group(&ada, &[&bob, &carol]).await;
+    let room = app.encrypted_group(&ada, &[&bob, &carol]).await;
     let stale = |reply: Reply, current: i64, needs_new: bool| {
         let reply = reply.expect_error(409, "epoch_stale");
         assert_eq!(reply.body["error"]["current_epoch"], current);
         assert_eq!(reply.body["error"]["needs_new_epoch"], needs_new);
     };
-    // No epoch yet: no ciphertext at all; plaintext is unaffected.
+    // No epoch yet: no ciphertext at all; and never plaintext (an encrypted room).
     stale(
         app.send_sealed(&room, &ada, "e0", json!({ "epoch": 0 }))
             .await,
         0,
         true,
     );
-    app.send(&room, &ada, "t1", "plain").await.expect(201);
+    app.send(&room, &ada, "t1", "plain")
+        .await
+        .expect_error(400, "encryption_required");
 
     app.create_epoch(&room, &ada, 1).await.expect(201);
     app.send_sealed(&room, &ada, "e1", json!({ "epoch": 1, "c": "x" }))
@@ -413,9 +415,9 @@ async fn ciphertext_needs_the_current_epoch_for_the_current_member_devices() {
     app.send_sealed(&room, &ada, "e1", json!({ "epoch": 1, "c": "other" }))
         .await
         .expect_error(409, "client_id_conflict");
-    app.send(&room, &bob, "t2", "plain still works")
+    app.send(&room, &bob, "t2", "never in clear")
         .await
-        .expect(201);
+        .expect_error(400, "encryption_required");
 
     // A fresh epoch for exactly the remaining devices: the same client_id
     // sealed anew is accepted.
@@ -492,7 +494,7 @@ async fn ciphertext_needs_the_current_epoch_for_the_current_member_devices() {
     // Nothing refused was stored.
     assert_eq!(
         client_ids(&app, &room, &bob).await,
-        ["t1", "e1", "t2", "e2", "e3", "e4", "e5", "e6"]
+        ["e1", "e2", "e3", "e4", "e5", "e6"]
     );
 }
 
@@ -514,7 +516,7 @@ async fn epochs_record_the_member_devices_they_cover() {
             .await
             .expect(201);
     }
-    let room = app.group(&ada, &[&bob]).await;
+    let room = app.encrypted_group(&ada, &[&bob]).await;
     let devices_of = |epoch: &str| format!("/api/rooms/{room}/epochs/{epoch}/devices");
 
     app.get(&devices_of("1"), &ada)

@@ -156,6 +156,7 @@ async fn random_bodies_never_cause_a_server_error() {
     let bob = app.sign_in("Bob").await;
     let room = app.group(&ada, &[&bob]).await;
     app.send(&room, &ada, "seed", "hello").await.expect(201);
+    let sealed = app.encrypted_group(&ada, &[&bob]).await;
     app.call(
         Method::PUT,
         "/api/devices/ada-1",
@@ -170,6 +171,7 @@ async fn random_bodies_never_cause_a_server_error() {
             ada.id.clone(),
             bob.id.clone(),
             room.clone(),
+            sealed.clone(),
             "ada-1".into(),
             "1.1".into(),
         ],
@@ -181,6 +183,8 @@ async fn random_bodies_never_cause_a_server_error() {
         (Method::POST, format!("/api/rooms/{room}/messages")),
         (Method::POST, format!("/api/rooms/{room}/read")),
         (Method::POST, format!("/api/rooms/{room}/epochs")),
+        (Method::POST, format!("/api/rooms/{sealed}/messages")),
+        (Method::POST, format!("/api/rooms/{sealed}/epochs")),
         (Method::PUT, "/api/devices/ada-1".to_owned()),
         (Method::PUT, "/api/devices/fuzz-dev".to_owned()),
         (Method::POST, "/realtime/auth".to_owned()),

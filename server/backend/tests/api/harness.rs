@@ -216,17 +216,27 @@ impl TestApp {
         }
     }
 
-    /// A group room of `creator` and `others`; returns its id.
+    /// A plaintext group room of `creator` and `others`; returns its id.
     pub async fn group(&self, creator: &Who, others: &[&Who]) -> String {
+        self.new_group(creator, others, false).await
+    }
+
+    /// An end-to-end encrypted group room of `creator` and `others`.
+    pub async fn encrypted_group(&self, creator: &Who, others: &[&Who]) -> String {
+        self.new_group(creator, others, true).await
+    }
+
+    async fn new_group(&self, creator: &Who, others: &[&Who], encrypted: bool) -> String {
         let ids: Vec<&str> = others.iter().map(|w| w.id.as_str()).collect();
         let reply = self
             .post(
                 "/api/rooms",
                 creator,
-                json!({ "kind": "group", "name": "Team", "member_ids": ids }),
+                json!({ "kind": "group", "name": "Team", "member_ids": ids, "encrypted": encrypted }),
             )
             .await
             .expect(201);
+        assert_eq!(reply.body["encrypted"], encrypted);
         str_at(&reply.body, "/room_id")
     }
 

@@ -51,27 +51,28 @@ async fn sending_is_idempotent_per_client_id() {
     app.send(&room, &ada, "c-1", "hello!")
         .await
         .expect_error(409, "client_id_conflict");
-    let encrypted = app
-        .post(
-            &format!("/api/rooms/{room}/messages"),
-            &ada,
-            json!({ "client_id": "c-1", "ciphertext": { "v": 1 } }),
-        )
-        .await
-        .expect_error(409, "client_id_conflict");
-    assert_eq!(
-        encrypted.body["error"]["message_id"],
-        first.body["message_id"]
-    );
+    // A plaintext room takes no ciphertext, whatever the client id.
+    app.post(
+        &format!("/api/rooms/{room}/messages"),
+        &ada,
+        json!({ "client_id": "c-1", "ciphertext": { "v": 1, "epoch": 1 } }),
+    )
+    .await
+    .expect_error(400, "room_not_encrypted");
     // Client ids are per sender.
     let bobs = app.send(&room, &bob, "c-1", "hello").await.expect(201);
     assert_eq!(bobs.body["seq"], 2);
     assert_ne!(bobs.body["message_id"], first.body["message_id"]);
 
-    // Ciphertext: an opaque object (in the current epoch), equal regardless
-    // of key order.
-    let uri = format!("/api/rooms/{room}/messages");
-    app.create_epoch(&room, &ada, 1).await.expect(201);
+    let (seqs, has_more) = history(&app, &room, &bob, "").await;
+    assert_eq!(seqs, [1, 2]);
+    assert!(!has_more);
+
+    // Ciphertext, in an encrypted room: an opaque object (in the current
+    // epoch), equal regardless of key order.
+    let sealed_room = app.encrypted_group(&ada, &[&bob]).await;
+    let uri = format!("/api/rooms/{sealed_room}/messages");
+    app.create_epoch(&sealed_room, &ada, 1).await.expect(201);
     let sealed = app
         .post(
             &uri,
@@ -96,10 +97,26 @@ async fn sending_is_idempotent_per_client_id() {
     )
     .await
     .expect(200);
-
-    let (seqs, has_more) = history(&app, &room, &bob, "").await;
-    assert_eq!(seqs, [1, 2, 3]);
-    assert!(!has_more);
+    // The same client id with different content is a conflict.
+    let conflict = app
+        .post(
+            &uri,
+            &ada,
+            json!({ "client_id": "e1", "ciphertext": { "a": 2, "epoch": 1 } }),
+        )
+        .await
+        .expect_error(409, "client_id_conflict");
+    assert_eq!(
+        conflict.body["error"]["message_id"],
+        sealed.body["message_id"]
+    );
+    // An encrypted room takes no plaintext: a client that forgot to
+    // encrypt cannot leak the text into it.
+    app.send(&sealed_room, &ada, "t1", "in clear")
+        .await
+        .expect_error(400, "encryption_required");
+    let (seqs, _) = history(&app, &sealed_room, &bob, "").await;
+    assert_eq!(seqs, [1]);
 }
 
 #[tokio::test]
@@ -146,14 +163,17 @@ async fn message_limits() {
     send(json!({ "client_id": "str", "ciphertext": "abc" }))
         .await
         .expect_error(400, "invalid_ciphertext");
-    // 6 KiB serialized is the most.
-    app.create_epoch(&room, &ada, 1).await.expect(201);
+    // 6 KiB serialized is the most (in an encrypted room).
+    let sealed_room = app.encrypted_group(&ada, &[]).await;
+    let sealed_uri = format!("/api/rooms/{sealed_room}/messages");
+    let seal = |body: Value| app.post(&sealed_uri, &ada, body);
+    app.create_epoch(&sealed_room, &ada, 1).await.expect(201);
     let filler = |n: usize| json!({ "epoch": 1, "c": "x".repeat(n) });
     let overhead = filler(0).to_string().len();
-    send(json!({ "client_id": "ct-max", "ciphertext": filler(6144 - overhead) }))
+    seal(json!({ "client_id": "ct-max", "ciphertext": filler(6144 - overhead) }))
         .await
         .expect(201);
-    send(json!({ "client_id": "ct-big", "ciphertext": filler(6145 - overhead) }))
+    seal(json!({ "client_id": "ct-big", "ciphertext": filler(6145 - overhead) }))
         .await
         .expect_error(413, "ciphertext_too_large");
     for client_id in [

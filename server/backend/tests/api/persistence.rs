@@ -15,11 +15,12 @@ async fn everything_survives_close_and_reopen() {
             db: TempDb::new(), // a dummy: the real file belongs to this test
         }
     };
-    let (ada, bob, room, direct) = {
+    let (ada, bob, room, sealed, direct) = {
         let app = open();
         let ada = app.sign_in("Ada").await;
         let bob = app.sign_in("Bob").await;
         let room = app.group(&ada, &[&bob]).await;
+        let sealed = app.encrypted_group(&ada, &[&bob]).await;
         let direct = app
             .post(
                 "/api/rooms",
@@ -54,7 +55,7 @@ async fn everything_survives_close_and_reopen() {
         .await
         .expect(201);
         app.post(
-            &format!("/api/rooms/{room}/epochs"),
+            &format!("/api/rooms/{sealed}/epochs"),
             &ada,
             json!({ "epoch": 1, "shares": [{ "device_id": "ada-laptop", "share": { "s": 1 } }] }),
         )
@@ -64,7 +65,7 @@ async fn everything_survives_close_and_reopen() {
         // Checkpointed: the WAL is empty, so the main file alone has everything.
         let wal = db.files()[1].clone();
         assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
-        (ada, bob, room, str_at(&direct.body, "/room_id"))
+        (ada, bob, room, sealed, str_at(&direct.body, "/room_id"))
     };
 
     let app = open();
@@ -95,13 +96,13 @@ async fn everything_survives_close_and_reopen() {
         .expect(200);
     assert_eq!(str_at(&again.body, "/room_id"), direct);
     let epoch = app
-        .get(&format!("/api/rooms/{room}/epoch"), &ada)
+        .get(&format!("/api/rooms/{sealed}/epoch"), &ada)
         .await
         .expect(200);
     assert_eq!(epoch.body, json!({ "epoch": 1 }));
     let share = app
         .get(
-            &format!("/api/rooms/{room}/epochs/1/shares?device_id=ada-laptop"),
+            &format!("/api/rooms/{sealed}/epochs/1/shares?device_id=ada-laptop"),
             &ada,
         )
         .await
@@ -200,7 +201,7 @@ async fn a_version_1_database_is_migrated() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 
     let ada = app.sign_in("Ada").await;
     assert_eq!(ada.id, "u_a");
@@ -229,7 +230,10 @@ async fn a_version_1_database_is_migrated() {
     app.send_sealed(room, &ada, "c2", json!({ "epoch": 2 }))
         .await
         .expect(201);
-    app.send(room, &ada, "t3", "plain").await.expect(201);
+    // The room had epochs: it became an encrypted room, which takes no plaintext.
+    app.send(room, &ada, "t3", "plain")
+        .await
+        .expect_error(400, "encryption_required");
     app.backend.close().unwrap();
 }
 
@@ -274,7 +278,7 @@ async fn a_version_2_database_is_migrated() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 
     let bob = app.sign_in("Bob").await;
     assert_eq!(bob.id, "u_b");

@@ -146,13 +146,6 @@ async fn changes_are_published_after_they_are_stored() {
     )
     .await
     .expect(200);
-    app.post(
-        &format!("/api/rooms/{room}/epochs"),
-        &ada,
-        json!({ "epoch": 1, "shares": [] }),
-    )
-    .await
-    .expect(201);
     let events = broker.take();
     let summary: Vec<(String, Value)> = events
         .iter()
@@ -174,13 +167,28 @@ async fn changes_are_published_after_they_are_stored() {
                 "member.removed".to_owned(),
                 json!({ "room_id": room, "user_id": carol.id })
             ),
-            (
-                "epoch.created".to_owned(),
-                json!({ "room_id": room, "epoch": 1 })
-            ),
         ]
     );
     assert!(events.iter().all(|e| e["channels"] == json!([channel])));
+
+    // Epochs exist only in encrypted rooms.
+    let sealed = app.encrypted_group(&ada, &[&bob]).await;
+    app.post(
+        &format!("/api/rooms/{sealed}/epochs"),
+        &ada,
+        json!({ "epoch": 1, "shares": [] }),
+    )
+    .await
+    .expect(201);
+    let events = broker.take();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["name"], "epoch.created");
+    assert_eq!(
+        events[0]["channels"],
+        json!([format!("private-chat.room.{sealed}")])
+    );
+    let data: Value = serde_json::from_str(events[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, json!({ "room_id": sealed, "epoch": 1 }));
 
     // The largest messages fit the 10 KiB event data limit of Pusher brokers,
     // even when every character of the text needs escaping.
@@ -192,7 +200,7 @@ async fn changes_are_published_after_they_are_stored() {
     let quotes = json!({ "epoch": 1, "c": "\"".repeat(3063) });
     assert_eq!(quotes.to_string().len(), 6144);
     app.post(
-        &format!("/api/rooms/{room}/messages"),
+        &format!("/api/rooms/{sealed}/messages"),
         &ada,
         json!({ "client_id": "ct", "ciphertext": quotes }),
     )
@@ -212,7 +220,7 @@ async fn changes_are_published_after_they_are_stored() {
         .get(&format!("/api/rooms/{room}/messages"), &bob)
         .await
         .expect(200);
-    assert_eq!(history.body["messages"].as_array().unwrap().len(), 4);
+    assert_eq!(history.body["messages"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]

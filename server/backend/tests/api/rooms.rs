@@ -369,3 +369,73 @@ async fn non_members_get_403_everywhere() {
         .expect_error(403, "forbidden");
     }
 }
+
+#[tokio::test]
+async fn a_room_is_encrypted_or_not_for_life() {
+    let app = TestApp::new();
+    let ada = app.sign_in("Ada").await;
+    let bob = app.sign_in("Bob").await;
+    let direct = |encrypted: Value| {
+        app.post(
+            "/api/rooms",
+            &ada,
+            json!({ "kind": "direct", "member_ids": [bob.id], "encrypted": encrypted }),
+        )
+    };
+    // A pair has one plaintext and one encrypted direct room.
+    let plain = direct(json!(false)).await.expect(201);
+    assert_eq!(plain.body["encrypted"], false);
+    let sealed = direct(json!(true)).await.expect(201);
+    assert_eq!(sealed.body["encrypted"], true);
+    assert_ne!(plain.body["room_id"], sealed.body["room_id"]);
+    assert_eq!(
+        direct(json!(true)).await.expect(200).body["room_id"],
+        sealed.body["room_id"]
+    );
+    let from_bob = app
+        .post(
+            "/api/rooms",
+            &bob,
+            json!({ "kind": "direct", "member_ids": [ada.id] }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(from_bob.body["room_id"], plain.body["room_id"]);
+    for bad in [json!(1), json!("yes"), json!(null), json!([true])] {
+        direct(bad).await.expect_error(400, "invalid_encrypted");
+    }
+
+    // Every view of a room says which it is.
+    let sealed_id = str_at(&sealed.body, "/room_id");
+    let shown = app
+        .get(&format!("/api/rooms/{sealed_id}"), &bob)
+        .await
+        .expect(200);
+    assert_eq!(shown.body["encrypted"], true);
+    let listed = app.get("/api/rooms", &bob).await.expect(200);
+    let flags: Vec<(String, Value)> = listed.body["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|room| (str_at(room, "/room_id"), room["encrypted"].clone()))
+        .collect();
+    assert_eq!(flags.len(), 2);
+    assert!(flags.contains(&(sealed_id.clone(), json!(true))));
+    assert!(flags.contains(&(str_at(&plain.body, "/room_id"), json!(false))));
+
+    // A plaintext room has no epochs; the encrypted one refuses plaintext.
+    let plain_id = str_at(&plain.body, "/room_id");
+    app.post(
+        &format!("/api/rooms/{plain_id}/epochs"),
+        &ada,
+        json!({ "epoch": 1, "shares": [] }),
+    )
+    .await
+    .expect_error(400, "room_not_encrypted");
+    app.send(&sealed_id, &ada, "c-1", "in clear")
+        .await
+        .expect_error(400, "encryption_required");
+    app.send(&plain_id, &ada, "c-1", "in clear")
+        .await
+        .expect(201);
+}
