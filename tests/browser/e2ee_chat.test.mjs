@@ -571,6 +571,39 @@ test("two tabs of one user share one device and one epoch (Web Locks)", async ()
   assert.deepEqual(unexpectedErrors(adaTab2), []);
 });
 
+test("without Web Locks (some web views) a page falls back to its in-page mutex: concurrent first sends share one device and one epoch, and a reload reads them", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  // Hide navigator.locks from every new document of Ada's context, then load the page again.
+  await ada.context.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, "locks", { get: () => undefined, configurable: true });
+  });
+  await preparePage(ada.page);
+  assert.equal(await ada.page.evaluate(() => navigator.locks), undefined);
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
+  const roomId = created.body.room_id;
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+
+  // Three sends at once, before any epoch exists: one creates epoch 1, the others wait for it and use it.
+  const texts = [secret("no locks one"), secret("no locks two"), secret("no locks three")];
+  const results = await ada.page.evaluate((texts) => Promise.all(texts.map((text) =>
+    window.room.sendMessage({ text }).then(
+      (message) => ({ ok: true, epoch: message.ciphertext.epoch }),
+      (error) => ({ ok: false, code: error.code, message: error.message }),
+    ))), texts);
+  assert.deepEqual(results, texts.map(() => ({ ok: true, epoch: 1 })), JSON.stringify(results));
+  for (const text of texts) await waitForText(bob, text, `Bob to read "${text}"`);
+  assert.equal((await ada.api("GET", `/api/rooms/${roomId}/epoch`)).body.epoch, 1);
+  assert.equal((await ada.api("GET", `/api/users/${ada.user.id}/devices`)).body.length, 1);
+  // The page's state was stored: a reload (still without locks) reads everything again.
+  await preparePage(ada.page);
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  for (const text of texts) await waitForText(ada, text, `Ada to read "${text}" after the reload`);
+  assert.equal((await ada.api("GET", `/api/users/${ada.user.id}/devices`)).body.length, 1);
+  assert.deepEqual(unexpectedErrors(ada), []);
+});
+
 test("without @domvia/realtime-e2ee the encrypted room fails with encryption_unavailable; plaintext rooms never load it", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
