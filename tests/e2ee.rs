@@ -1804,6 +1804,182 @@ fn a_forged_copy_under_another_backend_id_does_not_block_the_real_one() {
     assert_eq!(code(room.open(&envelope, T0, "m_forged")), "e2ee_replay");
 }
 
+// ---------------------------------------------------------------------------
+// The JSON text, byte for byte: the core reads and writes it by hand
+// (src/e2ee/json.rs) where it used serde_json, and must not change either.
+// ---------------------------------------------------------------------------
+
+/// serde_json's compact text of a value: what the core wrote before it had
+/// its own writer (`json!` values, whose keys serde_json sorts).
+fn serde_text(value: &Value) -> String {
+    serde_json::to_string(value).expect("json")
+}
+
+/// Whether `text` is exactly serde_json's text of the value it holds.
+fn is_serde_text(text: &str) -> bool {
+    serde_json::from_str::<Value>(text).is_ok_and(|value| serde_text(&value) == text)
+}
+
+#[test]
+fn vector_objects_are_written_byte_for_byte() {
+    let v = load(OWN);
+    for d in entries(&v, "devices") {
+        let text = serde_text(&d["record"]);
+        let record = DeviceRecord::from_json_str(&text).expect("record");
+        assert_eq!(record.to_json_string(), text);
+    }
+    for s in entries(&v["epoch"], "shares") {
+        let text = serde_text(&s["share"]);
+        let share = KeyShare::from_json_str(&text).expect("share");
+        assert_eq!(share.to_json_string(), text);
+    }
+    for m in entries(&v, "messages") {
+        let text = serde_text(&m["envelope"]);
+        let envelope = Envelope::from_json_str(&text).expect("envelope");
+        assert_eq!(envelope.to_json_string(), text);
+    }
+}
+
+#[test]
+fn states_are_written_as_serde_json_wrote_them() {
+    let (_ada, _ada_room, bob_room, _old, _new) = persisted_rooms();
+    // The room state as `json!` built it, from the public accessors.
+    let epochs: Vec<Value> = bob_room
+        .epochs()
+        .into_iter()
+        .map(|epoch| {
+            let key = bob_room.epoch_key(epoch).expect("installed");
+            json!({
+                "epoch": epoch,
+                "created_at": key.created_at_ms(),
+                "creator_user_id": key.creator_user_id(),
+                "creator_device_id": key.creator_device_id(),
+                "members": b64u_encode(&key.members_digest()),
+                "secret": b64u_encode(key.secret()),
+                "devices": bob_room.members(epoch).iter().map(DeviceRecord::to_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let expected = json!({
+        "v": 1,
+        "room_id": ROOM,
+        "epochs": epochs,
+        "seen": [["u_ada", "c-new", "m_new"], ["u_ada", "c-old", "m_old"]],
+    });
+    assert_eq!(*bob_room.export_state(), serde_text(&expected));
+
+    let (ada, bob) = (ada(), bob());
+    let mut known = KnownDevices::new();
+    known.check(&bob.record()).unwrap();
+    known.check(&ada.record()).unwrap();
+    let pinned = |k: &DeviceKeys| {
+        json!({
+            "user_id": k.user_id(),
+            "device_id": k.device_id(),
+            "ed25519": b64u_encode(&k.ed25519_public()),
+            "x25519": b64u_encode(&k.x25519_public()),
+        })
+    };
+    let expected = json!({ "v": 1, "devices": [pinned(&ada), pinned(&bob)] });
+    assert_eq!(known.export_state(), serde_text(&expected));
+    assert_eq!(
+        KnownDevices::new().export_state(),
+        "{\"devices\":[],\"v\":1}"
+    );
+    assert_eq!(
+        *RoomKeys::new(ROOM).unwrap().export_state(),
+        format!("{{\"epochs\":[],\"room_id\":\"{ROOM}\",\"seen\":[],\"v\":1}}")
+    );
+}
+
+#[test]
+fn json_text_is_read_as_serde_json_read_it() {
+    let (_ada, _bob, _room, envelope) = pair();
+    let text = envelope.to_json_string();
+    // Whitespace, escapes and key order do not matter.
+    let spaced = format!(
+        " {} ",
+        text.replace(',', " ,\n\t")
+            .replace(':', "\r: ")
+            .replace("\"v\"", "\"\\u0076\"")
+            .replace("text", "t\\u0065xt")
+    );
+    assert_eq!(Envelope::from_json_str(&spaced).expect("reads"), envelope);
+    let value: Value = serde_json::from_str(&text).unwrap();
+    let mut reordered = String::from("{");
+    for (i, (key, field)) in value.as_object().unwrap().iter().rev().enumerate() {
+        if i > 0 {
+            reordered.push(',');
+        }
+        reordered.push_str(&format!(
+            "{}:{}",
+            serde_text(&json!(key)),
+            serde_text(field)
+        ));
+    }
+    reordered.push('}');
+    assert_eq!(
+        Envelope::from_json_str(&reordered).expect("reads"),
+        envelope
+    );
+    // A repeated key: the last one counts, as in serde_json's map.
+    let early_v2 = text.replacen('{', "{\"v\":2,", 1);
+    assert_eq!(Envelope::from_json_str(&early_v2).expect("reads"), envelope);
+    let late_v2 = format!("{},\"v\":2}}", &text[..text.len() - 1]);
+    assert_eq!(
+        code(Envelope::from_json_str(&late_v2)),
+        "e2ee_unsupported_version"
+    );
+    // The version is quoted as serde_json wrote it.
+    for (v, shown) in [
+        ("2", "2"),
+        ("1.0", "1.0"),
+        ("\"1\"", "\"1\""),
+        ("null", "null"),
+    ] {
+        let message = Envelope::from_json_str(&format!("{{\"v\":{v}}}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(&format!("format version {shown} is not")),
+            "{message}"
+        );
+    }
+    // What serde_json refused is not JSON, whatever "v" holds.
+    for bad in [
+        "{\"v\":1e400}",
+        "{\"v\":2,\"x\":-1e309}",
+        "{\"v\":\"\\ud800\"}",
+        "{\"v\":01}",
+        "{\"v\":2,}",
+        "{\"v\":2} x",
+        "{\"v\":\"\t\"}",
+    ] {
+        let error = Envelope::from_json_str(bad).unwrap_err();
+        assert_eq!(error.code(), "e2ee_malformed", "{bad}");
+        assert!(error.to_string().contains("not JSON"), "{bad}: {error}");
+    }
+    let nested = |depth: usize| format!("{{\"v\":{}2{}}}", "[".repeat(depth), "]".repeat(depth));
+    assert_eq!(
+        code(Envelope::from_json_str(&nested(126))),
+        "e2ee_unsupported_version"
+    );
+    assert_eq!(
+        code(Envelope::from_json_str(&nested(127))),
+        "e2ee_malformed"
+    );
+    // An escaped secret in a stored room state is read like any other.
+    let (_ada, _ada_room, bob_room, _old, _new) = persisted_rooms();
+    let state = bob_room.export_state();
+    let secret = b64u_encode(bob_room.epoch_key(1).unwrap().secret());
+    let escaped: String = secret
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let restored = RoomKeys::restore_state(&state.replace(&secret, &escaped)).expect("restore");
+    assert_eq!(*restored.export_state(), *state);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -1863,6 +2039,59 @@ proptest! {
     fn arbitrary_text_as_stored_state_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let text = String::from_utf8_lossy(&bytes);
         prop_assert!(RoomKeys::restore_state(&text).is_err() || text.contains("room_id"));
+        let _ = KnownDevices::restore_state(&text);
+    }
+
+    #[test]
+    fn the_json_text_is_serde_json_s_for_any_ids(
+        ids in proptest::collection::vec("[A-Za-z0-9_.:-]{1,64}", 5),
+        kind in "[a-z0-9_.-]{1,32}",
+        content in proptest::collection::vec(any::<u8>(), 0..300),
+        epoch in 1..=domvia_realtime::e2ee::MAX_EPOCH,
+        created_at in any::<u64>(),
+    ) {
+        let [user_id, device_id, room_id, message_id, backend_id] =
+            <[String; 5]>::try_from(ids).unwrap();
+        let me = DeviceKeys::from_secrets(&user_id, &device_id, &derived("p x"), &derived("p e")).unwrap();
+        let record = me.record();
+        let text = record.to_json_string();
+        prop_assert!(is_serde_text(&text), "{}", text);
+        prop_assert_eq!(&DeviceRecord::from_json_str(&text).unwrap(), &record);
+
+        let mut rng = TestRng::new("p");
+        let new = create_epoch(&room_id, epoch, created_at, &me, std::slice::from_ref(&record), &mut rng).unwrap();
+        let share = &new.shares[0];
+        let text = share.to_json_string();
+        prop_assert!(is_serde_text(&text), "{}", text);
+        prop_assert_eq!(&KeyShare::from_json_str(&text).unwrap(), share);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(&value["room_id"], &json!(room_id));
+        prop_assert_eq!(&value["epoch"], &json!(epoch));
+        prop_assert_eq!(&value["created_at"], &json!(created_at));
+
+        let mut room = RoomKeys::new(&room_id).unwrap();
+        room.install_epoch(new.key, &[record]).unwrap();
+        let envelope = room.seal(&me, &message_id, &kind, &content, &mut rng).unwrap();
+        let text = envelope.to_json_string();
+        prop_assert!(is_serde_text(&text), "{}", text);
+        prop_assert_eq!(&Envelope::from_json_str(&text).unwrap(), &envelope);
+        room.open(&envelope, created_at, &backend_id).unwrap();
+
+        let state = room.export_state();
+        prop_assert!(is_serde_text(&state), "{}", *state);
+        let restored = RoomKeys::restore_state(&state).unwrap();
+        prop_assert_eq!(&*restored.export_state(), &*state);
+        let mut known = KnownDevices::new();
+        known.check(&me.record()).unwrap();
+        prop_assert!(is_serde_text(&known.export_state()));
+    }
+
+    #[test]
+    fn arbitrary_text_as_any_object_never_panics(text in any::<String>()) {
+        let _ = Envelope::from_json_str(&text);
+        let _ = KeyShare::from_json_str(&text);
+        let _ = DeviceRecord::from_json_str(&text);
+        let _ = RoomKeys::restore_state(&text);
         let _ = KnownDevices::restore_state(&text);
     }
 

@@ -54,6 +54,27 @@ fn assert_plain_object(value: &JsValue, expected: &[&str]) {
     assert_eq!(keys(value), expected);
 }
 
+/// Asserts that the keys of every object in `value` come in byte order: the
+/// order the core's JSON has always had (serde_json sorted them), which
+/// `JSON.parse` keeps, so the text the backend stores stays byte for byte
+/// the same.
+fn assert_keys_in_byte_order(value: &JsValue) {
+    if Array::is_array(value) {
+        Array::from(value).for_each(&mut |item, _, _| assert_keys_in_byte_order(&item));
+    } else if value.is_object() {
+        let keys: Vec<String> = Object::keys(value.unchecked_ref::<Object>())
+            .iter()
+            .map(|k| k.as_string().unwrap())
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        for key in keys {
+            assert_keys_in_byte_order(&get(value, &key));
+        }
+    }
+}
+
 /// A deep copy, as the value would come back from the backend's JSON.
 fn copy(value: &JsValue) -> JsValue {
     JSON::parse(&String::from(JSON::stringify(value).unwrap())).unwrap()
@@ -121,6 +142,7 @@ fn devices_generate_export_and_restore() {
     );
     assert_eq!(get(&record, "v").as_f64(), Some(1.0));
     assert_eq!(string(&record, "user_id"), "u_ada");
+    assert_keys_in_byte_order(&record);
 
     let secret = ada.export_secret();
     assert_eq!(secret.length(), 64);
@@ -156,6 +178,7 @@ fn an_epoch_is_created_committed_shared_and_used() {
 
     let created = room.create_epoch(&ada, 1.0, T0, records.clone()).unwrap();
     assert_plain_object(&created, &["epoch", "shares"]);
+    assert_keys_in_byte_order(&created);
     assert_eq!(get(&created, "epoch").as_f64(), Some(1.0));
     let shares: Array = get(&created, "shares").unchecked_into();
     assert_eq!(shares.length(), 2);
@@ -266,6 +289,7 @@ fn seal_and_open_round_trip_as_plain_objects() {
             "sig",
         ],
     );
+    assert_keys_in_byte_order(&envelope);
     assert_eq!(string(&envelope, "kind"), "text");
     assert_eq!(string(&envelope, "message_id"), "c-1");
     let json = String::from(JSON::stringify(&envelope).unwrap());

@@ -6,11 +6,11 @@ use std::fmt;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
-use serde_json::{json, Value};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-use super::encoding::{b64u_encode, validate_id, Fields, Transcript, FORMAT_VERSION};
+use super::encoding::{malformed, validate_id, Fields, Transcript, FORMAT_VERSION};
+use super::json::{Json, JsonWriter};
 use super::primitives::{sha256, x25519_shared};
 use super::{labels, MAX_RECORD_BYTES};
 use crate::protocol::Error;
@@ -126,7 +126,7 @@ impl DeviceKeys {
 
 /// A device's public record, always signature-checked: one exists only as
 /// made by [`DeviceKeys::record`] or read and verified by
-/// [`DeviceRecord::from_json`].
+/// [`DeviceRecord::from_json_str`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceRecord {
     user_id: String,
@@ -139,9 +139,23 @@ pub struct DeviceRecord {
 const RECORD_FIELDS: &[&str] = &["user_id", "device_id", "x25519", "ed25519", "sig"];
 
 impl DeviceRecord {
-    /// Reads a record (as stored by the backend) and checks its version, its
-    /// fields and its self-signature.
-    pub fn from_json(value: &Value) -> Result<Self, Error> {
+    /// Reads a record from JSON text (as stored by the backend) and checks its
+    /// version, its fields and its self-signature.
+    pub fn from_json_str(text: &str) -> Result<Self, Error> {
+        let value = Json::parse(text).ok_or_else(|| malformed("the device record is not JSON"))?;
+        Self::read(&value)
+    }
+
+    /// [`from_json_str`](Self::from_json_str) of a serde_json value, for
+    /// native callers that hold one (the wasm build never links serde_json
+    /// for E2EE).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, Error> {
+        Self::from_json_str(&value.to_string())
+    }
+
+    /// Reads a record from parsed JSON: version, fields, ids, self-signature.
+    pub(crate) fn read(value: &Json<'_>) -> Result<Self, Error> {
         let fields = Fields::read(value, "device record", RECORD_FIELDS)?;
         let record = DeviceRecord {
             user_id: fields.id("user_id")?,
@@ -154,16 +168,37 @@ impl DeviceRecord {
         Ok(record)
     }
 
-    /// The record as a JSON object (compact, at most 4096 bytes).
-    pub fn to_json(&self) -> Value {
-        json!({
-            "v": FORMAT_VERSION,
-            "user_id": self.user_id,
-            "device_id": self.device_id,
-            "x25519": b64u_encode(&self.x25519),
-            "ed25519": b64u_encode(&self.ed25519),
-            "sig": b64u_encode(&self.signature),
-        })
+    /// The record as compact JSON text (at most 4096 bytes).
+    pub fn to_json_string(&self) -> String {
+        let mut json = JsonWriter::with_capacity(320);
+        self.write_json(&mut json);
+        json.finish()
+    }
+
+    /// [`to_json_string`](Self::to_json_string) as a serde_json value, for
+    /// native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn to_json(&self) -> serde_json::Value {
+        // The writer's compact JSON always parses; Null is unreachable.
+        serde_json::from_str(&self.to_json_string()).unwrap_or_default()
+    }
+
+    /// Writes the record as a JSON object, keys in byte order.
+    pub(crate) fn write_json(&self, json: &mut JsonWriter) {
+        json.begin_object()
+            .key("device_id")
+            .string(&self.device_id)
+            .key("ed25519")
+            .base64url(&self.ed25519)
+            .key("sig")
+            .base64url(&self.signature)
+            .key("user_id")
+            .string(&self.user_id)
+            .key("v")
+            .u64(FORMAT_VERSION)
+            .key("x25519")
+            .base64url(&self.x25519)
+            .end_object();
     }
 
     /// The bytes the device's Ed25519 key signs.
@@ -179,8 +214,8 @@ impl DeviceRecord {
     fn verify(&self) -> Result<(), Error> {
         validate_id("user_id", &self.user_id)?;
         validate_id("device_id", &self.device_id)?;
-        if self.to_json().to_string().len() > MAX_RECORD_BYTES {
-            return Err(super::encoding::malformed("the device record is too large"));
+        if self.to_json_string().len() > MAX_RECORD_BYTES {
+            return Err(malformed("the device record is too large"));
         }
         verify_signature(
             &self.ed25519,
@@ -345,27 +380,30 @@ impl KnownDevices {
     /// The pinned devices as versioned JSON text, to persist (public keys
     /// only): `{"v":1,"devices":[{"user_id","device_id","ed25519","x25519"}]}`.
     pub fn export_state(&self) -> String {
-        let devices: Vec<Value> = self
-            .pinned
-            .iter()
-            .map(|((user_id, device_id), (ed, x))| {
-                json!({
-                    "user_id": user_id,
-                    "device_id": device_id,
-                    "ed25519": b64u_encode(ed),
-                    "x25519": b64u_encode(x),
-                })
-            })
-            .collect();
-        json!({ "v": FORMAT_VERSION, "devices": devices }).to_string()
+        let mut json = JsonWriter::with_capacity(64 + 200 * self.pinned.len());
+        json.begin_object().key("devices").begin_array();
+        for ((user_id, device_id), (ed25519, x25519)) in &self.pinned {
+            json.begin_object()
+                .key("device_id")
+                .string(device_id)
+                .key("ed25519")
+                .base64url(ed25519)
+                .key("user_id")
+                .string(user_id)
+                .key("x25519")
+                .base64url(x25519)
+                .end_object();
+        }
+        json.end_array().key("v").u64(FORMAT_VERSION).end_object();
+        json.finish()
     }
 
     /// Restores pins from [`export_state`](Self::export_state)'s text:
     /// `e2ee_unsupported_version` for another `"v"`, `e2ee_malformed` for
     /// anything else that is not such a state (never a panic).
     pub fn restore_state(text: &str) -> Result<Self, Error> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|_| super::encoding::malformed("the known devices state is not JSON"))?;
+        let value =
+            Json::parse(text).ok_or_else(|| malformed("the known devices state is not JSON"))?;
         let fields = Fields::read(&value, "known devices state", &["devices"])?;
         let mut known = KnownDevices::new();
         for device in fields.list("devices")? {
@@ -376,7 +414,7 @@ impl KnownDevices {
             )?;
             let key = (f.id("user_id")?, f.id("device_id")?);
             if known.pinned.contains_key(&key) {
-                return Err(super::encoding::malformed(format!(
+                return Err(malformed(format!(
                     "device {:?} of user {:?} is listed twice",
                     key.1, key.0
                 )));

@@ -2,8 +2,9 @@
 //! transcripts (associated data, signature and HKDF inputs), id checks and the
 //! JSON object reader shared by device records, key shares and envelopes.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
+use super::json::Json;
 use crate::protocol::Error;
 
 /// The format version every object carries as `"v"`.
@@ -29,6 +30,12 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// base64url (RFC 4648 section 5) without padding.
 pub fn b64u_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    push_b64u(&mut out, bytes);
+    out
+}
+
+/// Appends `bytes` as unpadded base64url.
+pub(crate) fn push_b64u(out: &mut String, bytes: &[u8]) {
     for chunk in bytes.chunks(3) {
         let n = match chunk.len() {
             3 => (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]),
@@ -40,7 +47,6 @@ pub fn b64u_encode(bytes: &[u8]) -> String {
             out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
         }
     }
-    out
 }
 
 fn sextet(c: u8) -> Option<u32> {
@@ -165,70 +171,82 @@ pub(crate) fn validate_epoch(epoch: u64) -> Result<(), Error> {
 /// version is `e2ee_unsupported_version` whatever else the object holds), then
 /// that it has exactly the expected fields.
 pub(crate) struct Fields<'a> {
-    map: &'a Map<String, Value>,
+    object: &'a Json<'a>,
     what: &'static str,
 }
 
 impl<'a> Fields<'a> {
     pub(crate) fn read(
-        value: &'a Value,
+        value: &'a Json<'a>,
         what: &'static str,
         expected: &[&str],
     ) -> Result<Self, Error> {
-        let map = value
-            .as_object()
-            .ok_or_else(|| malformed(format!("a {what} must be a JSON object")))?;
-        match map.get("v") {
+        let members = Self::members(value, what)?;
+        match value.get("v") {
             Some(v) if v.as_u64() == Some(FORMAT_VERSION) => {}
             Some(v) => {
+                // As serde_json showed it, except that a fraction or exponent
+                // is shown as written and object members in text order.
                 return Err(Error::E2eeUnsupportedVersion {
                     what,
-                    version: v.to_string(),
-                })
+                    version: v.to_compact_string(),
+                });
             }
             None => return Err(malformed(format!("a {what} lacks its version \"v\""))),
         }
-        Self::check_keys(map, what, expected)
+        Self::check_keys(value, members, what, expected)
     }
 
     /// Reads an object nested in a versioned one (its version was checked
     /// there): exactly the expected fields, no `"v"`.
     pub(crate) fn read_nested(
-        value: &'a Value,
+        value: &'a Json<'a>,
         what: &'static str,
         expected: &[&str],
     ) -> Result<Self, Error> {
-        let map = value
-            .as_object()
-            .ok_or_else(|| malformed(format!("a {what} must be a JSON object")))?;
-        if map.contains_key("v") {
+        let members = Self::members(value, what)?;
+        if value.get("v").is_some() {
             return Err(malformed(format!("a {what} has an unknown field \"v\"")));
         }
-        Self::check_keys(map, what, expected)
+        Self::check_keys(value, members, what, expected)
+    }
+
+    fn members(
+        value: &'a Json<'a>,
+        what: &'static str,
+    ) -> Result<&'a [(Cow<'a, str>, Json<'a>)], Error> {
+        value
+            .as_object()
+            .ok_or_else(|| malformed(format!("a {what} must be a JSON object")))
     }
 
     fn check_keys(
-        map: &'a Map<String, Value>,
+        object: &'a Json<'a>,
+        members: &[(Cow<'a, str>, Json<'a>)],
         what: &'static str,
         expected: &[&str],
     ) -> Result<Self, Error> {
-        for key in map.keys() {
-            if key != "v" && !expected.contains(&key.as_str()) {
-                return Err(malformed(format!("a {what} has an unknown field {key:?}")));
-            }
+        // The first unknown key in byte order, the one serde_json's sorted
+        // map named.
+        let unknown = members
+            .iter()
+            .map(|(key, _)| key.as_ref())
+            .filter(|key| *key != "v" && !expected.contains(key))
+            .min();
+        if let Some(key) = unknown {
+            return Err(malformed(format!("a {what} has an unknown field {key:?}")));
         }
-        Ok(Fields { map, what })
+        Ok(Fields { object, what })
     }
 
-    pub(crate) fn list(&self, key: &str) -> Result<&'a [Value], Error> {
+    pub(crate) fn list(&self, key: &str) -> Result<&'a [Json<'a>], Error> {
         self.get(key)?
             .as_array()
-            .map(Vec::as_slice)
             .ok_or_else(|| malformed(format!("{key:?} of a {} must be an array", self.what)))
     }
 
-    fn get(&self, key: &str) -> Result<&'a Value, Error> {
-        self.map
+    fn get(&self, key: &str) -> Result<&'a Json<'a>, Error> {
+        self.object
             .get(key)
             .ok_or_else(|| malformed(format!("a {} lacks {key:?}", self.what)))
     }

@@ -1,14 +1,12 @@
 //! Message envelopes: padded content under a per-sender key, AES-256-GCM with
 //! a random nonce, signed with the sender device's Ed25519 key.
 
-use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::device::DeviceKeys;
-use super::encoding::{
-    b64u_encode, malformed, validate_id, validate_kind, Fields, Transcript, FORMAT_VERSION,
-};
+use super::encoding::{malformed, validate_id, validate_kind, Fields, Transcript, FORMAT_VERSION};
 use super::epoch::EpochKey;
+use super::json::{Json, JsonWriter};
 use super::labels;
 use super::primitives::{aes256gcm_seal, hkdf_sha256, NONCE_BYTES, TAG_BYTES};
 use crate::protocol::Error;
@@ -73,7 +71,7 @@ pub fn sender_key(
 }
 
 /// An encrypted, signed message, stored by the backend as the message's
-/// `ciphertext` object. Reading one ([`Envelope::from_json`]) checks only its
+/// `ciphertext` object. Reading one ([`Envelope::from_json_str`]) checks only its
 /// form; `RoomKeys::open` checks the rest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
@@ -133,9 +131,29 @@ impl Envelope {
         Ok(envelope)
     }
 
-    /// Reads an envelope: version first (`e2ee_unsupported_version`), then
-    /// fields, ids and lengths (`e2ee_malformed`).
-    pub fn from_json(value: &Value) -> Result<Self, Error> {
+    /// Reads an envelope from JSON text (at most 6144 bytes): version first
+    /// (`e2ee_unsupported_version`), then fields, ids and lengths
+    /// (`e2ee_malformed`).
+    pub fn from_json_str(text: &str) -> Result<Self, Error> {
+        if text.len() > MAX_ENVELOPE_BYTES {
+            return Err(malformed("the envelope is larger than 6144 bytes"));
+        }
+        let value = Json::parse(text).ok_or_else(|| malformed("the envelope is not JSON"))?;
+        Self::read(&value)
+    }
+
+    /// Reads an envelope from a serde_json value, for native callers that
+    /// hold one: the checks of [`from_json_str`](Self::from_json_str) without
+    /// its size limit (the wasm build never links serde_json for E2EE).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, Error> {
+        let text = value.to_string();
+        let value = Json::parse(&text).ok_or_else(|| malformed("the envelope is not JSON"))?;
+        Self::read(&value)
+    }
+
+    /// Reads an envelope from parsed JSON: version, fields, ids, lengths.
+    pub(crate) fn read(value: &Json<'_>) -> Result<Self, Error> {
         let fields = Fields::read(value, "envelope", ENVELOPE_FIELDS)?;
         let envelope = Envelope {
             room_id: fields.id("room_id")?,
@@ -158,30 +176,40 @@ impl Envelope {
         Ok(envelope)
     }
 
-    /// Reads an envelope from JSON text (at most 6144 bytes).
-    pub fn from_json_str(text: &str) -> Result<Self, Error> {
-        if text.len() > MAX_ENVELOPE_BYTES {
-            return Err(malformed("the envelope is larger than 6144 bytes"));
-        }
-        let value: Value =
-            serde_json::from_str(text).map_err(|_| malformed("the envelope is not JSON"))?;
-        Self::from_json(&value)
+    /// The envelope as compact JSON text (at most 6144 bytes).
+    pub fn to_json_string(&self) -> String {
+        let mut json = JsonWriter::with_capacity(480 + self.ciphertext.len().div_ceil(3) * 4);
+        json.begin_object()
+            .key("ciphertext")
+            .base64url(&self.ciphertext)
+            .key("epoch")
+            .u64(self.epoch)
+            .key("kind")
+            .string(&self.kind)
+            .key("message_id")
+            .string(&self.message_id)
+            .key("nonce")
+            .base64url(&self.nonce)
+            .key("room_id")
+            .string(&self.room_id)
+            .key("sender_device_id")
+            .string(&self.sender_device_id)
+            .key("sender_user_id")
+            .string(&self.sender_user_id)
+            .key("sig")
+            .base64url(&self.signature)
+            .key("v")
+            .u64(FORMAT_VERSION)
+            .end_object();
+        json.finish()
     }
 
-    /// The envelope as a JSON object (compact, at most 6144 bytes).
-    pub fn to_json(&self) -> Value {
-        json!({
-            "v": FORMAT_VERSION,
-            "room_id": self.room_id,
-            "epoch": self.epoch,
-            "sender_user_id": self.sender_user_id,
-            "sender_device_id": self.sender_device_id,
-            "message_id": self.message_id,
-            "kind": self.kind,
-            "nonce": b64u_encode(&self.nonce),
-            "ciphertext": b64u_encode(&self.ciphertext),
-            "sig": b64u_encode(&self.signature),
-        })
+    /// [`to_json_string`](Self::to_json_string) as a serde_json value, for
+    /// native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn to_json(&self) -> serde_json::Value {
+        // The writer's compact JSON always parses; Null is unreachable.
+        serde_json::from_str(&self.to_json_string()).unwrap_or_default()
     }
 
     /// The AES-GCM associated data.

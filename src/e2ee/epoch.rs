@@ -1,17 +1,14 @@
 //! Room epochs: a random 32-byte secret per epoch, wrapped for each member
 //! device as a signed key share.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use rand_core::CryptoRng;
-use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::device::{verify_signature, DeviceKeys, DeviceRecord};
-use super::encoding::{
-    b64u_encode, malformed, validate_epoch, validate_id, Fields, Transcript, FORMAT_VERSION,
-};
+use super::encoding::{malformed, validate_epoch, validate_id, Fields, Transcript, FORMAT_VERSION};
+use super::json::{Json, JsonWriter};
 use super::primitives::{
     aes256gcm_open, aes256gcm_seal, hkdf_sha256, sha256, x25519_public, x25519_shared,
 };
@@ -112,19 +109,20 @@ pub fn members_digest(members: &[DeviceRecord]) -> Result<[u8; 32], Error> {
     if members.is_empty() {
         return Err(malformed("an epoch needs at least one member device"));
     }
-    let mut ids = BTreeSet::new();
-    let mut identities: Vec<Vec<u8>> = Vec::with_capacity(members.len());
-    for member in members {
-        if !ids.insert((member.user_id(), member.device_id())) {
-            return Err(malformed(format!(
-                "device {:?} of user {:?} is listed twice",
-                member.device_id(),
-                member.user_id()
-            )));
-        }
-        identities.push(member.identity());
+    let mut identities: Vec<Vec<u8>> = members.iter().map(DeviceRecord::identity).collect();
+    identities.sort_unstable();
+    // An identity is `lp(user_id) || lp(device_id)` then the two 32-byte
+    // keys, so sorted, the identities of one device (whatever its keys) are
+    // adjacent: comparing neighbours without their keys finds every repeat.
+    fn device_ids(identity: &[u8]) -> &[u8] {
+        &identity[..identity.len().saturating_sub(64)]
     }
-    identities.sort();
+    if identities
+        .windows(2)
+        .any(|pair| device_ids(&pair[0]) == device_ids(&pair[1]))
+    {
+        return Err(listed_twice(members));
+    }
     let mut t = Transcript::new(labels::MEMBERS);
     t.u64(identities.len() as u64);
     for identity in &identities {
@@ -133,8 +131,27 @@ pub fn members_digest(members: &[DeviceRecord]) -> Result<[u8; 32], Error> {
     Ok(sha256(&t.finish()))
 }
 
+/// The error for members that name a device twice: it names the first
+/// repeat in their order.
+#[cold]
+fn listed_twice(members: &[DeviceRecord]) -> Error {
+    let same = |a: &DeviceRecord, b: &DeviceRecord| {
+        a.user_id() == b.user_id() && a.device_id() == b.device_id()
+    };
+    let repeat = members
+        .iter()
+        .enumerate()
+        .find(|&(i, member)| members[..i].iter().any(|earlier| same(earlier, member)))
+        .map_or(&members[0], |(_, member)| member);
+    malformed(format!(
+        "device {:?} of user {:?} is listed twice",
+        repeat.device_id(),
+        repeat.user_id()
+    ))
+}
+
 /// An epoch secret wrapped for one recipient device and signed by the
-/// creator's device. Reading one ([`KeyShare::from_json`]) checks only its
+/// creator's device. Reading one ([`KeyShare::from_json_str`]) checks only its
 /// form; [`KeyShare::open`] checks the rest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyShare {
@@ -300,8 +317,23 @@ impl KeyShare {
         Ok(share)
     }
 
-    /// Reads a share (as stored by the backend): version, fields, lengths.
-    pub fn from_json(value: &Value) -> Result<Self, Error> {
+    /// Reads a share from JSON text (as stored by the backend): version,
+    /// fields, lengths.
+    pub fn from_json_str(text: &str) -> Result<Self, Error> {
+        let value = Json::parse(text).ok_or_else(|| malformed("the key share is not JSON"))?;
+        Self::read(&value)
+    }
+
+    /// [`from_json_str`](Self::from_json_str) of a serde_json value, for
+    /// native callers that hold one (the wasm build never links serde_json
+    /// for E2EE).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, Error> {
+        Self::from_json_str(&value.to_string())
+    }
+
+    /// Reads a share from parsed JSON: version, fields, lengths.
+    pub(crate) fn read(value: &Json<'_>) -> Result<Self, Error> {
         let fields = Fields::read(value, "key share", SHARE_FIELDS)?;
         let share = KeyShare {
             room_id: fields.id("room_id")?,
@@ -316,28 +348,55 @@ impl KeyShare {
             ciphertext: fields.array("ciphertext")?,
             signature: fields.array("sig")?,
         };
-        if share.to_json().to_string().len() > MAX_SHARE_BYTES {
+        if share.to_json_string().len() > MAX_SHARE_BYTES {
             return Err(malformed("the key share is too large"));
         }
         Ok(share)
     }
 
-    /// The share as a JSON object (compact, at most 4096 bytes).
-    pub fn to_json(&self) -> Value {
-        json!({
-            "v": FORMAT_VERSION,
-            "room_id": self.room_id,
-            "epoch": self.epoch,
-            "created_at": self.created_at_ms,
-            "sender_user_id": self.sender_user_id,
-            "sender_device_id": self.sender_device_id,
-            "recipient_user_id": self.recipient_user_id,
-            "recipient_device_id": self.recipient_device_id,
-            "members": b64u_encode(&self.members_digest),
-            "ephemeral": b64u_encode(&self.ephemeral),
-            "ciphertext": b64u_encode(&self.ciphertext),
-            "sig": b64u_encode(&self.signature),
-        })
+    /// The share as compact JSON text (at most 4096 bytes).
+    pub fn to_json_string(&self) -> String {
+        let mut json = JsonWriter::with_capacity(768);
+        self.write_json(&mut json);
+        json.finish()
+    }
+
+    /// [`to_json_string`](Self::to_json_string) as a serde_json value, for
+    /// native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn to_json(&self) -> serde_json::Value {
+        // The writer's compact JSON always parses; Null is unreachable.
+        serde_json::from_str(&self.to_json_string()).unwrap_or_default()
+    }
+
+    /// Writes the share as a JSON object, keys in byte order.
+    pub(crate) fn write_json(&self, json: &mut JsonWriter) {
+        json.begin_object()
+            .key("ciphertext")
+            .base64url(&self.ciphertext)
+            .key("created_at")
+            .u64(self.created_at_ms)
+            .key("ephemeral")
+            .base64url(&self.ephemeral)
+            .key("epoch")
+            .u64(self.epoch)
+            .key("members")
+            .base64url(&self.members_digest)
+            .key("recipient_device_id")
+            .string(&self.recipient_device_id)
+            .key("recipient_user_id")
+            .string(&self.recipient_user_id)
+            .key("room_id")
+            .string(&self.room_id)
+            .key("sender_device_id")
+            .string(&self.sender_device_id)
+            .key("sender_user_id")
+            .string(&self.sender_user_id)
+            .key("sig")
+            .base64url(&self.signature)
+            .key("v")
+            .u64(FORMAT_VERSION)
+            .end_object();
     }
 
     /// The AES-GCM associated data of the wrapped secret.

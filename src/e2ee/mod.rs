@@ -18,6 +18,7 @@ mod device;
 mod encoding;
 mod envelope;
 mod epoch;
+pub(crate) mod json;
 pub mod primitives;
 mod room;
 

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use rand_core::CryptoRng;
-use serde_json::{json, Value};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::device::{verify_signature, DeviceKeys, DeviceRecord};
-use super::encoding::{b64u_decode, b64u_encode, malformed, validate_id, Fields, FORMAT_VERSION};
+use super::encoding::{b64u_decode, malformed, validate_id, Fields, FORMAT_VERSION};
 use super::envelope::{sender_key, unpad, Envelope};
 use super::epoch::{create_epoch, members_digest, EpochKey, KeyShare};
+use super::json::{Json, JsonWriter};
 use super::primitives::{aes256gcm_open, NONCE_BYTES};
 use crate::protocol::Error;
 
@@ -36,14 +36,26 @@ pub struct OpenedMessage {
 #[derive(Clone)]
 struct EpochState {
     key: EpochKey,
-    members: BTreeMap<(String, String), DeviceRecord>,
+    /// Sorted by (user id, device id), each device once (sorted vectors, not
+    /// maps: each map type is a copy of the B-tree code in the wasm module).
+    members: Vec<DeviceRecord>,
+}
+
+impl EpochState {
+    fn member(&self, user_id: &str, device_id: &str) -> Option<&DeviceRecord> {
+        self.members
+            .binary_search_by(|m| (m.user_id(), m.device_id()).cmp(&(user_id, device_id)))
+            .ok()
+            .map(|at| &self.members[at])
+    }
 }
 
 /// One room's keys on this device.
 #[derive(Clone)]
 pub struct RoomKeys {
     room_id: String,
-    epochs: BTreeMap<u64, EpochState>,
+    /// Installed epochs, oldest first, each once.
+    epochs: Vec<EpochState>,
     /// (sender user, envelope message id) → the backend message id it was
     /// opened under: the same pair under another backend id is a replay.
     seen: BTreeMap<(String, String), String>,
@@ -55,7 +67,7 @@ impl std::fmt::Debug for RoomKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoomKeys")
             .field("room_id", &self.room_id)
-            .field("epochs", &self.epochs.keys().collect::<Vec<_>>())
+            .field("epochs", &self.epochs())
             .field("seen", &self.seen.len())
             .field("pending", &self.pending.as_ref().map(EpochKey::epoch))
             .finish()
@@ -67,7 +79,7 @@ impl RoomKeys {
         validate_id("room_id", room_id)?;
         Ok(RoomKeys {
             room_id: room_id.to_owned(),
-            epochs: BTreeMap::new(),
+            epochs: Vec::new(),
             seen: BTreeMap::new(),
             pending: None,
         })
@@ -79,39 +91,45 @@ impl RoomKeys {
 
     /// The newest installed epoch.
     pub fn current_epoch(&self) -> Option<u64> {
-        self.epochs.keys().next_back().copied()
+        self.epochs.last().map(|state| state.key.epoch())
+    }
+
+    /// Where epoch `epoch` is in `epochs`, or would be inserted.
+    fn find_epoch(&self, epoch: u64) -> Result<usize, usize> {
+        self.epochs
+            .binary_search_by(|state| state.key.epoch().cmp(&epoch))
+    }
+
+    fn epoch_state(&self, epoch: u64) -> Option<&EpochState> {
+        self.find_epoch(epoch).ok().map(|at| &self.epochs[at])
     }
 
     /// Whether an epoch is installed (else fetch its share before opening).
     pub fn has_epoch(&self, epoch: u64) -> bool {
-        self.epochs.contains_key(&epoch)
+        self.find_epoch(epoch).is_ok()
     }
 
     /// The installed epochs, oldest first.
     pub fn epochs(&self) -> Vec<u64> {
-        self.epochs.keys().copied().collect()
+        self.epochs.iter().map(|state| state.key.epoch()).collect()
     }
 
     /// The key of an installed epoch (to persist it).
     pub fn epoch_key(&self, epoch: u64) -> Option<&EpochKey> {
-        self.epochs.get(&epoch).map(|state| &state.key)
+        self.epoch_state(epoch).map(|state| &state.key)
     }
 
     /// The member devices of an installed epoch.
     pub fn members(&self, epoch: u64) -> Vec<DeviceRecord> {
-        self.epochs
-            .get(&epoch)
-            .map(|state| state.members.values().cloned().collect())
+        self.epoch_state(epoch)
+            .map(|state| state.members.clone())
             .unwrap_or_default()
     }
 
     /// Whether a device was a member of an installed epoch.
     pub fn is_member(&self, epoch: u64, user_id: &str, device_id: &str) -> bool {
-        self.epochs.get(&epoch).is_some_and(|state| {
-            state
-                .members
-                .contains_key(&(user_id.to_owned(), device_id.to_owned()))
-        })
+        self.epoch_state(epoch)
+            .is_some_and(|state| state.member(user_id, device_id).is_some())
     }
 
     /// Installs an epoch key (from `create_epoch` or `KeyShare::open`) with
@@ -130,38 +148,40 @@ impl RoomKeys {
         if members_digest(members)? != key.members_digest() {
             return Err(Error::E2eeMembersMismatch { epoch });
         }
-        let members: BTreeMap<_, _> = members
-            .iter()
-            .map(|m| {
-                (
-                    (m.user_id().to_owned(), m.device_id().to_owned()),
-                    m.clone(),
-                )
-            })
-            .collect();
-        let creator = (
-            key.creator_user_id().to_owned(),
-            key.creator_device_id().to_owned(),
-        );
-        if !members.contains_key(&creator) {
+        // members_digest refused a device listed twice, so the order is total.
+        let mut members = members.to_vec();
+        members.sort_unstable_by(|a, b| {
+            (a.user_id(), a.device_id()).cmp(&(b.user_id(), b.device_id()))
+        });
+        let state = EpochState { key, members };
+        let key = &state.key;
+        if state
+            .member(key.creator_user_id(), key.creator_device_id())
+            .is_none()
+        {
             return Err(Error::E2eeNotAMember {
-                user_id: creator.0,
-                device_id: creator.1,
+                user_id: key.creator_user_id().to_owned(),
+                device_id: key.creator_device_id().to_owned(),
                 epoch,
             });
         }
-        if let Some(existing) = self.epochs.get(&epoch) {
-            if existing.key.secret() == key.secret()
-                && existing.key.members_digest() == key.members_digest()
-            {
-                return Ok(());
+        match self.find_epoch(epoch) {
+            Ok(at) => {
+                let existing = &self.epochs[at].key;
+                if existing.secret() == key.secret()
+                    && existing.members_digest() == key.members_digest()
+                {
+                    return Ok(());
+                }
+                Err(Error::E2eeMalformed {
+                    reason: format!("epoch {epoch} is already installed with another key"),
+                })
             }
-            return Err(Error::E2eeMalformed {
-                reason: format!("epoch {epoch} is already installed with another key"),
-            });
+            Err(at) => {
+                self.epochs.insert(at, state);
+                Ok(())
+            }
         }
-        self.epochs.insert(epoch, EpochState { key, members });
-        Ok(())
     }
 
     /// Whether a new epoch must be created before the next send: there is
@@ -169,7 +189,7 @@ impl RoomKeys {
     /// differ from the current epoch's (a device or member was added, removed
     /// or changed keys).
     pub fn needs_new_epoch(&self, current_members: &[DeviceRecord]) -> bool {
-        match self.epochs.values().next_back() {
+        match self.epochs.last() {
             None => true,
             Some(state) => members_digest(current_members)
                 .map_or(true, |digest| digest != state.key.members_digest()),
@@ -201,15 +221,13 @@ impl RoomKeys {
         content: &[u8],
         nonce: [u8; NONCE_BYTES],
     ) -> Result<Envelope, Error> {
-        let Some((&epoch, state)) = self.epochs.iter().next_back() else {
+        let Some(state) = self.epochs.last() else {
             return Err(Error::E2eeNoEpoch {
                 room_id: self.room_id.clone(),
             });
         };
-        if !state
-            .members
-            .contains_key(&(me.user_id().to_owned(), me.device_id().to_owned()))
-        {
+        let epoch = state.key.epoch();
+        if state.member(me.user_id(), me.device_id()).is_none() {
             return Err(Error::E2eeNotAMember {
                 user_id: me.user_id().to_owned(),
                 device_id: me.device_id().to_owned(),
@@ -247,22 +265,22 @@ impl RoomKeys {
             });
         }
         let epoch = envelope.epoch();
-        let state = self
-            .epochs
-            .get(&epoch)
-            .ok_or(Error::E2eeUnknownEpoch { epoch })?;
+        let at = self
+            .find_epoch(epoch)
+            .map_err(|_| Error::E2eeUnknownEpoch { epoch })?;
+        let state = &self.epochs[at];
         let sender = (
             envelope.sender_user_id().to_owned(),
             envelope.sender_device_id().to_owned(),
         );
-        let Some(record) = state.members.get(&sender) else {
+        let Some(record) = state.member(&sender.0, &sender.1) else {
             return Err(Error::E2eeNotAMember {
                 user_id: sender.0,
                 device_id: sender.1,
                 epoch,
             });
         };
-        if let Some((_, next)) = self.epochs.range(epoch + 1..).next() {
+        if let Some(next) = self.epochs.get(at + 1) {
             if sent_at_ms
                 > next
                     .key
@@ -367,35 +385,50 @@ impl RoomKeys {
     /// "creator_device_id","members":<digest>,"secret","devices":[record]}],
     /// "seen":[[user_id, message_id, backend_message_id]]}`
     pub fn export_state(&self) -> Zeroizing<String> {
-        let epochs: Vec<Value> = self
-            .epochs
-            .iter()
-            .map(|(epoch, state)| {
-                json!({
-                    "epoch": epoch,
-                    "created_at": state.key.created_at_ms(),
-                    "creator_user_id": state.key.creator_user_id(),
-                    "creator_device_id": state.key.creator_device_id(),
-                    "members": b64u_encode(&state.key.members_digest()),
-                    "secret": b64u_encode(state.key.secret()),
-                    "devices": state.members.values().map(DeviceRecord::to_json).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let seen: Vec<Value> = self
-            .seen
-            .iter()
-            .map(|((user_id, message_id), backend_id)| json!([user_id, message_id, backend_id]))
-            .collect();
-        let mut state = json!({
-            "v": FORMAT_VERSION,
-            "room_id": self.room_id,
-            "epochs": epochs,
-            "seen": seen,
-        });
-        let text = to_zeroizing_json(&state);
-        zeroize_secrets(&mut state);
-        text
+        // A generous size, so the text is rarely copied to grow (the writer
+        // zeroizes what it leaves behind anyway).
+        let records: usize = self.epochs.iter().map(|state| state.members.len()).sum();
+        let mut json = JsonWriter::with_capacity(
+            256 + 320 * self.epochs.len() + 360 * records + 200 * self.seen.len(),
+        );
+        json.begin_object().key("epochs").begin_array();
+        for state in &self.epochs {
+            let key = &state.key;
+            json.begin_object()
+                .key("created_at")
+                .u64(key.created_at_ms())
+                .key("creator_device_id")
+                .string(key.creator_device_id())
+                .key("creator_user_id")
+                .string(key.creator_user_id())
+                .key("devices")
+                .begin_array();
+            for record in &state.members {
+                record.write_json(&mut json);
+            }
+            json.end_array()
+                .key("epoch")
+                .u64(key.epoch())
+                .key("members")
+                .base64url(&key.members_digest())
+                .key("secret")
+                .base64url(key.secret())
+                .end_object();
+        }
+        json.end_array()
+            .key("room_id")
+            .string(&self.room_id)
+            .key("seen")
+            .begin_array();
+        for ((user_id, message_id), backend_id) in &self.seen {
+            json.begin_array()
+                .string(user_id)
+                .string(message_id)
+                .string(backend_id)
+                .end_array();
+        }
+        json.end_array().key("v").u64(FORMAT_VERSION).end_object();
+        json.finish_secret()
     }
 
     /// Restores keys from [`export_state`](Self::export_state)'s text:
@@ -404,17 +437,18 @@ impl RoomKeys {
     /// records are signature-checked again and every epoch reinstalled with
     /// the checks of [`install_epoch`](Self::install_epoch).
     pub fn restore_state(text: &str) -> Result<Self, Error> {
-        let mut value: Value =
-            serde_json::from_str(text).map_err(|_| malformed("the room state is not JSON"))?;
+        let mut value = Json::parse(text).ok_or_else(|| malformed("the room state is not JSON"))?;
         let restored = Self::from_state(&value);
-        zeroize_secrets(&mut value);
+        // Unescaped strings borrow from `text` (the caller's); an escaped one
+        // is a copy, and a secret may be one of them.
+        value.zeroize_copies();
         restored.map_err(|error| match error {
             Error::E2eeMalformed { .. } | Error::E2eeUnsupportedVersion { .. } => error,
             other => malformed(format!("the room state is inconsistent ({other})")),
         })
     }
 
-    fn from_state(value: &Value) -> Result<Self, Error> {
+    fn from_state(value: &Json<'_>) -> Result<Self, Error> {
         let fields = Fields::read(value, "room state", &["room_id", "epochs", "seen"])?;
         let mut room = RoomKeys::new(&fields.id("room_id")?)?;
         // Each distinct record is verified once, however many epochs list it.
@@ -453,11 +487,11 @@ impl RoomKeys {
             let devices = f.list("devices")?;
             let mut members = Vec::with_capacity(devices.len());
             for device in devices {
-                let text = device.to_string();
+                let text = device.to_compact_string();
                 let record = match verified.get(&text) {
                     Some(record) => record.clone(),
                     None => {
-                        let record = DeviceRecord::from_json(device)?;
+                        let record = DeviceRecord::read(device)?;
                         verified.insert(text, record.clone());
                         record
                     }
@@ -493,40 +527,6 @@ impl RoomKeys {
     /// Forgets epochs older than `epoch` (their messages become
     /// `e2ee_unknown_epoch`).
     pub fn forget_epochs_before(&mut self, epoch: u64) {
-        self.epochs = self.epochs.split_off(&epoch);
-    }
-}
-
-/// Compact JSON text in one exactly sized, zeroized-on-drop buffer (sized by a
-/// first pass, so no reallocation leaves a copy of a secret behind).
-pub(crate) fn to_zeroizing_json(value: &Value) -> Zeroizing<String> {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing a Value into memory cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    let mut bytes = Vec::with_capacity(count.0);
-    let _ = serde_json::to_writer(&mut bytes, value);
-    // serde_json writes UTF-8; an empty string is the (unreachable) fallback.
-    Zeroizing::new(String::from_utf8(bytes).unwrap_or_default())
-}
-
-/// Zeroizes the `"secret"` strings of a room state's epochs in place.
-fn zeroize_secrets(state: &mut Value) {
-    let Some(epochs) = state.get_mut("epochs").and_then(Value::as_array_mut) else {
-        return;
-    };
-    for epoch in epochs {
-        if let Some(Value::String(secret)) = epoch.get_mut("secret") {
-            secret.zeroize();
-        }
+        self.epochs.retain(|state| state.key.epoch() >= epoch);
     }
 }

@@ -2,9 +2,10 @@
 //! `E2eeKnownDevices` and `safetyNumber`, over the pure core in `src/e2ee`.
 //!
 //! Thin like `chat.rs`: objects (device records, key shares, envelopes) cross
-//! as JSON text (`JSON.stringify` in, the core's serde_json reader, then its
-//! writer and `JSON.parse` out), errors are DomViaErrors with the core's
-//! `e2ee_*` codes, and no JS is called back. Randomness is
+//! as JSON text (`JSON.stringify` in, the core's JSON reader, then its writer
+//! and `JSON.parse` out: src/e2ee/json.rs, so this module links no
+//! serde_json), errors are DomViaErrors with the core's `e2ee_*` codes, and no
+//! JS is called back. Randomness is
 //! `crypto.getRandomValues` through getrandom, handed to the core as its
 //! injected rng. Secrets are zeroized in wasm memory as the core does it; what
 //! JS holds (`exportSecret`, `exportState`) is the caller's to protect.
@@ -13,10 +14,10 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use js_sys::{Object, Reflect, Uint8Array, JSON};
-use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroizing;
 
+use crate::e2ee::json::{Json, JsonWriter};
 use crate::e2ee::rand_core::{TryCryptoRng, TryRng};
 use crate::e2ee::{
     safety_number as core_safety_number, DeviceCheck, DeviceKeys, DeviceRecord, Envelope, KeyShare,
@@ -85,7 +86,7 @@ impl E2eeDevice {
     /// The signed device record (the body `{record}` of `PUT /api/devices/{id}`).
     #[wasm_bindgen(unchecked_return_type = "object")]
     pub fn record(&self) -> Result<JsValue, JsValue> {
-        from_json(&self.keys.record().to_json().to_string())
+        from_json(&self.keys.record().to_json_string())
     }
 
     #[wasm_bindgen(getter, js_name = userId)]
@@ -180,11 +181,23 @@ impl E2eeRoom {
         let shares = with_rng(|rng| {
             keys.begin_epoch(&me.keys, epoch, to_u64(created_at_ms), &records, rng)
         })?;
-        let shares: Vec<Value> = shares
-            .iter()
-            .map(|share| json!({ "device_id": share.recipient_device_id(), "share": share.to_json() }))
-            .collect();
-        from_json(&json!({ "epoch": epoch, "shares": shares }).to_string())
+        // Keys in byte order, as everywhere in the core's JSON.
+        let mut json = JsonWriter::with_capacity(64 + 640 * shares.len());
+        json.begin_object()
+            .key("epoch")
+            .u64(epoch)
+            .key("shares")
+            .begin_array();
+        for share in &shares {
+            json.begin_object()
+                .key("device_id")
+                .string(share.recipient_device_id())
+                .key("share");
+            share.write_json(&mut json);
+            json.end_object();
+        }
+        json.end_array().end_object();
+        from_json(&json.finish())
     }
 
     /// After the backend's 201: installs the pending epoch with its members.
@@ -218,8 +231,9 @@ impl E2eeRoom {
         #[wasm_bindgen(unchecked_param_type = "object")] creator_record: JsValue,
         #[wasm_bindgen(unchecked_param_type = "object[]")] records: JsValue,
     ) -> Result<f64, JsValue> {
-        let share = KeyShare::from_json(&value_from_js(&share, "the key share")?)
-            .map_err(|e| js_error(&e))?;
+        let share_text = json_text(&share, "the key share")?;
+        let share =
+            KeyShare::read(&parse(&share_text, "the key share")?).map_err(|e| js_error(&e))?;
         let creator = record_from_js(&creator_record)?;
         let records = self.records_from_js(&records)?;
         let key = share.open(&me.keys, &creator).map_err(|e| js_error(&e))?;
@@ -242,7 +256,7 @@ impl E2eeRoom {
         let keys = &self.keys;
         let envelope =
             with_rng(|rng| keys.seal(&me.keys, client_id, "text", text.as_bytes(), rng))?;
-        from_json(&envelope.to_json().to_string())
+        from_json(&envelope.to_json_string())
     }
 
     /// Checks and decrypts an envelope with the backend's `sent_at` and
@@ -300,7 +314,8 @@ impl E2eeRoom {
 
     /// Device records from a JS array, each signature-checked once per room.
     fn records_from_js(&mut self, records: &JsValue) -> Result<Vec<DeviceRecord>, JsValue> {
-        let Value::Array(values) = value_from_js(records, "the device records")? else {
+        let text = json_text(records, "the device records")?;
+        let Json::Array(values) = parse(&text, "the device records")? else {
             return Err(malformed("the device records must be an array"));
         };
         if self.verified.len() + values.len() > VERIFIED_CACHE_LIMIT {
@@ -308,12 +323,12 @@ impl E2eeRoom {
         }
         let mut out = Vec::with_capacity(values.len());
         for value in &values {
-            let text = value.to_string();
+            let text = value.to_compact_string();
             if let Some(record) = self.verified.get(&text) {
                 out.push(record.clone());
                 continue;
             }
-            let record = DeviceRecord::from_json(value).map_err(|e| js_error(&e))?;
+            let record = DeviceRecord::read(value).map_err(|e| js_error(&e))?;
             self.verified.insert(text, record.clone());
             out.push(record);
         }
@@ -450,18 +465,22 @@ fn malformed(reason: &str) -> JsValue {
     })
 }
 
-/// A JS value as serde_json's Value through `JSON.stringify`.
-fn value_from_js(value: &JsValue, what: &str) -> Result<Value, JsValue> {
-    let text = JSON::stringify(value)
+/// A JS value's `JSON.stringify` text.
+fn json_text(value: &JsValue, what: &str) -> Result<String, JsValue> {
+    JSON::stringify(value)
         .ok()
         .and_then(|text| text.as_string())
-        .ok_or_else(|| malformed(&format!("{what} must be a plain JSON value")))?;
-    serde_json::from_str(&text)
-        .map_err(|_| malformed(&format!("{what} must be a plain JSON value")))
+        .ok_or_else(|| malformed(&format!("{what} must be a plain JSON value")))
+}
+
+/// [`json_text`]'s text read by the core's JSON reader.
+fn parse<'a>(text: &'a str, what: &str) -> Result<Json<'a>, JsValue> {
+    Json::parse(text).ok_or_else(|| malformed(&format!("{what} must be a plain JSON value")))
 }
 
 fn record_from_js(value: &JsValue) -> Result<DeviceRecord, JsValue> {
-    DeviceRecord::from_json(&value_from_js(value, "the device record")?).map_err(|e| js_error(&e))
+    let text = json_text(value, "the device record")?;
+    DeviceRecord::read(&parse(&text, "the device record")?).map_err(|e| js_error(&e))
 }
 
 fn envelope_from_js(value: &JsValue) -> Result<Envelope, JsValue> {
