@@ -377,20 +377,21 @@ impl RoomKeys {
     }
 
     /// The room's keys as versioned JSON text, to persist (encrypted!): every
-    /// installed epoch with its secret, creator and member device records,
-    /// and the seen message ids. A pending epoch is not included. The text is
-    /// zeroized when dropped.
+    /// installed epoch with its secret, creator and member device records.
+    /// Not the seen message ids (`"seen"` is always empty): they live only
+    /// in memory here, and a persistent replay check is the caller's (the
+    /// SDK's ledger), so the state stays the size of the room's epochs, not
+    /// of its history. A pending epoch is not included. The text is zeroized
+    /// when dropped.
     ///
     /// `{"v":1,"room_id","epochs":[{"epoch","created_at","creator_user_id",
     /// "creator_device_id","members":<digest>,"secret","devices":[record]}],
-    /// "seen":[[user_id, message_id, backend_message_id]]}`
+    /// "seen":[]}`
     pub fn export_state(&self) -> Zeroizing<String> {
         // A generous size, so the text is rarely copied to grow (the writer
         // zeroizes what it leaves behind anyway).
         let records: usize = self.epochs.iter().map(|state| state.members.len()).sum();
-        let mut json = JsonWriter::with_capacity(
-            256 + 320 * self.epochs.len() + 360 * records + 200 * self.seen.len(),
-        );
+        let mut json = JsonWriter::with_capacity(256 + 320 * self.epochs.len() + 360 * records);
         json.begin_object().key("epochs").begin_array();
         for state in &self.epochs {
             let key = &state.key;
@@ -418,16 +419,16 @@ impl RoomKeys {
         json.end_array()
             .key("room_id")
             .string(&self.room_id)
+            // Always empty: the seen ids grow with the room's history, and a
+            // state rewritten per opened message would cost O(history) per
+            // message; the SDK keeps them in its own replay ledger instead.
+            // `restore_state` still reads entries written before.
             .key("seen")
-            .begin_array();
-        for ((user_id, message_id), backend_id) in &self.seen {
-            json.begin_array()
-                .string(user_id)
-                .string(message_id)
-                .string(backend_id)
-                .end_array();
-        }
-        json.end_array().key("v").u64(FORMAT_VERSION).end_object();
+            .begin_array()
+            .end_array()
+            .key("v")
+            .u64(FORMAT_VERSION)
+            .end_object();
         json.finish_secret()
     }
 

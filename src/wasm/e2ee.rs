@@ -141,7 +141,8 @@ impl E2eeRoom {
         Ok(E2eeRoom::from_keys(keys))
     }
 
-    /// Epochs with their secrets, members and seen ids: encrypt before storing.
+    /// Epochs with their secrets and members (not the seen ids: the caller
+    /// keeps those in its replay ledger): encrypt before storing.
     #[wasm_bindgen(js_name = exportState)]
     pub fn export_state(&self) -> String {
         // The JS string is a copy; the wasm text is zeroized on drop.

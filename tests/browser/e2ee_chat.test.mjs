@@ -378,6 +378,45 @@ test("a reload restores the device and keys from IndexedDB: old messages still d
   assert.deepEqual(unexpectedErrors(bob), []);
 });
 
+test("a genuine envelope stored again under another message id (a hostile backend) is refused as e2ee_replay, after a reload too", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
+  const roomId = created.body.room_id;
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  const original = secret("said once");
+  const sent = await send(ada, original);
+  assert.equal(sent.ok, true);
+  await waitForText(bob, original, "Bob to read it");
+
+  // After a reload (nothing in the page's memory), the backend answers the
+  // history with the same envelope under a new message id instead of the original.
+  const copyId = `m_${randomBytes(16).toString("hex")}`;
+  await bob.page.route(`**/api/rooms/${roomId}/messages?*`, async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    body.messages = body.messages.map((message) =>
+      message.message_id === sent.message.message_id ? { ...message, message_id: copyId } : message);
+    await route.fulfill({ response, json: body });
+  });
+  await bob.page.reload();
+  await preparePage(bob.page);
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  const copy = await eventually("the copy to be refused", async () =>
+    (await snapshot(bob)).messages.find((message) => message.message_id === copyId && message.decryption_error));
+  assert.equal(copy.decryption_error.code, "e2ee_replay");
+  assert.ok(!copy.text, "a refused copy shows no text");
+  assert.ok(!(await shownTexts(bob)).some((message) => message.text === original));
+
+  // The original, under its own id, still opens.
+  await bob.page.unroute(`**/api/rooms/${roomId}/messages?*`);
+  await bob.page.reload();
+  await preparePage(bob.page);
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  await waitForText(bob, original, "Bob to read the original again");
+});
+
 test("a member added later reads from their epoch on, not before", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");

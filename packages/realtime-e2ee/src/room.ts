@@ -1,7 +1,8 @@
 /**
  * One room's end-to-end encryption: the wasm `E2eeRoom` (epochs, members,
- * seen ids) kept in step with the backend's epochs and member devices, and
- * with the other tabs through the stored state.
+ * the ids it opened) kept in step with the backend's epochs and member
+ * devices, and with the other tabs through the stored state and the replay
+ * ledger (store.ts).
  *
  * Every use of the room's keys runs under the user's lock (lock.ts): it first
  * reloads the stored state if another tab wrote it since, then works, then
@@ -380,8 +381,11 @@ export class DefaultRoomEncryption implements RoomEncryption {
       while (this.#opens.length > 0) {
         const batch = this.#opens.splice(0);
         try {
-          await this.#locked(async (room) => {
-            for (const item of batch) item.resolve(await this.#openLocked(room, item.message));
+          await this.#locked(async (room, device) => {
+            const results: OpenResult[] = [];
+            for (const item of batch) results.push(await this.#openLocked(room, item.message));
+            await this.#checkReplaysLocked(device, batch, results);
+            batch.forEach((item, i) => item.resolve(results[i]!));
           });
         } catch (thrown) {
           // The lock, the store or leaving failed the whole batch; resolving twice is harmless.
@@ -391,6 +395,38 @@ export class DefaultRoomEncryption implements RoomEncryption {
     } finally {
       this.#draining = false;
     }
+  }
+
+  /**
+   * The replay check across page loads and tabs: the wasm room remembers what
+   * this page opened, the ledger in IndexedDB what any page of this user
+   * opened. A genuine envelope (it opened) under a backend message id other
+   * than the one it was first opened under is a copy stored again: refused
+   * with `e2ee_replay`. Runs after opening, so a forged copy cannot block the
+   * real one; new ids are recorded in one write per batch.
+   */
+  async #checkReplaysLocked(device: LocalDevice, batch: readonly QueuedOpen[], results: OpenResult[]): Promise<void> {
+    const opened = batch.flatMap(({ message }, index) =>
+      results[index]!.ok ? [{ index, message, key: { senderUserId: message.user_id, messageId: message.client_id } }] : [],
+    );
+    const known = await device.store.seenIds(this.#context.roomId, opened.map(({ key }) => key));
+    const firstIds = new Map<string, string>();
+    const fresh: { senderUserId: string; messageId: string; backendMessageId: string }[] = [];
+    opened.forEach(({ index, message, key }, i) => {
+      const name = `${key.senderUserId}\u0000${key.messageId}`;
+      const first = known[i] ?? firstIds.get(name);
+      if (first === undefined) {
+        firstIds.set(name, message.message_id);
+        fresh.push({ ...key, backendMessageId: message.message_id });
+      } else if (first !== message.message_id) {
+        results[index] = {
+          ok: false,
+          code: "e2ee_replay",
+          message: `unable to open the message; this envelope was already opened as message ${first}`,
+        };
+      }
+    });
+    await device.store.recordSeen(this.#context.roomId, fresh);
   }
 
   async #openLocked(room: E2eeRoom, message: EncryptedMessage): Promise<OpenResult> {

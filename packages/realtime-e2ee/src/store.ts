@@ -9,7 +9,14 @@
  *   per write, the user id and entry name bound as associated data (an entry
  *   cannot be moved to another user or name). Names: `device` (device id and
  *   its 64-byte secret), `known_devices` (pinned public keys), `room:<roomId>`
- *   (the room's exported state: epoch secrets, members, seen ids).
+ *   (the room's exported state: epoch secrets and their member devices);
+ * - object store `seen`, key = `[user id, room id, sender user id, message id]`:
+ *   the backend message id under which this user's devices first opened that
+ *   envelope (the replay ledger). One small record per opened message, so a
+ *   room's state does not grow with its history and is not rewritten per
+ *   message. Not encrypted: these ids are metadata every server holds; code
+ *   that can write this profile's storage is outside the threat model (it
+ *   could as well replace the app).
  *
  * `rev` counts writes, so a tab notices that another one changed an entry
  * since it read it. Callers hold the user's lock (lock.ts) around
@@ -18,9 +25,10 @@
 import { e2eeError } from "./errors.js";
 
 const DB_NAME = "domvia-e2ee";
-const DB_VERSION = 1;
+const DB_VERSION = 2;
 const KEYS = "storage_keys";
 const ENTRIES = "entries";
+const SEEN = "seen";
 
 /** One decrypted entry and its write counter. */
 export interface StoredEntry<T> {
@@ -67,6 +75,7 @@ function openDatabase(): Promise<IDBDatabase> {
       const db = request.result;
       if (!db.objectStoreNames.contains(KEYS)) db.createObjectStore(KEYS);
       if (!db.objectStoreNames.contains(ENTRIES)) db.createObjectStore(ENTRIES);
+      if (!db.objectStoreNames.contains(SEEN)) db.createObjectStore(SEEN);
     };
     request.onsuccess = () => {
       const db = request.result;
@@ -146,6 +155,35 @@ export class KeyStore {
     return { rev: record.rev, value: JSON.parse(decoder.decode(plain)) as T };
   }
 
+  /** The backend message ids the replay ledger has for `keys` in `roomId` (absent: never opened), in one transaction. */
+  async seenIds(roomId: string, keys: readonly SeenKey[]): Promise<(string | undefined)[]> {
+    if (keys.length === 0) return [];
+    try {
+      const store = this.#db.transaction(SEEN, "readonly").objectStore(SEEN);
+      const found = await Promise.all(
+        keys.map((key) => settle(store.get([this.#userId, roomId, key.senderUserId, key.messageId]))),
+      );
+      return found.map((value) => (typeof value === "string" ? value : undefined));
+    } catch (cause) {
+      throw unavailable("read the seen message ids", cause);
+    }
+  }
+
+  /** Records each key's backend message id in the replay ledger, in one transaction. */
+  async recordSeen(roomId: string, entries: readonly (SeenKey & { backendMessageId: string })[]): Promise<void> {
+    if (entries.length === 0) return;
+    try {
+      const transaction = this.#db.transaction(SEEN, "readwrite");
+      const store = transaction.objectStore(SEEN);
+      for (const entry of entries) {
+        store.put(entry.backendMessageId, [this.#userId, roomId, entry.senderUserId, entry.messageId]);
+      }
+      await done(transaction);
+    } catch (cause) {
+      throw unavailable("record the seen message ids", cause);
+    }
+  }
+
   /** Encrypts and writes an entry with write counter `rev`. */
   async write(name: string, value: unknown, rev: number): Promise<void> {
     const iv = crypto.getRandomValues(new Uint8Array(12));
@@ -165,14 +203,21 @@ export class KeyStore {
   }
 }
 
-/** Deletes the user's storage key and every entry. Hold the user's lock. */
+/** An envelope of a room as the replay ledger keys it: its sender user and message id. */
+export interface SeenKey {
+  senderUserId: string;
+  messageId: string;
+}
+
+/** Deletes the user's storage key, every entry and the replay ledger. Hold the user's lock. */
 export async function deleteStored(userId: string): Promise<void> {
   const db = await openDatabase();
   try {
-    const transaction = db.transaction([KEYS, ENTRIES], "readwrite");
+    const transaction = db.transaction([KEYS, ENTRIES, SEEN], "readwrite");
     transaction.objectStore(KEYS).delete(userId);
-    // Array keys sort after strings: [userId] .. [userId, []] spans every [userId, name].
+    // Array keys sort after strings: [userId] .. [userId, []] spans every [userId, ...] key.
     transaction.objectStore(ENTRIES).delete(IDBKeyRange.bound([userId], [userId, []]));
+    transaction.objectStore(SEEN).delete(IDBKeyRange.bound([userId], [userId, []]));
     await done(transaction);
   } catch (cause) {
     throw unavailable("clear the encryption state", cause);
