@@ -97,11 +97,13 @@ impl DeviceKeys {
 
     /// This device's signed public record, to publish to the app backend.
     pub fn record(&self) -> DeviceRecord {
+        let verifying_key = self.ed25519.verifying_key();
         let mut record = DeviceRecord {
             user_id: self.user_id.clone(),
             device_id: self.device_id.clone(),
             x25519: self.x25519_public,
-            ed25519: self.ed25519_public(),
+            ed25519: verifying_key.to_bytes(),
+            verifying_key,
             signature: [0; 64],
         };
         record.signature = self.sign(&record.signing_input());
@@ -133,6 +135,9 @@ pub struct DeviceRecord {
     device_id: String,
     x25519: [u8; 32],
     ed25519: [u8; 32],
+    /// `ed25519` decompressed once: every envelope and share it signed is
+    /// verified against it without decompressing the point again.
+    verifying_key: VerifyingKey,
     signature: [u8; 64],
 }
 
@@ -157,11 +162,17 @@ impl DeviceRecord {
     /// Reads a record from parsed JSON: version, fields, ids, self-signature.
     pub(crate) fn read(value: &Json<'_>) -> Result<Self, Error> {
         let fields = Fields::read(value, "device record", RECORD_FIELDS)?;
+        let ed25519 = fields.array("ed25519")?;
         let record = DeviceRecord {
             user_id: fields.id("user_id")?,
             device_id: fields.id("device_id")?,
             x25519: fields.array("x25519")?,
-            ed25519: fields.array("ed25519")?,
+            ed25519,
+            verifying_key: VerifyingKey::from_bytes(&ed25519).map_err(|_| {
+                Error::E2eeBadSignature {
+                    what: "device record",
+                }
+            })?,
             signature: fields.array("sig")?,
         };
         record.verify()?;
@@ -211,18 +222,25 @@ impl DeviceRecord {
             .finish()
     }
 
+    /// Checks `signature` over `input` against this device's Ed25519 key
+    /// (strict: no small-order keys or non-canonical signatures);
+    /// `e2ee_bad_signature` naming `what` otherwise.
+    pub(crate) fn verify_signed(
+        &self,
+        input: &[u8],
+        signature: &[u8; 64],
+        what: &'static str,
+    ) -> Result<(), Error> {
+        verify_strict(&self.verifying_key, input, signature, what)
+    }
+
     fn verify(&self) -> Result<(), Error> {
         validate_id("user_id", &self.user_id)?;
         validate_id("device_id", &self.device_id)?;
         if self.to_json_string().len() > MAX_RECORD_BYTES {
             return Err(malformed("the device record is too large"));
         }
-        verify_signature(
-            &self.ed25519,
-            &self.signing_input(),
-            &self.signature,
-            "device record",
-        )
+        self.verify_signed(&self.signing_input(), &self.signature, "device record")
     }
 
     pub fn user_id(&self) -> &str {
@@ -266,14 +284,13 @@ impl DeviceRecord {
 }
 
 /// Strict Ed25519 verification (RFC 8032, rejecting small-order keys and
-/// non-canonical signatures).
-pub(crate) fn verify_signature(
-    public: &[u8; 32],
+/// non-canonical signatures); `e2ee_bad_signature` naming `what` otherwise.
+fn verify_strict(
+    key: &VerifyingKey,
     input: &[u8],
     signature: &[u8; 64],
     what: &'static str,
 ) -> Result<(), Error> {
-    let key = VerifyingKey::from_bytes(public).map_err(|_| Error::E2eeBadSignature { what })?;
     key.verify_strict(input, &Signature::from_bytes(signature))
         .map_err(|_| Error::E2eeBadSignature { what })
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
-use super::device::{verify_signature, DeviceKeys, DeviceRecord};
+use super::device::{DeviceKeys, DeviceRecord};
 use super::encoding::{malformed, validate_epoch, validate_id, Fields, Transcript, FORMAT_VERSION};
 use super::json::{Json, JsonWriter};
 use super::primitives::{
@@ -438,12 +438,7 @@ impl KeyShare {
                 device_id: self.sender_device_id.clone(),
             });
         }
-        verify_signature(
-            &sender.ed25519_public(),
-            &self.signing_input(),
-            &self.signature,
-            "key share",
-        )?;
+        sender.verify_signed(&self.signing_input(), &self.signature, "key share")?;
         let shared = me.diffie_hellman(&self.ephemeral)?;
         let (wrap_key, nonce) = wrapping_key(&shared, &self.ephemeral, &me.x25519_public())?;
         let secret = Zeroizing::new(aes256gcm_open(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
-use super::device::{verify_signature, DeviceKeys, DeviceRecord};
+use super::device::{DeviceKeys, DeviceRecord};
 use super::encoding::{b64u_decode, malformed, validate_id, Fields, FORMAT_VERSION};
 use super::envelope::{sender_key, unpad, Envelope};
 use super::epoch::{create_epoch, members_digest, EpochKey, KeyShare};
@@ -290,12 +290,7 @@ impl RoomKeys {
                 return Err(Error::E2eeEpochExpired { epoch });
             }
         }
-        verify_signature(
-            &record.ed25519_public(),
-            &envelope.signing_input(),
-            envelope.signature(),
-            "envelope",
-        )?;
+        record.verify_signed(&envelope.signing_input(), envelope.signature(), "envelope")?;
         let seen = (sender.0, envelope.message_id().to_owned());
         if self
             .seen
