@@ -3,7 +3,7 @@
 // modules against the built SDK (see the import map in index.html).
 import { api, describeError } from "./api.js";
 import { Conversation } from "./conversation.js";
-import { avatar, formatListTime, h, icon } from "./ui.js";
+import { avatar, encryptedMark, formatListTime, h, icon } from "./ui.js";
 
 /** The room list has no realtime feed of its own (events are per room): refresh it this often. */
 const ROOMS_REFRESH_MS = 15_000;
@@ -16,10 +16,11 @@ const $ = (id) => document.getElementById(id);
 const els = Object.fromEntries([
   "splash", "splash-text", "sign-in", "sign-in-form", "sign-in-name", "sign-in-error", "app", "me", "sign-out",
   "new-chat", "room-list", "rooms-empty", "connection-banner", "error-area", "error-text", "error-dismiss",
-  "placeholder", "conversation", "back", "room-avatar", "room-title", "room-subtitle", "add-member", "leave-room",
-  "toggle-members", "messages", "load-older", "conversation-state", "message-list", "jump", "typing", "composer",
-  "composer-input", "composer-send", "presence-list", "announcer", "people-dialog", "people-form", "people-title",
-  "people-close", "mode-switch", "group-fields", "group-name", "picked", "people-search", "people-results",
+  "placeholder", "conversation", "back", "room-avatar", "room-title", "room-lock", "room-subtitle", "add-member",
+  "leave-room", "toggle-members", "messages", "load-older", "conversation-state", "message-list", "jump", "key-changes",
+  "typing", "composer", "composer-input", "composer-send", "presence-list", "verification", "fingerprint",
+  "safety-numbers", "announcer", "people-dialog", "people-form", "people-title", "people-close", "mode-switch",
+  "encrypted-field", "encrypted-toggle", "group-fields", "group-name", "picked", "people-search", "people-results",
   "people-error", "group-footer", "create-group",
 ].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), $(id)]));
 
@@ -42,6 +43,7 @@ els.composerSend.append(icon("send"));
 els.errorDismiss.append(icon("close"));
 els.peopleClose.append(icon("close"));
 els.jump.prepend(icon("down"));
+els.roomLock.append(icon("lock"));
 
 boot();
 
@@ -252,13 +254,14 @@ function roomItem(room) {
       type: "button",
       class: "room-item",
       "data-testid": "room-item",
-      dataset: { roomId: room.room_id, unread: String(unread) },
+      dataset: { roomId: room.room_id, unread: String(unread), encrypted: String(room.encrypted === true) },
       "aria-current": open ? "page" : undefined,
       onclick: () => navigate(room.room_id),
     },
     roomAvatar(room, "md"),
     h("span", { class: "room-main" },
       h("span", { class: "room-top" },
+        room.encrypted ? encryptedMark() : null,
         h("span", { class: "room-name" }, roomTitle(room)),
         last ? h("time", { class: "room-time", datetime: new Date(last.sent_at).toISOString() }, formatListTime(last.sent_at)) : null),
       h("span", { class: "room-bottom" },
@@ -325,13 +328,16 @@ async function openRoom(roomId) {
     showError(new Error("unable to open the conversation; the realtime connection is not set up"));
     return;
   }
+  const channelName = sdk.buildChatChannelName(roomId);
   let room;
   try {
     room = sdk.createChatRoom(realtime, {
       roomId,
-      channelName: sdk.buildChatChannelName(roomId),
+      channelName,
       presence: true,
       userId: me.id,
+      // Must match the backend's room, or the room fails with room_encryption_mismatch.
+      encrypted: info.encrypted === true,
     });
   } catch (error) {
     showError(error, "Couldn't open the conversation");
@@ -349,9 +355,12 @@ async function openRoom(roomId) {
       scroller: els.messages, messageList: els.messageList, loadOlder: els.loadOlder, state: els.conversationState,
       jump: els.jump, typing: els.typing, composer: els.composer, composerInput: els.composerInput,
       composerSend: els.composerSend, presenceList: els.presenceList, subtitle: els.roomSubtitle, announcer: els.announcer,
+      keyChanges: els.keyChanges, verification: els.verification, fingerprint: els.fingerprint,
+      safetyNumbers: els.safetyNumbers,
     },
     onError: showError,
     onChange: (change) => onRoomChange(roomId, change),
+    onDevicesChange: (listener) => onDevicesChange(channelName, listener),
   });
   renderHeader(info);
   membersOpen(matchMedia(WIDE).matches);
@@ -359,6 +368,17 @@ async function openRoom(roomId) {
   renderRooms();
   // On a phone, focusing would pop the keyboard over the history: only on wide screens.
   if (matchMedia("(min-width: 720px)").matches) conversation.focusComposer();
+}
+
+/**
+ * Calls `listener` when the room's member devices may have changed (a new key
+ * epoch, a member added or removed): the SDK has no event of its own for it,
+ * so this listens on the room's channel, which the open room has subscribed.
+ */
+function onDevicesChange(channelName, listener) {
+  const channel = realtime?.channel(channelName);
+  const unbinds = ["epoch.created", "member.added", "member.removed"].map((name) => channel?.bind(name, () => listener()));
+  return () => unbinds.forEach((unbind) => unbind?.());
 }
 
 function closeRoom() {
@@ -386,6 +406,7 @@ function showConversation() {
 function renderHeader(info) {
   els.roomTitle.textContent = roomTitle(info);
   els.roomAvatar.replaceChildren(roomAvatar(info, "md"));
+  els.roomLock.hidden = info.encrypted !== true;
   els.addMember.hidden = info.kind !== "group";
   els.leaveRoom.hidden = info.kind !== "group";
 }
@@ -440,6 +461,8 @@ function openPeople(mode) {
   els.peopleSearch.value = "";
   els.peopleError.textContent = "";
   els.modeSwitch.hidden = mode === "add";
+  els.encryptedField.hidden = mode === "add";
+  els.encryptedToggle.checked = false;
   els.peopleTitle.textContent = mode === "add" ? `Add people to ${roomTitle(currentInfo())}` : "New chat";
   setMode(mode);
   els.peopleDialog.showModal();
@@ -514,7 +537,7 @@ async function choose(user) {
   els.peopleError.textContent = "";
   try {
     if (peopleMode === "direct") {
-      const room = await api("POST", "/api/rooms", { kind: "direct", member_ids: [user.id] });
+      const room = await api("POST", "/api/rooms", { kind: "direct", member_ids: [user.id], encrypted: els.encryptedToggle.checked });
       upsertRoom(room);
       els.peopleDialog.close();
       navigate(room.room_id);
@@ -544,7 +567,7 @@ els.peopleForm.addEventListener("submit", async (event) => {
   }
   els.createGroup.disabled = true;
   try {
-    const room = await api("POST", "/api/rooms", { kind: "group", name, member_ids: [...picked.keys()] });
+    const room = await api("POST", "/api/rooms", { kind: "group", name, member_ids: [...picked.keys()], encrypted: els.encryptedToggle.checked });
     upsertRoom(room);
     els.peopleDialog.close();
     navigate(room.room_id);

@@ -1,7 +1,8 @@
 // The open conversation: everything on screen is drawn from the room's
 // snapshot (`room.subscribe` + `room.getSnapshot()`), the way a React or Vue
 // app would use it with useSyncExternalStore; the DOM only sends intents
-// (send, retry, typing, markRead, loadOlder) back to the room.
+// (send, retry, typing, markRead, loadOlder) back to the room. Encrypted
+// rooms add the verification in the members panel and key-change notices.
 import { describeError } from "./api.js";
 import { avatar, formatDay, formatTime, h, icon, listNames } from "./ui.js";
 
@@ -13,6 +14,16 @@ const BOTTOM_SLACK_PX = 40;
 const STATUS_LABEL = { sending: "Sending", sent: "Sent", failed: "Not sent" };
 const STATUS_ICON = { sending: "clock", sent: "check", failed: "alert" };
 
+/** What an encrypted message that could not be opened shows instead of its text (by `decryption_error.code`). */
+const UNREADABLE = {
+  share_not_found: "Can't be read on this device: it was sent while this device wasn't in the conversation.",
+  e2ee_unknown_epoch: "Can't be read on this device: it was sent while this device wasn't in the conversation.",
+  e2ee_bad_signature: "Hidden: this message failed verification.",
+  e2ee_wrong_sender: "Hidden: this message failed verification.",
+  e2ee_not_encrypted: "Hidden: this message wasn't encrypted.",
+};
+const UNREADABLE_OTHER = "This message couldn't be decrypted.";
+
 export class Conversation {
   #room;
   #me;
@@ -20,6 +31,7 @@ export class Conversation {
   #els;
   #onError;
   #onChange;
+  #onDevicesChange;
   #names = new Map();
   #rows = new Map();
   #snapshot = null;
@@ -29,23 +41,36 @@ export class Conversation {
   #announcedSeq = null;
   #stickToBottom = true;
   #frame = 0;
+  /** Encrypted rooms: safety numbers by user id (`{ devices }` or `{ error }`), and unaccepted key changes. */
+  #numbers = new Map();
+  #numbersSeq = 0;
+  #verifiedFor = "";
+  #keyChanges = new Map();
+  #unbindDevices = null;
+  #unbindKeyChange = null;
 
   /**
    * `info` is the backend's Room object (members and their names); `els` the
    * conversation's fixed elements in index.html; `onError(error, context)`
-   * shows an error; `onChange({ unreadCount, lastMessage })` feeds the sidebar.
+   * shows an error; `onChange({ unreadCount, lastMessage })` feeds the sidebar;
+   * `onDevicesChange(listener)` calls back when the member devices may have
+   * changed (encrypted rooms, once ready) and returns its unsubscribe.
    */
-  constructor({ room, me, info, els, onError, onChange }) {
+  constructor({ room, me, info, els, onError, onChange, onDevicesChange }) {
     this.#room = room;
     this.#me = me;
     this.#els = els;
     this.#onError = onError;
     this.#onChange = onChange;
+    this.#onDevicesChange = onDevicesChange;
     this.setInfo(info);
     this.#bindDom();
     els.messageList.replaceChildren();
     els.composerInput.value = "";
     this.#autoGrow();
+    els.keyChanges.replaceChildren();
+    els.verification.hidden = true; // shown once the room is ready and has keys
+    this.#unbindKeyChange = room.encryption?.onKeyChange((change) => this.#keyChanged(change)) ?? null;
     this.#unsubscribe = room.subscribe(() => this.#render());
     this.#render();
   }
@@ -59,13 +84,18 @@ export class Conversation {
     this.#info = info;
     for (const member of info.members) this.#names.set(member.id, member.name);
     this.#names.set(this.#me.id, this.#me.name);
-    if (this.#snapshot) this.#renderPeople(this.#snapshot);
+    if (this.#snapshot) {
+      this.#renderPeople(this.#snapshot);
+      this.#verify(this.#snapshot);
+    }
   }
 
   /** Stops listening and leaves the room (its channels are unsubscribed). */
   destroy() {
     this.#abort.abort();
     this.#unsubscribe();
+    this.#unbindKeyChange?.();
+    this.#unbindDevices?.();
     cancelAnimationFrame(this.#frame);
     try {
       this.#room.stopTyping();
@@ -76,6 +106,10 @@ export class Conversation {
     this.#els.messageList.replaceChildren();
     this.#els.presenceList.replaceChildren();
     this.#els.typing.textContent = "";
+    this.#els.keyChanges.replaceChildren();
+    this.#els.safetyNumbers.replaceChildren();
+    this.#els.fingerprint.textContent = "";
+    this.#els.verification.hidden = true;
   }
 
   focusComposer() {
@@ -245,6 +279,7 @@ export class Conversation {
     this.#restoreScroll(place);
     this.#renderTyping(snapshot);
     this.#renderPeople(snapshot);
+    this.#verify(snapshot);
     this.#announce(snapshot);
     this.#updateJump();
     this.#markRead();
@@ -298,7 +333,7 @@ export class Conversation {
       const last = !joins(message, next);
       const seenBy = seen.get(message.message_id) ?? [];
       const key = `m:${message.user_id}:${message.client_id}`;
-      const signature = JSON.stringify([message.status, message.seq, message.text, first, last, seenBy, group, this.#nameOf(message.user_id)]);
+      const signature = JSON.stringify([message.status, message.seq, message.text, message.decryption_error?.code, first, last, seenBy, group, this.#nameOf(message.user_id)]);
       wanted.push(this.#row(key, signature, () => this.#messageRow(message, { first, last, seenBy, group })));
     });
 
@@ -346,9 +381,11 @@ export class Conversation {
       group && !mine ? (last ? avatar(message.user_id, sender, "sm") : h("span", { class: "avatar-gap" })) : null,
       h("div", { class: "bubble" },
         h("span", { class: "visually-hidden" }, `${sender}: `),
-        text === null
-          ? h("p", { class: "text encrypted" }, "Encrypted message")
-          : h("p", { class: "text" }, text),
+        text !== null ? h("p", { class: "text" }, text)
+        : message.decryption_error
+          ? h("p", { class: "text encrypted", "data-testid": "undecryptable", title: message.decryption_error.message, dataset: { code: message.decryption_error.code } },
+            icon("lock"), UNREADABLE[message.decryption_error.code] ?? UNREADABLE_OTHER)
+          : h("p", { class: "text encrypted" }, "Encrypted message"),
         h("span", { class: "meta" },
           h("time", { datetime: new Date(message.sent_at).toISOString() }, formatTime(message.sent_at)),
           mine ? h("span", { class: `status status-${message.status}`, role: "img", "aria-label": STATUS_LABEL[message.status], title: STATUS_LABEL[message.status] }, icon(STATUS_ICON[message.status])) : null))),
@@ -421,6 +458,88 @@ export class Conversation {
     }
     this.#els.subtitle.textContent = subtitle;
     this.#els.subtitle.dataset.online = String(subtitle === "Active now");
+  }
+
+  // ------------------------------------------------ encrypted rooms
+
+  /**
+   * Asks for the safety numbers again when the room becomes ready or its
+   * members or who is online change (someone opening the room may bring a
+   * new device); the channel's epoch and member events also ask (bound once ready).
+   */
+  #verify(snapshot) {
+    if (!this.#room.encryption || snapshot.status !== "ready") return;
+    if (!this.#unbindDevices && this.#onDevicesChange) this.#unbindDevices = this.#onDevicesChange(() => this.#refreshNumbers());
+    const members = this.#info.members.map((member) => member.id).sort();
+    const online = snapshot.members.map((member) => member.user_id).sort();
+    const key = JSON.stringify([members, online]);
+    if (key === this.#verifiedFor) return;
+    this.#verifiedFor = key;
+    this.#renderVerification();
+    this.#refreshNumbers();
+  }
+
+  async #refreshNumbers() {
+    const encryption = this.#room.encryption;
+    if (!encryption || this.#snapshot?.status !== "ready") return;
+    const seq = ++this.#numbersSeq;
+    const others = this.#info.members.map((member) => member.id).filter((id) => id !== this.#me.id);
+    const results = await Promise.all(others.map((id) =>
+      encryption.safetyNumber(id).then((devices) => ({ devices }), (error) => ({ error }))));
+    if (seq !== this.#numbersSeq || this.#abort.signal.aborted) return; // a newer answer is coming, or the room closed
+    this.#numbers = new Map(others.map((id, index) => [id, results[index]]));
+    this.#renderVerification();
+  }
+
+  /** "Your device" and, per other member, the safety number of each of their devices. */
+  #renderVerification() {
+    const { verification, fingerprint, safetyNumbers } = this.#els;
+    verification.hidden = false;
+    fingerprint.textContent = this.#room.encryption?.fingerprint ?? "…";
+    const others = this.#info.members.filter((member) => member.id !== this.#me.id);
+    safetyNumbers.replaceChildren(...others.map((member) => {
+      const name = this.#nameOf(member.id);
+      const result = this.#numbers.get(member.id);
+      const numbers =
+        !result ? h("p", { class: "muted small" }, "Checking…")
+        : result.error ? h("p", { class: "muted small" }, `Couldn't get the safety number. ${describeError(result.error)}`)
+        : result.devices.length === 0 ? h("p", { class: "muted small" }, "No device yet: they haven't opened this conversation.")
+        : result.devices.flatMap((device) => [
+          result.devices.length > 1 ? h("p", { class: "muted small" }, `Device ${device.device_id}`) : null,
+          h("p", { class: "key-number", "data-testid": "safety-number", dataset: { userId: member.id, deviceId: device.device_id } }, device.safety_number),
+        ]);
+      return h("li", { class: "safety", dataset: { userId: member.id } }, h("p", { class: "safety-name" }, name), numbers);
+    }));
+  }
+
+  #keyChanged(change) {
+    this.#keyChanges.set(`${change.user_id}\u0000${change.device_id}`, change);
+    this.#renderKeyChanges();
+    this.#refreshNumbers();
+  }
+
+  #renderKeyChanges() {
+    this.#els.keyChanges.replaceChildren(...[...this.#keyChanges].map(([key, change]) => {
+      const whose = change.user_id === this.#me.id ? "Your other device's" : `${this.#nameOf(change.user_id)}'s`;
+      const accept = h("button", { type: "button", class: "ghost small", onclick: () => this.#accept(key, change, accept) }, "Accept");
+      return h("li", { class: "key-change", "data-testid": "key-change", dataset: { userId: change.user_id, deviceId: change.device_id } },
+        icon("alert"), h("p", {}, `${whose} device key changed — compare the safety number, then accept.`), accept);
+    }));
+  }
+
+  /** Trusts the new key; messages that failed meanwhile keep their Retry button. */
+  async #accept(key, change, button) {
+    button.disabled = true;
+    try {
+      await this.#room.encryption.acceptDeviceChange(change.user_id, change.device_id);
+    } catch (error) {
+      button.disabled = false;
+      this.#onError(error, "Couldn't accept the new key");
+      return;
+    }
+    this.#keyChanges.delete(key);
+    this.#renderKeyChanges();
+    this.#refreshNumbers();
   }
 
   /** New messages from others, said once to screen readers (the list itself is not live). */

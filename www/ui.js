@@ -29,6 +29,7 @@ const ICONS = {
   leave: '<path d="M14 5h4.5v14H14"/><path d="M10 8l-4 4 4 4M6 12h9"/>',
   close: '<path d="M6 6l12 12M18 6L6 18"/>',
   down: '<path d="M12 5v14M6 13l6 6 6-6"/>',
+  lock: '<rect x="5" y="10.5" width="14" height="9.5" rx="2"/><path d="M8.5 10.5V8a3.5 3.5 0 017 0v2.5"/>',
 };
 
 /** An inline icon, hidden from assistive technology (its button carries the label). */
@@ -38,6 +39,11 @@ export function icon(name) {
   span.setAttribute("aria-hidden", "true");
   span.innerHTML = `<svg viewBox="0 0 24 24" width="18" height="18" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round">${ICONS[name]}</svg>`;
   return span;
+}
+
+/** The mark of an end-to-end encrypted room: a lock that says so to assistive technology. */
+export function encryptedMark(props = {}) {
+  return h("span", { class: "lock", role: "img", "aria-label": "End-to-end encrypted", title: "End-to-end encrypted", ...props }, icon("lock"));
 }
 
 /** Initials on a color picked from the id, so a person keeps one color everywhere. */

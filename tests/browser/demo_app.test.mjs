@@ -3,7 +3,9 @@
 // through the form, start a direct chat from the people picker, messages both
 // ways reach 'sent', typing, presence and "seen by" show, hostile text stays
 // text, a too-long message is explained inline, the connection banner comes
-// and goes with the server; and a refused message turns red and is retried.
+// and goes with the server; a refused message turns red and is retried; and
+// an end-to-end encrypted group made in the dialog: readable by its members,
+// ciphertext on the server, the same safety numbers on both sides.
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -91,6 +93,11 @@ test("two people chat through the demo: direct room, sent messages both ways, ty
   await bob.page.reload();
   await bob.page.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click({ timeout: WAIT_MS });
   await waitForText(bob.page.getByTestId("room-title"), "Ada");
+  // A plaintext room: no lock, no verification panel.
+  for (const user of [ada, bob]) {
+    assert.equal(await user.page.getByTestId("room-encrypted").isHidden(), true, `${user.name}: no lock`);
+    assert.equal(await user.page.getByTestId("verification").isHidden(), true, `${user.name}: no verification`);
+  }
 
   // Both are in the presence channel: each sees the other online.
   await ada.page.locator("[data-testid=presence-item][data-online=true]").filter({ hasText: "Bob" }).waitFor({ timeout: WAIT_MS });
@@ -215,4 +222,100 @@ test("a message the backend refuses is shown failed with Retry, and Retry sends 
   const expected = /status of (401|403) \((Unauthorized|Forbidden)\)/;
   assert.deepEqual(fay.errors.filter((error) => !expected.test(error)), [], "Fay's page errors");
   await fay.context.close();
+});
+
+test("an end-to-end encrypted group made in the dialog: members read it, the server keeps ciphertext, safety numbers match", { timeout: 90_000 }, async () => {
+  const iris = await signInThroughUi("Iris");
+  const jude = await signInThroughUi("Jude");
+  const irisApi = await signIn(server.url, "Iris");
+
+  // Iris creates an encrypted group with Jude, the checkbox ticked.
+  await iris.page.getByTestId("new-chat").click();
+  await iris.page.getByTestId("mode-group").click();
+  await iris.page.getByTestId("group-name").fill("Secret plans");
+  await iris.page.getByTestId("encrypted-toggle").check();
+  await iris.page.getByTestId("people-search").fill("ju");
+  await iris.page.getByTestId("user-result").filter({ hasText: "Jude" }).click({ timeout: WAIT_MS });
+  await iris.page.getByTestId("create-group").click();
+  await iris.page.waitForFunction(() => location.hash.length > 1, null, { timeout: WAIT_MS });
+  const roomId = await iris.page.evaluate(() => decodeURIComponent(location.hash.slice(1)));
+  const room = (await irisApi.api("GET", `/api/rooms/${roomId}`)).body;
+  assert.equal(room.encrypted, true);
+  assert.equal(room.kind, "group");
+
+  // Jude finds it in his list, marked, and opens it: both headers show the lock.
+  await jude.page.reload();
+  const item = jude.page.locator(`[data-testid=room-item][data-room-id="${roomId}"]`);
+  await item.waitFor({ timeout: WAIT_MS });
+  assert.equal(await item.getAttribute("data-encrypted"), "true");
+  assert.equal(await item.locator(`[role=img][aria-label="End-to-end encrypted"]`).count(), 1);
+  await item.click();
+  for (const user of [iris, jude]) {
+    await waitForText(user.page.getByTestId("room-title"), "Secret plans");
+    const lock = user.page.getByTestId("room-encrypted");
+    await lock.waitFor({ state: "visible", timeout: WAIT_MS });
+    assert.equal(await lock.getAttribute("aria-label"), "End-to-end encrypted");
+    // Ready: this device's keys are stored, so the first message can be encrypted for it.
+    await user.page.getByTestId("conversation-state").filter({ hasText: "No messages yet" }).waitFor({ timeout: WAIT_MS });
+  }
+
+  // Iris writes through the composer; Jude reads the text.
+  const secretText = `meet at the old mill ${Date.now().toString(36)}`;
+  await send(iris.page, secretText);
+  const sent = await sentMessage(iris.page, secretText);
+  const received = await sentMessage(jude.page, secretText);
+  assert.equal(received.clientId, sent.clientId);
+  assert.equal(await jude.page.getByTestId("undecryptable").count(), 0);
+
+  // The server's copy is ciphertext only.
+  const stored = await irisApi.api("GET", `/api/rooms/${roomId}/messages`);
+  assert.equal(stored.status, 200);
+  assert.equal(stored.body.messages.length, 1);
+  assert.equal(stored.body.messages[0].text, undefined);
+  assert.equal(typeof stored.body.messages[0].ciphertext, "object");
+  assert.equal(stored.body.messages[0].client_id, sent.clientId);
+  assert.ok(!JSON.stringify(stored.body).includes(secretText), "the plaintext is nowhere in the server's answer");
+
+  // Verification: each shows their own fingerprint and the same safety number for the other.
+  const irisId = irisApi.id;
+  const judeId = room.members.find((member) => member.id !== irisId).id;
+  const number = async (user, otherId) => {
+    const element = user.page.locator(`[data-testid=safety-number][data-user-id="${otherId}"]`);
+    await element.waitFor({ timeout: WAIT_MS }).catch(async (error) => {
+      throw new Error(`${user.name}'s panel: ${JSON.stringify(await user.page.getByTestId("verification").textContent())}: ${error.message}`);
+    });
+    assert.equal(await element.count(), 1, `${user.name} sees one device of the other`);
+    return element.textContent();
+  };
+  const atIris = await number(iris, judeId);
+  const atJude = await number(jude, irisId);
+  assert.match(atIris, /^\d{5}( \d{5}){5}$/);
+  assert.equal(atIris, atJude);
+  const fingerprints = [];
+  for (const user of [iris, jude]) {
+    const fingerprint = await user.page.getByTestId("fingerprint").textContent();
+    assert.match(fingerprint, /^[0-9a-f]{4}( [0-9a-f]{4}){4}$/);
+    fingerprints.push(fingerprint);
+  }
+  assert.notEqual(fingerprints[0], fingerprints[1]);
+
+  // The direct mode takes the checkbox too: a second, encrypted, direct room.
+  await jude.page.getByTestId("new-chat").click();
+  await jude.page.getByTestId("encrypted-toggle").check();
+  await jude.page.getByTestId("people-search").fill("iri");
+  await jude.page.getByTestId("user-result").filter({ hasText: "Iris" }).click({ timeout: WAIT_MS });
+  await jude.page.waitForFunction((groupId) => location.hash.length > 1 && !location.hash.includes(groupId), roomId, { timeout: WAIT_MS });
+  const directId = await jude.page.evaluate(() => decodeURIComponent(location.hash.slice(1)));
+  const direct = (await irisApi.api("GET", `/api/rooms/${directId}`)).body;
+  assert.deepEqual([direct.kind, direct.encrypted], ["direct", true]);
+  await waitForText(jude.page.getByTestId("room-title"), "Iris");
+  await jude.page.getByTestId("room-encrypted").waitFor({ state: "visible", timeout: WAIT_MS });
+  await jude.page.getByTestId("conversation-state").filter({ hasText: "No messages yet" }).waitFor({ timeout: WAIT_MS });
+
+  const expected = /status of 401 \(Unauthorized\)/;
+  for (const user of [iris, jude]) {
+    assert.deepEqual(user.errors.filter((error) => !expected.test(error)), [], `${user.name}'s page errors`);
+  }
+  await iris.context.close();
+  await jude.context.close();
 });
