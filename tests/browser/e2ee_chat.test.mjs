@@ -555,6 +555,36 @@ test("a message that failed to open while the backend was unreachable opens afte
   assert.equal(shown.decryption_error, undefined);
 });
 
+test("a message whose reopening fails for another reason shows the new reason, not the old network_error", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
+  const roomId = created.body.room_id;
+  assert.deepEqual(await openRoom(ada, roomId), { ok: true });
+  assert.deepEqual(await openRoom(bob, roomId), { ok: true });
+  const sharesOfRoom = `**/api/rooms/${roomId}/epochs/*/shares*`;
+  await bob.page.route(sharesOfRoom, (route) => route.abort("connectionrefused"));
+  const sent = await send(ada, secret("its share goes missing"));
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  const failedFirst = await eventually("Bob's page to fail to open it", async () =>
+    (await snapshot(bob)).messages.find((message) => message.client_id === sent.message.client_id && message.decryption_error));
+  assert.equal(failedFirst.decryption_error.code, "network_error");
+
+  // Back online, the backend now has no share for Bob's device.
+  await bob.page.unroute(sharesOfRoom);
+  await bob.page.route(sharesOfRoom, (route) =>
+    route.fulfill({ status: 404, json: { error: { code: "share_not_found", message: "no key share for that device and epoch" } } }));
+  await bob.page.evaluate(async () => {
+    window.realtime.connection.disconnect();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    window.realtime.connection.connect();
+  });
+  const failedAgain = await eventually("Bob's page to show the new reason", async () =>
+    (await snapshot(bob)).messages.find((message) =>
+      message.client_id === sent.message.client_id && message.decryption_error?.code === "share_not_found"));
+  assert.equal(failedAgain.text, null);
+});
+
 test("the documented example with encrypted: true runs as written", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");

@@ -123,6 +123,21 @@ async function loadEncryption(): Promise<RoomEncryptionModule> {
   return loaded as unknown as RoomEncryptionModule;
 }
 
+/** The text a message shows: its own, or what opening it gave (null when it did not open). */
+function textOf(message: ChatMessage, opened?: OpenResult): string | null {
+  return opened === undefined ? (message.text ?? null) : opened.ok ? opened.text : null;
+}
+
+/** Whether `row`, made by {@link toChatMessage} earlier, still shows `message` as opened now (error code included). */
+function showsSame(row: ChatMessage, message: ChatMessage, opened?: OpenResult): boolean {
+  return (
+    row.status === message.status &&
+    row.seq === message.seq &&
+    row.text === textOf(message, opened) &&
+    row.decryption_error?.code === (opened?.ok === false ? opened.code : undefined)
+  );
+}
+
 /** A message with exactly the documented fields, frozen; `opened` decrypts an encrypted one. */
 function toChatMessage(message: ChatMessage, opened?: OpenResult): ChatMessage {
   const result: {
@@ -132,7 +147,7 @@ function toChatMessage(message: ChatMessage, opened?: OpenResult): ChatMessage {
     room_id: message.room_id,
     seq: message.seq ?? null,
     user_id: message.user_id,
-    text: opened === undefined ? (message.text ?? null) : opened.ok ? opened.text : null,
+    text: textOf(message, opened),
     sent_at: message.sent_at,
     client_id: message.client_id,
     status: message.status ?? "sent",
@@ -1149,15 +1164,7 @@ export class DefaultChatRoom implements ChatRoom {
         const key = message.message_id ?? `pending:${message.client_id}`;
         const known = this.#rows.get(key);
         const opened = this.#openedOf(message);
-        const text = opened === undefined ? message.text : opened.ok ? opened.text : null;
-        const row =
-          known !== undefined &&
-          known.status === message.status &&
-          known.seq === message.seq &&
-          known.text === text &&
-          (known.decryption_error === undefined) === (opened?.ok !== false)
-            ? known
-            : toChatMessage(message, opened);
+        const row = known !== undefined && showsSame(known, message, opened) ? known : toChatMessage(message, opened);
         rows.set(key, row);
         messages.push(row);
       }
