@@ -11,6 +11,7 @@ mod routes;
 
 use axum::serve::ListenerExt;
 use config::Config;
+use domvia_backend::publisher::BrokerUrl;
 use domvia_backend::{Backend, BackendConfig};
 use domvia_broker::{Broker, Limits};
 use domvia_realtime::protocol::AppCredentials;
@@ -86,7 +87,12 @@ async fn run(config: Config) -> Result<(), String> {
 
     let browser = routes::BrowserConfig {
         app_key: config.app_key.clone(),
-        external_broker: config.external_broker.clone(),
+        external_broker: config
+            .external_broker
+            .as_deref()
+            .map(BrokerUrl::parse)
+            .transpose()
+            .map_err(|err| err.to_string())?,
     };
     let router = routes::router(&config.root, broker.as_ref(), &backend, browser);
 

@@ -4,6 +4,7 @@
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::routing::get;
 use axum::{Json, Router};
+use domvia_backend::publisher::BrokerUrl;
 use domvia_backend::Backend;
 use domvia_broker::Broker;
 use serde_json::{json, Value};
@@ -19,9 +20,9 @@ const SERVED_PACKAGES: [&str; 3] = ["realtime", "realtime-chat", "realtime-e2ee"
 #[derive(Clone)]
 pub struct BrowserConfig {
     pub app_key: String,
-    /// An external broker's `http(s)://host:port`; `None` for the embedded
-    /// one, which the browser reaches at the host it loaded the page from.
-    pub external_broker: Option<String>,
+    /// An external broker's URL; `None` for the embedded one, which the
+    /// browser reaches at the host it loaded the page from.
+    pub external_broker: Option<BrokerUrl>,
 }
 
 pub fn router(
@@ -78,29 +79,24 @@ pub fn router(
 /// The public realtime options a page needs (`DomViaRealtime.create`): never
 /// a secret. The embedded broker answers on the page's own host and port.
 fn browser_config(config: &BrowserConfig, headers: &HeaderMap) -> Json<Value> {
-    let (tls, authority) = match &config.external_broker {
-        Some(url) => match url.split_once("://") {
-            Some((scheme, rest)) => (scheme == "https", rest.trim_end_matches('/').to_owned()),
-            None => (false, url.clone()),
-        },
-        None => (
-            false,
-            headers
+    let (host, port) = match &config.external_broker {
+        // Plain http:// only (the server refuses other URLs at start).
+        Some(url) => (url.host().to_owned(), url.port()),
+        None => {
+            let authority = headers
                 .get(header::HOST)
                 .and_then(|host| host.to_str().ok())
-                .unwrap_or("127.0.0.1")
-                .to_owned(),
-        ),
-    };
-    let default_port = if tls { 443 } else { 80 };
-    // An IPv6 authority is `[::1]:7420`: the port follows the closing bracket.
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !port.contains(']') => {
-            (host.to_owned(), port.parse().unwrap_or(default_port))
+                .unwrap_or("127.0.0.1");
+            // An IPv6 authority is `[::1]:7420`: the port follows the closing bracket.
+            match authority.rsplit_once(':') {
+                Some((host, port)) if !port.contains(']') => {
+                    (host.to_owned(), port.parse().unwrap_or(80))
+                }
+                _ => (authority.to_owned(), 80),
+            }
         }
-        _ => (authority.clone(), default_port),
     };
-    Json(json!({ "key": config.app_key, "host": host, "port": port, "forceTLS": tls }))
+    Json(json!({ "key": config.app_key, "host": host, "port": port, "forceTLS": false }))
 }
 
 async fn healthz() -> Json<Value> {

@@ -97,5 +97,5 @@ test("GET /api/config tells a page where its broker is, and never a secret", asy
   assert.deepEqual(embedded, { key: app.key, host: "127.0.0.1", port: broker.port, forceTLS: false });
   const viaLocalhost = await (await fetch(`http://localhost:${broker.port}/api/config`)).json();
   assert.equal(viaLocalhost.host, "localhost");
-  assert.ok(!JSON.stringify(external).includes(app.secret) && !JSON.stringify(embedded).includes(app.secret));
+  // (The exact answers above hold no secret: key, host, port and TLS only.)
 });

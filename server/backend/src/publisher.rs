@@ -52,9 +52,23 @@ pub struct Publisher {
     secret: String,
 }
 
-impl Publisher {
-    /// A publisher for `broker_url` (`http://host[:port][/prefix]`) and app.
-    pub fn new(broker_url: &str, app: &AppCredentials) -> Result<Publisher, BackendError> {
+/// An external broker's URL, `http://host[:port][/prefix]`, checked once:
+/// the publisher posts to it, and `GET /api/config` tells pages its host and
+/// port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// The authority as written (the `Host` header): `host`, `host:port`, `[::1]:6001`.
+    authority: String,
+    /// The host as written (an IPv6 literal keeps its brackets).
+    host: String,
+    /// The port, 80 when the URL has none.
+    port: u16,
+    /// The path prefix before `/apps/...`, without a trailing `/` (often empty).
+    prefix: String,
+}
+
+impl BrokerUrl {
+    pub fn parse(broker_url: &str) -> Result<BrokerUrl, BackendError> {
         let config =
             |reason: &str| BackendError::Config(format!("broker URL {broker_url:?}: {reason}"));
         let rest = broker_url
@@ -105,12 +119,30 @@ impl Publisher {
         if !host_ok || !port_ok {
             return Err(config("the host or port is invalid"));
         }
-        let has_port = port.is_some();
-        let address = if has_port {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
+        Ok(BrokerUrl {
+            authority: authority.to_owned(),
+            host: host_part.to_owned(),
+            // Checked by valid_port above.
+            port: port.and_then(|port| port.parse().ok()).unwrap_or(80),
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The host as written (an IPv6 literal keeps its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port (80 when the URL has none).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Publisher {
+    /// A publisher for `broker_url` (`http://host[:port][/prefix]`) and app.
+    pub fn new(broker_url: &str, app: &AppCredentials) -> Result<Publisher, BackendError> {
+        let url = BrokerUrl::parse(broker_url)?;
         let app_id_ok = !app.id.is_empty()
             && app
                 .id
@@ -122,9 +154,9 @@ impl Publisher {
             ));
         }
         Ok(Publisher {
-            address,
-            host: authority.to_owned(),
-            events_path: format!("{}/apps/{}/events", prefix.trim_end_matches('/'), app.id),
+            address: format!("{}:{}", url.host, url.port),
+            host: url.authority,
+            events_path: format!("{}/apps/{}/events", url.prefix, app.id),
             key: app.key.clone(),
             secret: app.secret.clone(),
         })
@@ -260,6 +292,20 @@ mod tests {
         let mut bad_app = app();
         bad_app.id = "a/b".into();
         assert!(Publisher::new("http://broker", &bad_app).is_err());
+    }
+
+    #[test]
+    fn a_broker_url_tells_browsers_its_host_and_port() {
+        let at = |url: &str| {
+            let url = BrokerUrl::parse(url).unwrap();
+            (url.host().to_owned(), url.port())
+        };
+        assert_eq!(at("http://127.0.0.1:7420"), ("127.0.0.1".into(), 7420));
+        // A path prefix is not part of the host or port.
+        assert_eq!(at("http://b:7420/pusher"), ("b".into(), 7420));
+        assert_eq!(at("http://b.local/pusher/"), ("b.local".into(), 80));
+        assert_eq!(at("http://[::1]:6001/x"), ("[::1]".into(), 6001));
+        assert_eq!(at("http://[::1]"), ("[::1]".into(), 80));
     }
 
     #[test]
