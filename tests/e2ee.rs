@@ -1367,8 +1367,9 @@ fn a_changed_key_of_a_known_device_is_detected() {
 fn secrets_do_not_show_in_debug() {
     let ada = ada();
     let secrets = ada.secret_bytes();
-    let text = format!("{ada:?} {:?}", new_epoch(&ada, &[&ada], 1, T0).key);
-    for secret in [&secrets[..32], &secrets[32..]] {
+    let epoch = new_epoch(&ada, &[&ada], 1, T0);
+    let text = format!("{ada:?} {:?}", epoch.key);
+    for secret in [&secrets[..32], &secrets[32..], &epoch.key.secret()[..]] {
         assert!(!text.contains(&to_hex(secret)));
         assert!(!text.contains(&format!("{secret:?}")[1..20]));
     }

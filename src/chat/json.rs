@@ -66,7 +66,7 @@ impl ChatMessage {
         push_optional_string(out, self.text.as_deref());
         if let Some(ciphertext) = &self.ciphertext {
             out.push_str(",\"ciphertext\":");
-            let _ = write!(out, "{ciphertext}");
+            out.push_str(ciphertext);
         }
         out.push_str(",\"sent_at\":");
         push_u64(out, self.sent_at);
@@ -151,7 +151,8 @@ mod tests {
             seq,
             user_id: "u_ada".into(),
             text: (!ciphertext).then(|| "tab\there \u{1} é 😀 \\".into()),
-            ciphertext: ciphertext.then(|| json!({"v": 1, "ct": "A\"A", "n": [1.5, null]})),
+            ciphertext: ciphertext
+                .then(|| json!({"v": 1, "ct": "A\"A", "n": [1.5, null]}).to_string()),
             sent_at: (1 << 53) - 1,
             client_id: "c-1".into(),
             status: if seq.is_some() {

@@ -1,7 +1,7 @@
 //! Messages as the backend stores them, as the room shows them, and the checks
 //! a send passes before it costs a request.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::protocol::Error;
@@ -24,8 +24,11 @@ pub struct StoredMessage {
     pub user_id: String,
     /// Exactly one of `text` and `ciphertext` is set.
     pub text: Option<String>,
-    /// An opaque JSON object (end-to-end encrypted rooms); never looked into here.
-    pub ciphertext: Option<Value>,
+    /// An opaque JSON object (end-to-end encrypted rooms) as its compact JSON
+    /// text: never looked into here, so it is kept as text, copied and
+    /// written out as is (the room hands its messages out often).
+    #[serde(serialize_with = "json_text")]
+    pub ciphertext: Option<String>,
     /// Server time, milliseconds since the Unix epoch.
     pub sent_at: u64,
     /// The sender's idempotency key: how a pending send finds its stored self.
@@ -57,7 +60,7 @@ impl StoredMessage {
             },
             ciphertext: match take("ciphertext") {
                 Value::Null => None,
-                object @ Value::Object(_) => Some(object),
+                object @ Value::Object(_) => Some(object.to_string()),
                 _ => return Err(invalid("ciphertext is not an object")),
             },
             sent_at: integer(&take("sent_at"), "sent_at")?,
@@ -128,8 +131,9 @@ pub struct ChatMessage {
     pub seq: Option<u64>,
     pub user_id: String,
     pub text: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ciphertext: Option<Value>,
+    /// The compact JSON text of the object (see [`StoredMessage::ciphertext`]).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "json_text")]
+    pub ciphertext: Option<String>,
     /// Server time when stored; the local send time while pending.
     pub sent_at: u64,
     pub client_id: String,
@@ -199,4 +203,16 @@ pub fn validate_client_id(client_id: &str) -> Result<(), Error> {
         client_id: client_id.to_owned(),
         reason: reason.to_owned(),
     })
+}
+
+/// Serializes JSON text held as a string as the JSON value it is (the
+/// `Serialize` impls are the reference the hand-written writer is tested
+/// against, chat/json.rs).
+fn json_text<S: Serializer>(text: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    let value: Option<Value> = text
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(serde::ser::Error::custom)?;
+    value.serialize(serializer)
 }

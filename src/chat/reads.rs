@@ -16,27 +16,26 @@ pub(crate) struct ReadSeed {
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Reads {
-    /// My read position (also in `positions` under my user id).
-    pub(crate) my_last_read: u64,
     pub(crate) seed: Option<ReadSeed>,
-    /// Each member's read position, bounded by the room's members.
+    /// Each member's read position (mine too), bounded by the room's members.
     pub(crate) positions: BTreeMap<String, u64>,
 }
 
 impl Reads {
-    /// Moves `user_id`'s position forward to `seq`; true when it moved.
-    /// `my_user_id`'s position is mine: it also moves my unread count (a
-    /// receipt for me comes from my other tabs and devices).
-    pub(crate) fn advance(&mut self, my_user_id: &str, user_id: &str, seq: u64) -> bool {
+    /// Moves `user_id`'s position forward to `seq`; true when it moved. (A
+    /// receipt for me comes from my other tabs and devices: it moves my
+    /// position, hence my unread count, too.)
+    pub(crate) fn advance(&mut self, user_id: &str, seq: u64) -> bool {
         let position = self.positions.entry(user_id.to_owned()).or_insert(0);
         let moved = seq > *position;
         if moved {
             *position = seq;
         }
-        if user_id == my_user_id && seq > self.my_last_read {
-            self.my_last_read = seq;
-            return true;
-        }
         moved
+    }
+
+    /// `user_id`'s read position (0 before any).
+    pub(crate) fn position(&self, user_id: &str) -> u64 {
+        self.positions.get(user_id).copied().unwrap_or(0)
     }
 }

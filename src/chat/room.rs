@@ -442,8 +442,7 @@ impl RoomState {
             unread_count,
             latest_seq,
         });
-        let me = self.my_user_id.clone();
-        self.reads.advance(&me, &me, my_last_read_seq);
+        self.reads.advance(&self.my_user_id, my_last_read_seq);
     }
 
     /// I read up to `message_id`: my position moves there at once when that
@@ -451,8 +450,7 @@ impl RoomState {
     /// moved (an older message, or one this room does not have).
     pub fn mark_read(&mut self, message_id: &str) -> Option<u64> {
         let seq = *self.seq_by_id.get(message_id)?;
-        let me = self.my_user_id.clone();
-        (seq > self.reads.my_last_read && self.reads.advance(&me, &me, seq)).then_some(seq)
+        self.reads.advance(&self.my_user_id, seq).then_some(seq)
     }
 
     /// A `receipt.updated` (or a member's `last_read_seq` when the room
@@ -462,8 +460,7 @@ impl RoomState {
         if user_id.is_empty() {
             return false;
         }
-        let me = self.my_user_id.clone();
-        self.reads.advance(&me, user_id, seq)
+        self.reads.advance(user_id, seq)
     }
 
     /// Each known member's read position.
@@ -473,7 +470,7 @@ impl RoomState {
 
     /// My read position.
     pub fn my_last_read_seq(&self) -> u64 {
-        self.reads.my_last_read
+        self.reads.position(&self.my_user_id)
     }
 
     /// Messages after my read position that others sent: the loaded ones,
@@ -481,7 +478,7 @@ impl RoomState {
     /// history while my position is still below it.
     pub fn unread_count(&self) -> u64 {
         let me = &self.my_user_id;
-        let last_read = self.reads.my_last_read;
+        let last_read = self.my_last_read_seq();
         let not_mine_after = |after: u64, up_to: u64| {
             let start = self.messages.partition_point(|m| m.seq <= after);
             self.messages[start..]

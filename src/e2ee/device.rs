@@ -13,7 +13,7 @@ use super::encoding::{malformed, validate_id, Fields, Transcript, FORMAT_VERSION
 use super::json::{Json, JsonWriter};
 use super::primitives::{sha256, x25519_shared};
 use super::{labels, MAX_RECORD_BYTES};
-use crate::protocol::Error;
+use crate::protocol::{hex, Error};
 
 /// The private keys of this device with its ids. The secrets are zeroized when
 /// it is dropped; `Debug` shows only the public parts.
@@ -305,11 +305,8 @@ pub fn fingerprint(ed25519: &[u8; 32], x25519: &[u8; 32]) -> String {
             .raw(x25519)
             .finish(),
     );
-    let hex: Vec<String> = digest[..10]
-        .chunks(2)
-        .map(|pair| format!("{:02x}{:02x}", pair[0], pair[1]))
-        .collect();
-    hex.join(" ")
+    let groups: Vec<String> = digest[..10].chunks(2).map(hex::encode).collect();
+    groups.join(" ")
 }
 
 /// The safety number of a pair of devices, the same whichever side computes

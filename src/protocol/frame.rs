@@ -208,7 +208,10 @@ pub(crate) struct RawFrame<'a> {
 
 impl<'a> RawFrame<'a> {
     /// Decodes the envelope as [`Frame::decode`] does, with the same errors,
-    /// but leaves `data` unparsed.
+    /// but leaves `data` unparsed. One difference: a number beyond the f64
+    /// range (`1e400`), which `Frame::decode` refuses, passes here (also
+    /// inside a string `data`, which is then unwrapped), and reaches
+    /// JavaScript as JSON text that `JSON.parse` reads as `Infinity`.
     ///
     /// The text is checked to be JSON in one pass that builds nothing
     /// (serde's `IgnoredAny`); the members are then found by a scan that may
@@ -635,5 +638,13 @@ mod tests {
             let expected = Frame::decode(text).unwrap_err();
             assert_eq!(RawFrame::decode(text).unwrap_err(), expected, "{text}");
         }
+        // The one difference (documented on RawFrame::decode): numbers
+        // beyond the f64 range.
+        let huge = r#"{"event":"client-x","data":1e400}"#;
+        assert!(Frame::decode(huge).is_err());
+        assert_eq!(
+            RawFrame::decode(huge).unwrap().data_json().as_deref(),
+            Some("1e400")
+        );
     }
 }

@@ -14,7 +14,7 @@ mod close;
 mod error;
 pub mod event;
 mod frame;
-mod hex;
+pub(crate) mod hex;
 mod mac;
 mod rest;
 

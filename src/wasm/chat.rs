@@ -21,7 +21,7 @@ use crate::chat::{
 };
 use crate::protocol::Error;
 
-use super::js_error;
+use super::{js_error, to_u64};
 
 #[wasm_bindgen(typescript_custom_section)]
 const CHAT_ROOM_TYPES: &str = r#"
@@ -145,16 +145,6 @@ impl ChatRoomState {
         applied_to_js(self.room.apply_created(message, to_u64(now_ms)))
     }
 
-    /// A `message.created` event's data as the JSON text the connection
-    /// delivers it in: saves the caller a `JSON.parse` and this side a
-    /// walk over a JS object.
-    #[wasm_bindgen(js_name = applyCreatedJson, unchecked_return_type = "ChatRoomApplied")]
-    pub fn apply_created_json(&mut self, data_json: &str, now_ms: f64) -> Result<JsValue, JsValue> {
-        let value: Value = parse_json(data_json, "the event data is not JSON")?;
-        let message = StoredMessage::from_json(value).map_err(|e| js_error(&e))?;
-        applied_to_js(self.room.apply_created(message, to_u64(now_ms)))
-    }
-
     /// The `before` of the next `loadOlder` request; undefined when there are no older messages.
     #[wasm_bindgen(getter, js_name = olderCursor)]
     pub fn older_cursor(&self) -> Option<f64> {
@@ -213,18 +203,6 @@ impl ChatRoomState {
     #[wasm_bindgen(js_name = pendingSends, unchecked_return_type = "ChatRoomPendingSend[]")]
     pub fn pending_sends(&self) -> Result<JsValue, JsValue> {
         from_json(&OutgoingSend::list_to_json(&self.room.pending_sends()))
-    }
-
-    /// My message with this client id, pending or stored; undefined when none.
-    #[wasm_bindgen(
-        js_name = messageByClientId,
-        unchecked_return_type = "ChatRoomMessage | undefined"
-    )]
-    pub fn message_by_client_id(&self, client_id: &str) -> Result<JsValue, JsValue> {
-        match self.room.message_by_client_id(client_id) {
-            Some(message) => from_json(&message.to_json()),
-            None => Ok(JsValue::UNDEFINED),
-        }
     }
 
     // ---- typing -----------------------------------------------------------
@@ -298,21 +276,6 @@ impl ChatRoomState {
     #[wasm_bindgen(unchecked_return_type = "ChatRoomMessage[]")]
     pub fn messages(&self) -> Result<JsValue, JsValue> {
         from_json(&ChatMessage::list_to_json(&self.room.messages()))
-    }
-
-    #[wasm_bindgen(getter, js_name = messageCount)]
-    pub fn message_count(&self) -> u32 {
-        u32::try_from(self.room.message_count()).unwrap_or(u32::MAX)
-    }
-}
-
-/// A JS number of milliseconds or a seq as the core's u64: fractions are
-/// dropped, and NaN or negatives (never meaningful here) become 0.
-fn to_u64(n: f64) -> u64 {
-    if n.is_finite() && n > 0.0 {
-        n as u64
-    } else {
-        0
     }
 }
 

@@ -25,7 +25,7 @@ use crate::e2ee::{
 };
 use crate::protocol::Error;
 
-use super::js_error;
+use super::{js_error, to_u64};
 
 #[wasm_bindgen(typescript_custom_section)]
 const E2EE_TYPES: &str = r#"
@@ -271,16 +271,18 @@ impl E2eeRoom {
         backend_message_id: &str,
     ) -> Result<JsValue, JsValue> {
         let envelope = envelope_from_js(&envelope)?;
+        // Before opening, so a message refused here is not remembered as
+        // seen (the kind is bound into the associated data: no forgery).
+        if envelope.kind() != "text" {
+            return Err(js_error(&Error::E2eeMalformed {
+                reason: format!("messages of kind {:?} are not text", envelope.kind()),
+            }));
+        }
         let opened = self
             .keys
             .open(&envelope, to_u64(sent_at_ms), backend_message_id)
             .map_err(|e| js_error(&e))?;
         let content = Zeroizing::new(opened.content);
-        if opened.kind != "text" {
-            return Err(js_error(&Error::E2eeMalformed {
-                reason: format!("messages of kind {:?} are not text", opened.kind),
-            }));
-        }
         let Ok(text) = std::str::from_utf8(&content) else {
             return Err(js_error(&Error::E2eeMalformed {
                 reason: "the text is not UTF-8".into(),
@@ -485,10 +487,7 @@ fn record_from_js(value: &JsValue) -> Result<DeviceRecord, JsValue> {
 }
 
 fn envelope_from_js(value: &JsValue) -> Result<Envelope, JsValue> {
-    let text = JSON::stringify(value)
-        .ok()
-        .and_then(|text| text.as_string())
-        .ok_or_else(|| malformed("the envelope must be a plain JSON object"))?;
+    let text = json_text(value, "the envelope")?;
     Envelope::from_json_str(&text).map_err(|e| js_error(&e))
 }
 
@@ -500,15 +499,6 @@ fn from_json(text: &str) -> Result<JsValue, JsValue> {
 fn set(object: &JsValue, key: &str, value: &JsValue) {
     // Reflect::set on a fresh plain object cannot fail.
     let _ = Reflect::set(object, &key.into(), value);
-}
-
-/// A JS number of milliseconds as u64: fractions dropped, NaN or negatives 0.
-fn to_u64(n: f64) -> u64 {
-    if n.is_finite() && n > 0.0 {
-        n as u64
-    } else {
-        0
-    }
 }
 
 /// A JS number as an epoch: an integer from 1 to 2^53 - 1, else `e2ee_malformed`.

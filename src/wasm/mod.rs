@@ -35,6 +35,17 @@ fn start() {
     }));
 }
 
+/// A JS number of milliseconds or a seq as the core's u64: fractions are
+/// dropped, and NaN or negatives (never meaningful here) become 0.
+#[cfg(any(feature = "connection", feature = "e2ee"))]
+pub(crate) fn to_u64(n: f64) -> u64 {
+    if n.is_finite() && n > 0.0 {
+        n as u64
+    } else {
+        0
+    }
+}
+
 /// Converts a core error into a JS `Error` named `DomViaError` with a `code`.
 pub(crate) fn js_error(error: &Error) -> JsValue {
     let js = js_sys::Error::new(&error.to_string());
