@@ -217,7 +217,7 @@ test("the documented example runs as written: no await ready() before buildChatC
   // Both sides of a room agree on presence; the docs example uses none.
   assert.deepEqual(await openRoom(bob, room.room_id, { presence: false }), { ok: true });
   // The docs page's client example, with this server's address and without
-  // `encrypted: true` (end-to-end encryption is a later issue).
+  // `encrypted: true` (tests/browser/e2ee_chat.test.mjs runs it encrypted).
   const result = await ada.page.evaluate(async ({ port, key, roomId }) => {
     const { DomViaRealtime } = await import("@domvia/realtime");
     const { buildChatChannelName, createChatRoom } = await import("@domvia/realtime-chat");

@@ -47,10 +47,6 @@ export class BackendClient {
     this.#abort.abort();
   }
 
-  get closed(): boolean {
-    return this.#abort.signal.aborted;
-  }
-
   /**
    * One JSON request. `operation` reads like "load the room" and names the
    * request in errors ("unable to load the room; ...").

@@ -331,13 +331,19 @@ export class DefaultChatRoom implements ChatRoom {
     }
   }
 
-  /** A request of the loading phase: retried with backoff while the backend is unreachable or failing. */
-  async #loading<T>(request: () => Promise<T>): Promise<T> {
+  /**
+   * A step of the loading phase: retried with backoff while `retryable` says
+   * the failure is passing (by default: the backend is unreachable or failing).
+   */
+  async #loading<T>(
+    request: () => Promise<T>,
+    retryable: (thrown: unknown) => boolean = (thrown) => thrown instanceof RequestFailure && thrown.retryable,
+  ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await request();
       } catch (thrown) {
-        if (!(thrown instanceof RequestFailure) || !thrown.retryable || this.#left) throw thrown;
+        if (!retryable(thrown) || this.#left) throw thrown;
       }
       await new Promise<void>((resolve) => {
         this.#loadTimer = setTimeout(resolve, backoffMs(attempt));
@@ -492,19 +498,11 @@ export class DefaultChatRoom implements ChatRoom {
     });
     this.#encryption = encryption;
     this.#cleanups.push(encryption.onKeyChange((change) => this.#keyChangeListeners.emit(change)));
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await encryption.prepare();
-        return;
-      } catch (thrown) {
-        const error = toDomViaError(thrown);
-        if ((error.code as string) !== "network_error" || this.#left) throw error;
-      }
-      await new Promise<void>((resolve) => {
-        this.#loadTimer = setTimeout(resolve, backoffMs(attempt));
-      });
-      if (this.#left) throw this.#leftError("load the room");
-    }
+    // The caller (#start) reports any other failure with its code.
+    await this.#loading(
+      () => encryption.prepare(),
+      (thrown) => (toDomViaError(thrown).code as string) === "network_error",
+    );
   }
 
   /** The room's backend client for the encryption: a refusal is the backend's code, an outage `network_error`. */
@@ -670,7 +668,7 @@ export class DefaultChatRoom implements ChatRoom {
     if (applied.added.length > 0) this.#changed(true);
     if (emit) for (const message of applied.added) this.#messageListeners.emit(this.#toRow(message));
     // A message from someone typing ends their typing.
-    this.#syncTyping();
+    if (applied.typing_stopped.length > 0) this.#syncTyping();
     this.#settleDeliveries();
     if (followGap && applied.catch_up_after !== undefined) this.#catchUp();
   }

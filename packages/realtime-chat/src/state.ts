@@ -15,6 +15,8 @@ export interface Applied {
   added: ChatMessage[];
   /** Set when a seq gap needs `GET .../messages?after=<this>`. */
   catch_up_after?: number | undefined;
+  /** Users whose typing the new messages ended (a message from a typist ends their typing). */
+  typing_stopped: string[];
 }
 
 /** The methods of the wasm class this package uses, as the plan defines them. */
@@ -42,7 +44,6 @@ interface WasmRoomState {
   readPositions(): unknown;
   readonly unreadCount: number;
   messages(): unknown;
-  readonly messageCount: number;
   free(): void;
 }
 
@@ -54,8 +55,10 @@ type WasmRoomStateClass = new (
 ) => WasmRoomState;
 
 function toApplied(value: unknown): Applied {
-  const applied = value as { added?: ChatMessage[]; catch_up_after?: number | null } | undefined;
-  const result: Applied = { added: applied?.added ?? [] };
+  const applied = value as
+    | { added?: ChatMessage[]; catch_up_after?: number | null; typing_stopped?: string[] }
+    | undefined;
+  const result: Applied = { added: applied?.added ?? [], typing_stopped: applied?.typing_stopped ?? [] };
   if (typeof applied?.catch_up_after === "number") result.catch_up_after = applied.catch_up_after;
   return result;
 }

@@ -5,7 +5,7 @@
  * every encrypted room of the page.
  */
 import { callCore, E2eeDevice, E2eeKnownDevices, ready } from "./runtime.js";
-import { e2eeError } from "./errors.js";
+import { codeOf, e2eeError } from "./errors.js";
 import { withLock } from "./lock.js";
 import { deleteStored, KeyStore } from "./store.js";
 import type { DeviceKeyChange, RoomEncryptionContext } from "./types.js";
@@ -47,11 +47,6 @@ function newDeviceId(): string {
 
 function changeKey(userId: string, deviceId: string): string {
   return `${userId}\u0000${deviceId}`;
-}
-
-function errorCode(thrown: unknown): string | undefined {
-  const code = (thrown as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : undefined;
 }
 
 const devices = new Map<string, Promise<LocalDevice>>();
@@ -154,22 +149,16 @@ export class LocalDevice {
    * Hold the user's lock. Returns the pending changes among `records`.
    */
   async checkRecordsLocked(records: readonly DeviceRecord[]): Promise<DeviceKeyChange[]> {
-    await this.#syncKnownLocked();
-    let pinned = false;
     const changes: DeviceKeyChange[] = [];
-    for (const record of records) {
-      const userId = typeof record.user_id === "string" ? record.user_id : "";
-      const deviceId = typeof record.device_id === "string" ? record.device_id : "";
-      try {
-        if (callCore("check a device", () => this.#known.check(record)) === "new") pinned = true;
-        this.#changes.delete(changeKey(userId, deviceId));
-      } catch (thrown) {
-        if (errorCode(thrown) !== "e2ee_device_key_changed") throw thrown;
-        this.#changes.set(changeKey(userId, deviceId), record);
-        changes.push({ user_id: userId, device_id: deviceId });
+    await this.#pinLocked(records, (differing, device) => {
+      const key = changeKey(device.user_id, device.device_id);
+      if (differing === undefined) {
+        this.#changes.delete(key);
+      } else {
+        this.#changes.set(key, differing);
+        changes.push(device);
       }
-    }
-    if (pinned) await this.#saveKnownLocked();
+    });
     return changes;
   }
 
@@ -180,21 +169,39 @@ export class LocalDevice {
    * pending change: an old record offers no new keys to accept. Hold the user's lock.
    */
   async checkEpochRecordsLocked(records: readonly DeviceRecord[]): Promise<Set<string>> {
+    const differing = new Set<string>();
+    await this.#pinLocked(records, (changed, device) => {
+      if (changed !== undefined) differing.add(changeKey(device.user_id, device.device_id));
+    });
+    return differing;
+  }
+
+  /**
+   * Checks each of `records` against the pinned keys, pinning new devices
+   * (saved once), and tells `seen` about each: with the record when its keys
+   * differ from the pinned ones, without when they match (or it is new).
+   */
+  async #pinLocked(
+    records: readonly DeviceRecord[],
+    seen: (differing: DeviceRecord | undefined, device: DeviceKeyChange) => void,
+  ): Promise<void> {
     await this.#syncKnownLocked();
     let pinned = false;
-    const differing = new Set<string>();
     for (const record of records) {
-      const userId = typeof record.user_id === "string" ? record.user_id : "";
-      const deviceId = typeof record.device_id === "string" ? record.device_id : "";
+      const device = {
+        user_id: typeof record.user_id === "string" ? record.user_id : "",
+        device_id: typeof record.device_id === "string" ? record.device_id : "",
+      };
       try {
         if (callCore("check a device", () => this.#known.check(record)) === "new") pinned = true;
       } catch (thrown) {
-        if (errorCode(thrown) !== "e2ee_device_key_changed") throw thrown;
-        differing.add(changeKey(userId, deviceId));
+        if (codeOf(thrown) !== "e2ee_device_key_changed") throw thrown;
+        seen(record, device);
+        continue;
       }
+      seen(undefined, device);
     }
     if (pinned) await this.#saveKnownLocked();
-    return differing;
   }
 
   /** Whether this device's keys changed and the change is not accepted yet. */
@@ -214,6 +221,7 @@ export class LocalDevice {
   }
 
   async #syncKnownLocked(): Promise<void> {
+    if ((await this.store.revision(KNOWN_ENTRY)) === this.#knownRev) return;
     const entry = await this.store.read<string>(KNOWN_ENTRY);
     if (entry === undefined || entry.rev === this.#knownRev) return;
     const known = callCore("restore the known devices", () => E2eeKnownDevices.restore(entry.value));

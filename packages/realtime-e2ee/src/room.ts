@@ -142,6 +142,7 @@ export class DefaultRoomEncryption implements RoomEncryption {
 
   /** The room's keys as stored (another tab may have written them since). */
   async #syncLocked(device: LocalDevice): Promise<E2eeRoom> {
+    if (this.#room !== undefined && (await device.store.revision(this.#entry)) === this.#rev) return this.#room;
     const entry = await device.store.read<string>(this.#entry);
     const roomId = this.#context.roomId;
     if (entry !== undefined && (this.#room === undefined || entry.rev !== this.#rev)) {
@@ -430,10 +431,17 @@ export class DefaultRoomEncryption implements RoomEncryption {
   }
 
   async #openLocked(room: E2eeRoom, message: EncryptedMessage): Promise<OpenResult> {
+    const envelope = message.ciphertext;
+    const open = () => callCore("open the message", () => room.open(envelope, message.sent_at, message.message_id));
     try {
-      const envelope = message.ciphertext;
-      const epoch = callCore("read the message's epoch", () => room.epochOf(envelope));
-      if (!room.hasEpoch(epoch)) {
+      // Most messages are in an installed epoch: one read of the envelope.
+      // Only an unknown epoch fetches its key share, then opens again.
+      let opened: ReturnType<typeof open>;
+      try {
+        opened = open();
+      } catch (thrown) {
+        if (codeOf(thrown) !== "e2ee_unknown_epoch") throw thrown;
+        const epoch = callCore("read the message's epoch", () => room.epochOf(envelope));
         const known = this.#unavailable.get(epoch);
         if (known !== undefined) return known;
         try {
@@ -443,8 +451,8 @@ export class DefaultRoomEncryption implements RoomEncryption {
           if (result.code !== "network_error") this.#unavailable.set(epoch, result);
           return result;
         }
+        opened = open();
       }
-      const opened = callCore("open the message", () => room.open(envelope, message.sent_at, message.message_id));
       if (opened.user_id !== message.user_id || opened.message_id !== message.client_id) {
         return {
           ok: false,
@@ -488,7 +496,7 @@ export class DefaultRoomEncryption implements RoomEncryption {
         .filter((entry) => entry.user_id === userId && entry.device_id !== device.deviceId)
         .map((entry) => ({
           device_id: entry.device_id,
-          safety_number: callCore("compute a safety number", () => safetyNumber(mine, entry.record)),
+          safety_number: safetyNumber(mine, entry.record),
         }));
     });
   }

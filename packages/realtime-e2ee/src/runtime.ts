@@ -7,57 +7,20 @@
  * server-side rendering.
  */
 import initWasm from "../wasm/domvia_e2ee.js";
-import { DomViaError, toDomViaError } from "@domvia/realtime/core";
+import { wasmRuntime } from "@domvia/realtime/core";
+import type { WasmRuntime } from "@domvia/realtime/core";
 
 export { E2eeDevice, E2eeKnownDevices, E2eeRoom } from "../wasm/domvia_e2ee.js";
 import { safetyNumber as wasmSafetyNumber } from "../wasm/domvia_e2ee.js";
 export type { E2eeNewEpoch, E2eeOpenedMessage } from "../wasm/domvia_e2ee.js";
+export type { WasmSource } from "@domvia/realtime/core";
 
-/** Where to load the `.wasm` from, when not beside this module (the default). */
-export type WasmSource = string | URL | Request | Response | BufferSource | WebAssembly.Module;
+const runtime = wasmRuntime(initWasm, "DomVia E2EE wasm module");
 
-let loading: Promise<void> | undefined;
-let loaded = false;
-
-/**
- * Loads and instantiates the E2EE wasm module once; later calls return the
- * same promise. A failed load rejects with `wasm_load_failed` and may be retried.
- */
-export function ready(source?: WasmSource): Promise<void> {
-  loading ??= initWasm(source === undefined ? undefined : { module_or_path: source }).then(
-    () => {
-      loaded = true;
-    },
-    (cause: unknown) => {
-      loading = undefined;
-      const reason = cause instanceof Error ? cause.message : String(cause);
-      throw new DomViaError("wasm_load_failed", `unable to load the DomVia E2EE wasm module; ${reason}`, {
-        cause,
-      });
-    },
-  );
-  return loading;
-}
-
-/** Whether {@link ready} has finished, so the synchronous functions can run. */
-export function isReady(): boolean {
-  return loaded;
-}
-
-/** Runs a wasm call after checking the E2EE module is loaded, converting its errors. */
-export function callCore<T>(operation: string, call: () => T): T {
-  if (!loaded) {
-    throw new DomViaError(
-      "not_ready",
-      `unable to ${operation}; the DomVia E2EE wasm module is not loaded yet (await ready() first)`,
-    );
-  }
-  try {
-    return call();
-  } catch (thrown) {
-    throw toDomViaError(thrown);
-  }
-}
+/** Loads and instantiates the E2EE wasm module once; a failed load rejects with `wasm_load_failed` and may be retried. */
+export const ready: WasmRuntime["ready"] = runtime.ready;
+/** Runs a call into the E2EE module after checking it is loaded (else `not_ready`), converting its errors. */
+export const callCore: WasmRuntime["callCore"] = runtime.callCore;
 
 /**
  * The safety number of two device records (JSON objects): the wasm export,

@@ -132,15 +132,27 @@ export class KeyStore {
     }
   }
 
-  /** An entry, decrypted; undefined when absent. */
-  async read<T>(name: string): Promise<StoredEntry<T> | undefined> {
-    let record: EntryRecord | undefined;
+  async #record(name: string): Promise<EntryRecord | undefined> {
     try {
       const transaction = this.#db.transaction(ENTRIES, "readonly");
-      record = (await settle(transaction.objectStore(ENTRIES).get([this.#userId, name]))) as EntryRecord | undefined;
+      return (await settle(transaction.objectStore(ENTRIES).get([this.#userId, name]))) as EntryRecord | undefined;
     } catch (cause) {
       throw unavailable(`read ${name}`, cause);
     }
+  }
+
+  /**
+   * An entry's write counter (0 when absent), without decrypting it: a tab
+   * whose copy is current skips the decryption and parse (every opened batch
+   * of messages checks).
+   */
+  async revision(name: string): Promise<number> {
+    return (await this.#record(name))?.rev ?? 0;
+  }
+
+  /** An entry, decrypted; undefined when absent. */
+  async read<T>(name: string): Promise<StoredEntry<T> | undefined> {
+    const record = await this.#record(name);
     if (record === undefined) return undefined;
     let plain: ArrayBuffer;
     try {

@@ -2,7 +2,7 @@
  * `@domvia/realtime/core`: the pieces of `@domvia/realtime` that companion
  * packages (such as `@domvia/realtime-chat`) build on, so every package shares
  * the one instantiated wasm module. (`@domvia/realtime-e2ee` loads its own
- * E2EE module and uses only the errors from here.)
+ * E2EE module, with {@link wasmRuntime}, and uses the errors and listeners from here.)
  *
  * Not meant for apps: the classes here are the thin wasm boundary, with loose
  * types; the companion packages wrap them in typed APIs.
@@ -10,7 +10,8 @@
  * @packageDocumentation
  */
 export { ChatRoomState } from "../wasm/domvia_realtime.js";
-export { callCore, isReady, ready, reportListenerError } from "./runtime.js";
+export { callCore, wasmRuntime } from "./runtime.js";
+export type { WasmRuntime, WasmSource } from "./runtime.js";
 export { Listeners } from "./listeners.js";
 export { DomViaError, toDomViaError } from "./errors.js";
 export type { DomViaErrorCode } from "./errors.js";

@@ -1,7 +1,7 @@
 /**
  * Loading the wasm core, once, and calling into it with coded errors.
  *
- * Nothing here runs at import time, so importing the SDK is safe during
+ * Nothing here touches a browser global at import time, so importing the SDK is safe during
  * server-side rendering.
  */
 import initWasm from "../wasm/domvia_realtime.js";
@@ -10,48 +10,66 @@ import { DomViaError, toDomViaError } from "./errors.js";
 /** Where to load the `.wasm` from, when not beside this module (the default). */
 export type WasmSource = string | URL | Request | Response | BufferSource | WebAssembly.Module;
 
-let loading: Promise<void> | undefined;
-let loaded = false;
+/** Loading one wasm module, once, and calling into it with coded errors. */
+export interface WasmRuntime {
+  /**
+   * Loads and instantiates the module once; later calls return the same
+   * promise. A failed load rejects with `wasm_load_failed` and may be retried.
+   */
+  ready(source?: WasmSource): Promise<void>;
+  /** Whether {@link ready} has finished, so the synchronous functions can run. */
+  isReady(): boolean;
+  /** Runs a wasm call after checking the module is loaded (else `not_ready`), converting its errors. */
+  callCore<T>(operation: string, call: () => T): T;
+}
 
 /**
- * Loads and instantiates the wasm module once; later calls return the same
- * promise. A failed load rejects with `wasm_load_failed` and may be retried.
+ * The {@link WasmRuntime} of a wasm-bindgen module: `init` is its glue's
+ * default export, `name` how messages call it ("DomVia wasm module").
+ * `@domvia/realtime-e2ee` makes one for its own module.
  */
-export function ready(source?: WasmSource): Promise<void> {
-  loading ??= initWasm(source === undefined ? undefined : { module_or_path: source }).then(
-    () => {
-      loaded = true;
+export function wasmRuntime(
+  init: (options: { module_or_path: WasmSource } | undefined) => Promise<unknown>,
+  name: string,
+): WasmRuntime {
+  let loading: Promise<void> | undefined;
+  let loaded = false;
+  return {
+    ready(source) {
+      loading ??= init(source === undefined ? undefined : { module_or_path: source }).then(
+        () => {
+          loaded = true;
+        },
+        (cause: unknown) => {
+          loading = undefined;
+          const reason = cause instanceof Error ? cause.message : String(cause);
+          throw new DomViaError("wasm_load_failed", `unable to load the ${name}; ${reason}`, { cause });
+        },
+      );
+      return loading;
     },
-    (cause: unknown) => {
-      loading = undefined;
-      const reason = cause instanceof Error ? cause.message : String(cause);
-      throw new DomViaError("wasm_load_failed", `unable to load the DomVia wasm module; ${reason}`, {
-        cause,
-      });
+    isReady: () => loaded,
+    callCore(operation, call) {
+      if (!loaded) {
+        throw new DomViaError("not_ready", `unable to ${operation}; the ${name} is not loaded yet (await ready() first)`);
+      }
+      try {
+        return call();
+      } catch (thrown) {
+        throw toDomViaError(thrown);
+      }
     },
-  );
-  return loading;
+  };
 }
 
+const runtime = wasmRuntime(initWasm, "DomVia wasm module");
+
+/** Loads and instantiates the wasm module once (see {@link WasmRuntime.ready}). */
+export const ready: WasmRuntime["ready"] = runtime.ready;
 /** Whether {@link ready} has finished, so the synchronous functions can run. */
-export function isReady(): boolean {
-  return loaded;
-}
-
+export const isReady: WasmRuntime["isReady"] = runtime.isReady;
 /** Runs a wasm call after checking the module is loaded, converting its errors. */
-export function callCore<T>(operation: string, call: () => T): T {
-  if (!loaded) {
-    throw new DomViaError(
-      "not_ready",
-      `unable to ${operation}; the DomVia wasm module is not loaded yet (await ready() first)`,
-    );
-  }
-  try {
-    return call();
-  } catch (thrown) {
-    throw toDomViaError(thrown);
-  }
-}
+export const callCore: WasmRuntime["callCore"] = runtime.callCore;
 
 /**
  * Reports an error thrown by an app's listener without letting it break the
