@@ -141,6 +141,13 @@ async function recordBroker(member, roomId) {
   return client;
 }
 
+/** An encrypted direct room of `a` and `b`; returns its id. */
+async function directRoom(a, b) {
+  const created = await a.api("POST", "/api/rooms", { kind: "direct", member_ids: [b.user.id], encrypted: true });
+  assert.equal(created.status, 201, JSON.stringify(created));
+  return created.body.room_id;
+}
+
 async function groupRoom(creator, members) {
   const created = await creator.api("POST", "/api/rooms", {
     kind: "group",
@@ -155,8 +162,7 @@ async function groupRoom(creator, members) {
 test("two users exchange encrypted messages: both read the plaintext, the backend stores only ciphertext", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
-  const roomId = created.body.room_id;
+  const roomId = await directRoom(ada, bob);
   await recordBroker(ada, roomId);
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
@@ -345,8 +351,7 @@ test("the backend refuses a message in the epoch from before a removal; the page
 test("a reload restores the device and keys from IndexedDB: old messages still decrypt, no new device or epoch", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
-  const roomId = created.body.room_id;
+  const roomId = await directRoom(ada, bob);
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
   const first = secret("before the reload");
@@ -381,8 +386,7 @@ test("a reload restores the device and keys from IndexedDB: old messages still d
 test("a genuine envelope stored again under another message id (a hostile backend) is refused as e2ee_replay, after a reload too", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
-  const roomId = created.body.room_id;
+  const roomId = await directRoom(ada, bob);
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
   const original = secret("said once");
@@ -531,8 +535,7 @@ test("an epoch whose creator was removed before a device installed it still open
 test("a message that failed to open while the backend was unreachable opens after a reconnect", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
-  const roomId = created.body.room_id;
+  const roomId = await directRoom(ada, bob);
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
   // Bob's page cannot reach the backend's key shares for a while.
@@ -558,8 +561,7 @@ test("a message that failed to open while the backend was unreachable opens afte
 test("a message whose reopening fails for another reason shows the new reason, not the old network_error", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
-  const roomId = created.body.room_id;
+  const roomId = await directRoom(ada, bob);
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
   const sharesOfRoom = `**/api/rooms/${roomId}/epochs/*/shares*`;
@@ -588,8 +590,7 @@ test("a message whose reopening fails for another reason shows the new reason, n
 test("the documented example with encrypted: true runs as written", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
-  const roomId = created.body.room_id;
+  const roomId = await directRoom(ada, bob);
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
   // The docs page's client example, with this server's address: no ready(), no extra encryption call.
   await ada.page.evaluate(async ({ port, key, roomId }) => {
@@ -613,8 +614,7 @@ test("the documented example with encrypted: true runs as written", async () => 
 test("two tabs of one user share one device and one epoch (Web Locks)", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
-  const roomId = created.body.room_id;
+  const roomId = await directRoom(ada, bob);
   const secondPage = await ada.context.newPage();
   await secondPage.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
   await preparePage(secondPage);
@@ -649,8 +649,7 @@ test("without Web Locks (some web views) a page falls back to its in-page mutex:
   });
   await preparePage(ada.page);
   assert.equal(await ada.page.evaluate(() => navigator.locks), undefined);
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
-  const roomId = created.body.room_id;
+  const roomId = await directRoom(ada, bob);
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
 
@@ -745,8 +744,7 @@ test("a room opens only as the backend keeps it: the wrong `encrypted` fails wit
 test("a send retried after a server error re-posts the same envelope and arrives once", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
-  const roomId = created.body.room_id;
+  const roomId = await directRoom(ada, bob);
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
   const bodies = [];
@@ -774,8 +772,7 @@ test("a send retried after a server error re-posts the same envelope and arrives
 test("a known device with new keys: onKeyChange, sends fail with e2ee_device_key_changed until accepted", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");
-  const created = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
-  const roomId = created.body.room_id;
+  const roomId = await directRoom(ada, bob);
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
   assert.equal((await send(ada, secret("pinned Bob's keys"))).ok, true);
