@@ -1,5 +1,5 @@
-// @domvia/realtime-chat end to end: the built packages in real Chromium pages
-// (one browser context per user, each signed in with its own session cookie)
+// @domvia/realtime-chat end to end: the built packages in real browser pages
+// (Chromium or Firefox, per DOMVIA_BROWSER; one browser context per user, each signed in with its own session cookie)
 // against the real embedded server (broker + backend): messages both ways,
 // exactly-once delivery, typing, read receipts, presence, a server restart in
 // the middle of a send, a non-member refused, and paging through history.
@@ -8,9 +8,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { devApp, launchChromium, startServer } from "../support/harness.mjs";
+import { devApp, launchBrowser, startServer } from "../support/harness.mjs";
 import { eventually, signIn } from "../support/chat.mjs";
-import { newSdkPage, openSdkUser, unexpectedErrors } from "../support/sdk_pages.mjs";
+import { newSdkPage, openChatRoom, openSdkUser, unexpectedErrors } from "../support/sdk_pages.mjs";
 
 const MESSAGE_FIELDS = ["client_id", "message_id", "room_id", "sent_at", "seq", "status", "text", "user_id"];
 
@@ -27,7 +27,7 @@ before(async () => {
   env = { DOMVIA_DB: join(dataDir, "chat.sqlite") };
   server = await startServer(env);
   port = server.port;
-  browser = await launchChromium();
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -40,59 +40,8 @@ after(async () => {
 /** A browser context signed in as a fresh user, plus a bearer-token API client for the same user. */
 const openUser = (label) => openSdkUser(browser, contexts, server.url, label);
 
-/**
- * Creates `window.realtime` (once per page) and `window.room` for `roomId`, with
- * every room event logged in `window.log`; resolves with how waitUntilReady ended.
- */
-function openRoom(who, roomId, options = {}) {
-  return who.page.evaluate(
-    async ({ port, key, roomId, options }) => {
-      const { DomViaRealtime, ready } = await import("@domvia/realtime");
-      const chat = await import("@domvia/realtime-chat");
-      // buildChatChannelName runs in the wasm core: load it first.
-      await ready();
-      if (window.realtime === undefined) {
-        window.realtime = DomViaRealtime.create({
-          key,
-          host: "127.0.0.1",
-          port,
-          forceTLS: false,
-          authEndpoint: "/realtime/auth",
-          clientEvents: true,
-        });
-        window.states = [];
-        window.realtime.connection.onStateChange((change) => window.states.push(change));
-      }
-      const log = { messages: [], typing: [], receipts: [], presence: [], notifications: 0 };
-      window.log = log;
-      const room = chat.createChatRoom(window.realtime, {
-        roomId,
-        channelName: chat.buildChatChannelName(roomId),
-        presence: true,
-        ...options,
-      });
-      window.room = room;
-      room.onMessage((message) => log.messages.push(message));
-      room.onTyping((event) => log.typing.push({ ...event, at: Date.now() }));
-      room.onReadReceipt((event) => log.receipts.push(event));
-      room.onPresence((event) => log.presence.push(event));
-      room.subscribe(() => log.notifications++);
-      let timer;
-      const limit = new Promise((_, reject) => {
-        timer = setTimeout(() => reject(Object.assign(new Error("not ready within 10 s"), { code: "test_timeout" })), 10_000);
-      });
-      try {
-        await Promise.race([room.waitUntilReady(), limit]);
-        return { ok: true };
-      } catch (error) {
-        return { ok: false, code: error.code, name: error.name, message: error.message };
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-    { port, key: devApp.key, roomId, options },
-  );
-}
+/** Opens `window.room` for `roomId` in `who`'s page (see openChatRoom). */
+const openRoom = (who, roomId, options = {}) => openChatRoom(who, port, roomId, options);
 
 const snapshot = (who) => who.page.evaluate(() => window.room.getSnapshot());
 const logOf = (who) => who.page.evaluate(() => window.log);
@@ -321,6 +270,28 @@ test("unread count and read receipts: markRead moves Bob's position at once, Ada
   assert.deepEqual((await logOf(bob)).receipts, [], "no receipt for one's own read");
   assert.deepEqual(unexpectedErrors(ada), []);
   assert.deepEqual(unexpectedErrors(bob), []);
+});
+
+test("a read position marked just before leaving reaches the backend though the tab closes at once (keepalive)", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const room = await directRoom(ada, bob);
+  for (const text of ["one", "two"]) {
+    const posted = await ada.api("POST", `/api/rooms/${room.room_id}/messages`, { client_id: `c-keep-${text}`, text });
+    assert.equal(posted.status, 201);
+  }
+  assert.deepEqual(await openRoom(bob, room.room_id), { ok: true });
+  const last = (await snapshot(bob)).messages.at(-1);
+  assert.equal(last.seq, 2);
+  // markRead waits a moment before it writes; leave() sends it at once, and the tab goes away right after.
+  await bob.page.evaluate((messageId) => {
+    window.room.markRead(messageId);
+    window.room.leave();
+  }, last.message_id);
+  await bob.page.close();
+  await eventually("the read position to be stored", async () =>
+    (await bob.api("GET", `/api/rooms/${room.room_id}`)).body.last_read_seq === 2);
+  assert.equal((await bob.api("GET", `/api/rooms/${room.room_id}`)).body.unread_count, 0);
 });
 
 test("presence: members update when one leaves the room", async () => {

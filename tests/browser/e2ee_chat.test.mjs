@@ -1,6 +1,6 @@
 // End-to-end encrypted chat rooms (`encrypted: true`) end to end: the built
 // packages (@domvia/realtime-chat loading @domvia/realtime-e2ee on demand) in
-// real Chromium pages, one browser context per user (its own IndexedDB and
+// real browser pages (Chromium or Firefox, per DOMVIA_BROWSER), one browser context per user (its own IndexedDB and
 // session cookie), against the real embedded server with a database file.
 // Both users read each other's plaintext, while the SQLite file and every
 // frame the broker sends a member's socket hold only ciphertext; a removed
@@ -16,9 +16,9 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { devApp, launchChromium, recordPageErrors, startServer } from "../support/harness.mjs";
+import { devApp, launchBrowser, recordPageErrors, startServer } from "../support/harness.mjs";
 import { connectPusher, eventually, subscribed } from "../support/chat.mjs";
-import { openSdkUser, prepareSdkPage, SDK_IMPORTS, unexpectedErrors } from "../support/sdk_pages.mjs";
+import { openSdkUser, prepareSdkPage, recordPosts, SDK_IMPORTS, unexpectedErrors } from "../support/sdk_pages.mjs";
 
 let dataDir;
 let dbFile;
@@ -35,7 +35,7 @@ before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), "domvia-e2ee-test-"));
   dbFile = join(dataDir, "e2ee.sqlite");
   server = await startServer({ DOMVIA_DB: dbFile });
-  browser = await launchChromium();
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -315,17 +315,11 @@ test("the backend refuses a message in the epoch from before a removal; the page
     staleAnswers -= 1;
     return route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(devicesBefore) });
   });
-  const posts = [];
-  await ada.page.route(`**/api/rooms/${roomId}/messages`, async (route) => {
-    const request = route.request();
-    if (request.method() !== "POST") return route.continue();
-    const response = await route.fetch();
-    posts.push({ body: JSON.parse(request.postData()), status: response.status(), answer: await response.json() });
-    return route.fulfill({ response });
-  });
+  const postsOf = await recordPosts(ada.page, `/api/rooms/${roomId}/messages`);
   const afterText = secret("after Carol's removal");
   const sent = await send(ada, afterText);
   assert.equal(sent.ok, true, JSON.stringify(sent));
+  const posts = await postsOf();
   assert.equal(staleAnswers, 0, "the page read the stale device list");
   assert.deepEqual(posts.map((post) => post.status), [409, 201]);
   assert.equal(posts[0].answer.error.code, "epoch_stale");
@@ -747,19 +741,12 @@ test("a send retried after a server error re-posts the same envelope and arrives
   const roomId = await directRoom(ada, bob);
   assert.deepEqual(await openRoom(ada, roomId), { ok: true });
   assert.deepEqual(await openRoom(bob, roomId), { ok: true });
-  const bodies = [];
-  await ada.page.route(`**/api/rooms/${roomId}/messages`, async (route) => {
-    const request = route.request();
-    if (request.method() !== "POST") return route.continue();
-    bodies.push(JSON.parse(request.postData()));
-    // The first attempt "fails" after the server stored it: the retry must carry the same content.
-    const response = await route.fetch();
-    if (bodies.length === 1) return route.fulfill({ status: 503, contentType: "application/json", body: "{}" });
-    return route.fulfill({ response });
-  });
+  // The first attempt "fails" after the server stored it: the retry must carry the same content.
+  const postsOf = await recordPosts(ada.page, `/api/rooms/${roomId}/messages`, { failFirst: 1 });
   const text = secret("retried but once");
   const sent = await send(ada, text);
   assert.equal(sent.ok, true, JSON.stringify(sent));
+  const bodies = (await postsOf()).map((post) => post.body);
   assert.equal(bodies.length, 2);
   assert.deepEqual(bodies[1], bodies[0], "the same client_id and envelope on the retry");
   assert.equal(bodies[0].text, undefined);

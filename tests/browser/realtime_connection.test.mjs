@@ -1,4 +1,4 @@
-// @domvia/realtime in real Chromium pages (playwright-core) against the real
+// @domvia/realtime in real browser pages (playwright-core; Chromium or Firefox, per DOMVIA_BROWSER) against the real
 // embedded server: connect, private and presence channels through the real
 // /realtime/auth, client events between two users, a server restart the
 // client survives by itself, auth failures as events, and dispose.
@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import Pusher from "pusher";
-import { devApp, launchChromium, recordPageErrors, startServer } from "../support/harness.mjs";
+import { devApp, launchBrowser, recordPageErrors, startServer } from "../support/harness.mjs";
 import { eventually, signIn } from "../support/chat.mjs";
 
 let dataDir;
@@ -22,7 +22,7 @@ before(async () => {
   env = { DOMVIA_DB: join(dataDir, "chat.sqlite") };
   server = await startServer(env);
   port = server.port;
-  browser = await launchChromium();
+  browser = await launchBrowser();
 });
 
 after(async () => {

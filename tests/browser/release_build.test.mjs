@@ -1,16 +1,16 @@
-// Loads the RELEASE build (after wasm-opt) in a real Chromium page served by
+// Loads the RELEASE build (after wasm-opt) in a real browser page (Chromium or Firefox, per DOMVIA_BROWSER) served by
 // the real embedded server, and calls into it, so a broken optimiser never ships.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
-import { launchChromium, recordPageErrors, repoRoot, startServer } from "../support/harness.mjs";
+import { launchBrowser, recordPageErrors, repoRoot, startServer } from "../support/harness.mjs";
 
 let server;
 let browser;
 
 before(async () => {
   server = await startServer();
-  browser = await launchChromium();
+  browser = await launchBrowser();
 });
 
 after(async () => {

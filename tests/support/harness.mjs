@@ -1,10 +1,12 @@
 // Shared pieces of the browser tests: the real embedded server on a free
-// loopback port, and Debian's Chromium driven by playwright-core.
+// loopback port, and Debian's Chromium and Firefox driven by playwright-core
+// (Chromium over CDP, Firefox over WebDriver BiDi: Playwright's own Firefox
+// build cannot be downloaded here, Debian's firefox-esr can be installed).
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { chromium, firefox } from "playwright-core";
 
 export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -63,6 +65,38 @@ export async function startServer(env = {}, { port = 0 } = {}) {
   };
 }
 
+/** The engines every browser suite runs in; `scripts/test` runs each suite once per engine. */
+export const ENGINES = ["chromium", "firefox"];
+
+/** The engine this test process drives: DOMVIA_BROWSER, else Chromium. */
+export const browserEngine = process.env.DOMVIA_BROWSER ?? "chromium";
+if (!ENGINES.includes(browserEngine)) throw new Error(`DOMVIA_BROWSER must be one of ${ENGINES.join(", ")}, not ${browserEngine}`);
+
+/** Launches `engine` (default: this process's engine) headless. */
+export function launchBrowser(engine = browserEngine) {
+  return engine === "firefox" ? launchFirefox() : launchChromium();
+}
+
+/**
+ * Debian's Firefox ESR, headless, over WebDriver BiDi (Playwright's "moz-"
+ * channels). playwright-core is pinned to 1.64: 1.65 sends a BiDi command
+ * (emulation.setMediaFeaturesOverride) that Firefox 153 ESR does not know.
+ */
+export function launchFirefox() {
+  return firefox.launch({
+    channel: "moz-firefox",
+    executablePath: process.env.FIREFOX_BIN ?? "/usr/bin/firefox-esr",
+    headless: true,
+    firefoxUserPrefs: {
+      // Nothing outside loopback answers here: no update, telemetry or captive-portal checks.
+      "app.update.enabled": false,
+      "network.captive-portal-service.enabled": false,
+      "network.connectivity-service.enabled": false,
+      "datareporting.policy.dataSubmissionEnabled": false,
+    },
+  });
+}
+
 /** Debian's Chromium, headless, with the flags this closed network needs. */
 export function launchChromium(extraArgs = []) {
   return chromium.launch({
@@ -80,6 +114,14 @@ export function launchChromium(extraArgs = []) {
     ],
   });
 }
+
+/**
+ * The browsers' own reports of a refused or cut connection, which no script of
+ * the page sees or throws: Chromium logs them as console errors, Firefox as
+ * script errors that Playwright's BiDi client reports as page errors.
+ */
+export const CONNECTION_FAILURE_REPORTS =
+  /Failed to load resource|WebSocket connection to .* failed|net::ERR_CONNECTION_(REFUSED|RESET)|Firefox can’t establish a connection to the server at|The connection to .* was interrupted while the page was loading/;
 
 /** Collects console errors and uncaught page errors, for asserting there were none. */
 export function recordPageErrors(page) {

@@ -3,7 +3,7 @@
 // address space, and Chromium's local-network checks would block its
 // WebSocket) given an import map to the server's /sdk/ paths.
 import assert from "node:assert/strict";
-import { recordPageErrors } from "./harness.mjs";
+import { CONNECTION_FAILURE_REPORTS, devApp, recordPageErrors } from "./harness.mjs";
 import { signIn } from "./chat.mjs";
 
 /** The bare specifiers of the four browser packages, mapped to the dev server's /sdk/ paths. */
@@ -59,7 +59,97 @@ export async function openSdkUser(browser, contexts, serverUrl, label) {
   return { name, context, page, errors, user, session, api: session.api };
 }
 
-/** Page errors except the browser's own lines about failed requests (expected in some tests). */
+/** Page errors except the browser's own lines about failed connections (expected in some tests). */
 export function unexpectedErrors(who) {
-  return who.errors.filter((line) => !/Failed to load resource|WebSocket connection to/.test(line));
+  return who.errors.filter((line) => !CONNECTION_FAILURE_REPORTS.test(line));
+}
+
+/**
+ * Creates `window.realtime` (once per page, on the broker at `port`) and
+ * `window.room` for `roomId` (presence on unless `options` say otherwise), with
+ * every room event logged in `window.log`; resolves with how waitUntilReady ended.
+ */
+export function openChatRoom(who, port, roomId, options = {}) {
+  return who.page.evaluate(
+    async ({ port, key, roomId, options }) => {
+      const { DomViaRealtime, ready } = await import("@domvia/realtime");
+      const chat = await import("@domvia/realtime-chat");
+      // buildChatChannelName runs in the wasm core: load it first.
+      await ready();
+      if (window.realtime === undefined) {
+        window.realtime = DomViaRealtime.create({
+          key,
+          host: "127.0.0.1",
+          port,
+          forceTLS: false,
+          authEndpoint: "/realtime/auth",
+          clientEvents: true,
+        });
+        window.states = [];
+        window.realtime.connection.onStateChange((change) => window.states.push(change));
+      }
+      const log = { messages: [], typing: [], receipts: [], presence: [], notifications: 0 };
+      window.log = log;
+      const room = chat.createChatRoom(window.realtime, {
+        roomId,
+        channelName: chat.buildChatChannelName(roomId),
+        presence: true,
+        ...options,
+      });
+      window.room = room;
+      room.onMessage((message) => log.messages.push(message));
+      room.onTyping((event) => log.typing.push({ ...event, at: Date.now() }));
+      room.onReadReceipt((event) => log.receipts.push(event));
+      room.onPresence((event) => log.presence.push(event));
+      room.subscribe(() => log.notifications++);
+      let timer;
+      const limit = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(Object.assign(new Error("not ready within 10 s"), { code: "test_timeout" })), 10_000);
+      });
+      try {
+        await Promise.race([room.waitUntilReady(), limit]);
+        return { ok: true };
+      } catch (error) {
+        return { ok: false, code: error.code, name: error.name, message: error.message };
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    { port, key: devApp.key, roomId, options },
+  );
+}
+
+/**
+ * Records every POST the page makes to `path` (its JSON body, the status and
+ * the JSON answer) by wrapping the page's `fetch`, which the SDK calls at call
+ * time; resolves with a function that reads the records. The request always
+ * reaches the server; the page sees a 503 instead of the first `failFirst`
+ * answers (a send that "failed" after the server stored it).
+ *
+ * Why not Playwright's `route.fetch()`: over WebDriver BiDi (Firefox 153 ESR,
+ * playwright-core 1.64) an intercepted request's body is not available, so
+ * `request.postData()` is null and `route.fetch()` forwards the headers
+ * without the body and hangs. Wrapping fetch in the page works alike in both
+ * engines.
+ */
+export async function recordPosts(page, path, { failFirst = 0 } = {}) {
+  await page.evaluate(
+    ({ path, failFirst }) => {
+      const records = [];
+      (window.recordedPosts ??= {})[path] = records;
+      const fetchBefore = window.fetch;
+      window.fetch = async (input, init = {}) => {
+        const request = new Request(input, init);
+        if (request.method !== "POST" || new URL(request.url).pathname !== path) return fetchBefore(input, init);
+        const body = JSON.parse(await request.clone().text());
+        const response = await fetchBefore(request);
+        const answer = await response.clone().json().catch(() => null);
+        records.push({ body, status: response.status, answer });
+        if (records.length > failFirst) return response;
+        return new Response("{}", { status: 503, headers: { "content-type": "application/json" } });
+      };
+    },
+    { path, failFirst },
+  );
+  return () => page.evaluate((path) => window.recordedPosts[path], path);
 }
