@@ -10,7 +10,7 @@ use domvia_broker::Broker;
 use serde_json::{json, Value};
 use std::path::Path;
 use tower_http::cors::{Any, CorsLayer};
-use tower_http::services::ServeDir;
+use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The npm packages whose build output the demo loads through its import map.
@@ -33,6 +33,13 @@ pub fn router(
 ) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
+        // Browsers ask every page of the origin for /favicon.ico, pages without
+        // an icon link too (/healthz, where the SDK tests load): the demo's
+        // icon, not a 404 logged as an error in each page's console.
+        .route_service(
+            "/favicon.ico",
+            ServeFile::new(root.join("www").join("favicon.svg")),
+        )
         .route(
             "/api/config",
             get(move |headers: HeaderMap| async move { browser_config(&browser, &headers) }),

@@ -137,6 +137,12 @@ fn serves_health_and_the_demo_then_stops_cleanly_on_sigterm() {
         "{headers}"
     );
 
+    // Browsers ask for /favicon.ico on pages without an icon link (/healthz too).
+    let (status, headers, body) = server.get("/favicon.ico");
+    assert_eq!(status, 200);
+    assert!(headers.contains("content-type: image/svg+xml"), "{headers}");
+    assert!(body.contains("<svg"), "the demo's icon");
+
     let (status, _, _) = server.get("/no-such-page");
     assert_eq!(status, 404);
 

@@ -457,7 +457,6 @@ test("a member added later reads from their epoch on, not before", async () => {
 async function reopenPage(who) {
   await who.page.close();
   who.page = await who.context.newPage();
-  await who.page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
   who.errors = recordPageErrors(who.page);
   await preparePage(who.page);
 }
@@ -610,7 +609,6 @@ test("two tabs of one user share one device and one epoch (Web Locks)", async ()
   const bob = await openUser("Bob");
   const roomId = await directRoom(ada, bob);
   const secondPage = await ada.context.newPage();
-  await secondPage.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
   await preparePage(secondPage);
   const adaTab2 = { ...ada, page: secondPage, errors: recordPageErrors(secondPage) };
   // Both tabs create the device on first use at the same time: the lock lets one create it.
@@ -672,7 +670,6 @@ test("without @domvia/realtime-e2ee the encrypted room fails with encryption_una
   const plainRoom = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id] });
   const sealedRoom = await ada.api("POST", "/api/rooms", { kind: "direct", member_ids: [bob.user.id], encrypted: true });
   const page = await ada.context.newPage();
-  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
   const requested = [];
   page.on("request", (request) => requested.push(request.url()));
   // An app that never mapped (installed) the package.

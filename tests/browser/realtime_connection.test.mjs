@@ -39,7 +39,6 @@ async function userPage(name) {
   const context = await browser.newContext();
   const page = await context.newPage();
   // The blank same-origin page has no icon; keep its 404 out of the error log.
-  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
   const errors = recordPageErrors(page);
   await page.goto(`${server.url}/healthz`);
   const user = await page.evaluate(async ({ name, sdkUrl }) => {
@@ -242,7 +241,6 @@ test("headersProvider supplies a bearer token per auth request, and userAuthenti
   // A page with no session cookie: the token comes only from headersProvider.
   const context = await browser.newContext();
   const page = await context.newPage();
-  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
   await page.goto(`${server.url}/healthz`);
   const hal = await signIn(server.url, "Hal");
   const ivy = await signIn(server.url, "Ivy");

@@ -30,7 +30,6 @@ export async function newSdkPage(browser, contexts, serverUrl, imports = SDK_IMP
   const context = await browser.newContext();
   contexts.push(context);
   const page = await context.newPage();
-  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204 }));
   const errors = recordPageErrors(page);
   await prepareSdkPage(page, serverUrl, imports);
   return { context, page, errors };
