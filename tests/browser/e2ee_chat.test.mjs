@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { devApp, launchBrowser, recordPageErrors, startServer } from "../support/harness.mjs";
 import { connectPusher, eventually, subscribed } from "../support/chat.mjs";
-import { openSdkUser, prepareSdkPage, recordPosts, SDK_IMPORTS, unexpectedErrors } from "../support/sdk_pages.mjs";
+import { openSdkUser, prepareSdkPage, recordPosts, SDK_IMPORTS, sendInRoom as send, unexpectedErrors } from "../support/sdk_pages.mjs";
 
 let dataDir;
 let dbFile;
@@ -110,17 +110,6 @@ function openRoom(who, roomId) {
 
 const snapshot = (who) => who.page.evaluate(() => window.room.getSnapshot());
 const logOf = (who) => who.page.evaluate(() => window.log);
-
-/** Sends in the page; resolves with the outcome. */
-function send(who, text) {
-  return who.page.evaluate(async (text) => {
-    try {
-      return { ok: true, message: await window.room.sendMessage({ text }) };
-    } catch (error) {
-      return { ok: false, code: error.code, message: error.message };
-    }
-  }, text);
-}
 
 /** The texts `who` shows for the stored messages, by client_id. */
 async function shownTexts(who) {

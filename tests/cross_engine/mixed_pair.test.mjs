@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { launchBrowser, startServer } from "../support/harness.mjs";
 import { eventually } from "../support/chat.mjs";
-import { openChatRoom, openSdkUser, prepareSdkPage, unexpectedErrors } from "../support/sdk_pages.mjs";
+import { openChatRoom, openSdkUser, prepareSdkPage, sendInRoom as send, unexpectedErrors } from "../support/sdk_pages.mjs";
 
 let dataDir;
 let dbFile;
@@ -51,16 +51,6 @@ async function createRoom(a, b, encrypted) {
 const openRoom = (who, roomId, options) => openChatRoom(who, server.port, roomId, options);
 const snapshot = (who) => who.page.evaluate(() => window.room.getSnapshot());
 const logOf = (who) => who.page.evaluate(() => window.log);
-
-function send(who, text) {
-  return who.page.evaluate(async (text) => {
-    try {
-      return { ok: true, message: await window.room.sendMessage({ text }) };
-    } catch (error) {
-      return { ok: false, code: error.code, message: error.message };
-    }
-  }, text);
-}
 
 /** The texts of `who`'s onMessage calls, in the order they fired. */
 const heard = async (who) => (await logOf(who)).messages.map((message) => message.text);

@@ -152,3 +152,14 @@ export async function recordPosts(page, path, { failFirst = 0 } = {}) {
   );
   return () => page.evaluate((path) => window.recordedPosts[path], path);
 }
+
+/** Sends `text` in `who`'s `window.room`; resolves with `{ ok: true, message }` or `{ ok: false, code, message }`. */
+export function sendInRoom(who, text) {
+  return who.page.evaluate(async (text) => {
+    try {
+      return { ok: true, message: await window.room.sendMessage({ text }) };
+    } catch (error) {
+      return { ok: false, code: error.code, message: error.message };
+    }
+  }, text);
+}
