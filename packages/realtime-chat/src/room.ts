@@ -7,7 +7,7 @@
  * feeds the state what the channels and HTTP deliver, performs the requests
  * and timers the state asks for, and tells the app.
  */
-import type { Channel, ConnectionState, DomViaRealtime, EventMetadata, Member, Unsubscribe } from "@domvia/realtime";
+import type { Channel, ConnectionState, DomViaRealtime, EventMetadata, Member, Unsubscribe, WasmSource } from "@domvia/realtime";
 import { buildChatChannelName } from "@domvia/realtime";
 import type { DomViaError } from "@domvia/realtime/core";
 import { Listeners, toDomViaError } from "@domvia/realtime/core";
@@ -178,6 +178,7 @@ export class DefaultChatRoom implements ChatRoom {
   readonly #channelName: string;
   readonly #presence: boolean;
   readonly #userIdOption: string | undefined;
+  readonly #encryptionWasm: WasmSource | undefined;
   readonly #throttleMs: number;
   readonly #timeoutMs: number;
   readonly #pageSize: number;
@@ -255,6 +256,7 @@ export class DefaultChatRoom implements ChatRoom {
     this.#channelName = options.channelName;
     this.#presence = options.presence === true;
     this.#userIdOption = options.userId;
+    this.#encryptionWasm = options.encryptionWasm;
     this.#throttleMs = options.typing?.throttleMs ?? DEFAULT_THROTTLE_MS;
     this.#timeoutMs = options.typing?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#pageSize = options.historyPageSize ?? DEFAULT_PAGE_SIZE;
@@ -494,6 +496,7 @@ export class DefaultChatRoom implements ChatRoom {
     const encryption = module.openRoomEncryption({
       roomId: this.roomId,
       userId,
+      wasm: this.#encryptionWasm,
       request: (operation, method, path, body) => this.#encryptionRequest(operation, method, path, body),
     });
     this.#encryption = encryption;

@@ -2,7 +2,7 @@
  * The public types of `@domvia/realtime-chat`. Event and message fields are
  * snake_case, exactly as the backend's JSON and the documented events name them.
  */
-import type { ConnectionState, Unsubscribe } from "@domvia/realtime";
+import type { ConnectionState, Unsubscribe, WasmSource } from "@domvia/realtime";
 
 export type { Unsubscribe } from "@domvia/realtime";
 
@@ -92,6 +92,12 @@ export interface ChatRoomOptions {
    * Default false.
    */
   encrypted?: boolean;
+  /**
+   * Encrypted rooms: where to load the E2EE `.wasm` from, when the bundler
+   * does not copy `@domvia/realtime-e2ee/wasm/domvia_e2ee_bg.wasm` by itself
+   * (see `wasm` of `DomViaRealtime.create`).
+   */
+  encryptionWasm?: WasmSource;
   api?: ChatApiOptions;
   typing?: {
     /** Send `is_typing: true` at most once per this many ms while typing. Default 3000. */
@@ -216,6 +222,8 @@ export interface ChatRoomEncryption {
 export interface RoomEncryptionContext {
   readonly roomId: string;
   readonly userId: string;
+  /** Where to load the E2EE `.wasm` from (`ChatRoomOptions.encryptionWasm`); undefined: beside the package. */
+  readonly wasm?: WasmSource | undefined;
   /** The room's backend client; rejects with a `DomViaError` with the backend's code, or `network_error`. */
   request<T>(
     operation: string,

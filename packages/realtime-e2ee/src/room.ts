@@ -81,7 +81,7 @@ export class DefaultRoomEncryption implements RoomEncryption {
   // ---- Preparing ---------------------------------------------------------------
 
   async prepare(): Promise<void> {
-    await ready();
+    await ready(this.#context.wasm);
     const device = await LocalDevice.load(this.#context.userId);
     this.#device = device;
     await device.register(this.#context.request);

@@ -15,7 +15,11 @@ import { safetyNumber as wasmSafetyNumber } from "../wasm/domvia_e2ee.js";
 export type { E2eeNewEpoch, E2eeOpenedMessage } from "../wasm/domvia_e2ee.js";
 export type { WasmSource } from "@domvia/realtime/core";
 
-const runtime = wasmRuntime(initWasm, "DomVia E2EE wasm module");
+const runtime = wasmRuntime(
+  initWasm,
+  "DomVia E2EE wasm module",
+  () => new URL("../wasm/domvia_e2ee_bg.wasm", import.meta.url),
+);
 
 /** Loads and instantiates the E2EE wasm module once; a failed load rejects with `wasm_load_failed` and may be retried. */
 export const ready: WasmRuntime["ready"] = runtime.ready;

@@ -4,7 +4,7 @@
  * package at compile time: it loads it with a dynamic `import()` only for
  * encrypted rooms), so the two must stay structurally equal.
  */
-import type { Unsubscribe } from "@domvia/realtime";
+import type { Unsubscribe, WasmSource } from "@domvia/realtime";
 
 export type { Unsubscribe } from "@domvia/realtime";
 
@@ -13,6 +13,8 @@ export interface RoomEncryptionContext {
   readonly roomId: string;
   /** The signed-in user (the backend's `u_...` id). */
   readonly userId: string;
+  /** Where to load the E2EE `.wasm` from (the room's `encryptionWasm`); undefined: beside this package. */
+  readonly wasm?: WasmSource | undefined;
   /**
    * The chat room's backend client (same base URL, headers and credentials).
    * Rejects with a `DomViaError` whose `code` is the backend's

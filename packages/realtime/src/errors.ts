@@ -8,6 +8,7 @@ export type DomViaErrorCode =
   | "not_ready"
   | "wasm_load_failed"
   | "invalid_config"
+  | "missing_provider"
   | "disposed"
   | "not_subscribed"
   | "client_events_disabled"

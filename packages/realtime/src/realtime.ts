@@ -8,6 +8,7 @@ import { RealtimeConnection as CoreConnection } from "../wasm/domvia_realtime.js
 import { DomViaError, toDomViaError } from "./errors.js";
 import { Listeners } from "./listeners.js";
 import { ready, reportListenerError } from "./runtime.js";
+import type { WasmSource } from "./runtime.js";
 
 /** The connection's state, as pusher-js names them. */
 export type ConnectionState =
@@ -95,6 +96,15 @@ export interface DomViaRealtimeOptions {
   unavailableTimeoutMs?: number;
   /** Connect as soon as the SDK is loaded. Default true. */
   autoConnect?: boolean;
+  /**
+   * Where to load the `.wasm` from. By default it is the file beside this
+   * package (`wasm/domvia_realtime_bg.wasm`), found through
+   * `new URL(…, import.meta.url)`, which Vite, webpack and Turbopack follow.
+   * Set it for a toolchain that does not (Angular CLI's esbuild builder: copy
+   * the file with an `assets` entry and give its URL here). The first
+   * connection's choice wins; a wrong URL fails with `wasm_load_failed` naming it.
+   */
+  wasm?: WasmSource;
 }
 
 /** The connection of a {@link DomViaRealtime}. */
@@ -321,7 +331,7 @@ export class DomViaRealtime {
     this.#connection = new Connection(this);
     this.connection = this.#connection;
     this.#wantConnected = options.autoConnect !== false;
-    this.attached = ready().then(() => this.#attach());
+    this.attached = ready(options.wasm).then(() => this.#attach());
     // The promise is also exposed; an unobserved failure is reported once here.
     this.attached.catch((error: unknown) => reportListenerError(error));
   }

@@ -1,0 +1,97 @@
+// The example apps of examples/ and how each is served: its toolchain's dev
+// server, and its production build served the way it would be deployed
+// (`vite preview`, `next start`, or static files for Angular's dist/).
+// scripts/examples installs them from the npm tarballs and builds them first.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { repoRoot } from "./harness.mjs";
+import { serveStatic } from "./static_server.mjs";
+
+const START_LIMIT_MS = 180_000;
+const STOP_LIMIT_MS = 10_000;
+
+const bin = (dir, name) => join(repoRoot, dir, "node_modules/.bin", name);
+
+/**
+ * Each app: its folder, its modes, and the command of each mode (given a
+ * free port); `static` serves a built folder instead of running a command.
+ */
+export const EXAMPLE_APPS = [
+  {
+    id: "react-vite",
+    dir: "examples/react-vite",
+    modes: ["dev", "prod"],
+    dev: (dir, port) => [bin(dir, "vite"), "--host", "127.0.0.1", "--port", port, "--strictPort"],
+    prod: (dir, port) => [bin(dir, "vite"), "preview", "--host", "127.0.0.1", "--port", port, "--strictPort"],
+  },
+];
+
+/** A free loopback port (the OS picks; released just before the app binds it). */
+async function freePort() {
+  const probe = createServer();
+  await new Promise((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return String(port);
+}
+
+/** Starts `app` in `mode`; resolves once its page answers, with its URL, its output, and stop(). */
+export async function startApp(app, mode) {
+  const dir = join(repoRoot, app.dir);
+  const served = app[mode];
+  if (typeof served === "object" && served.static) {
+    const server = await serveStatic(join(dir, served.static));
+    return { url: server.url, log: () => "", stop: server.stop };
+  }
+  const port = await freePort();
+  const [command, ...args] = served(app.dir, port);
+  // Its own process group, so stop() also ends the workers a dev server starts.
+  const child = spawn(command, args, {
+    cwd: dir,
+    detached: true,
+    env: { ...process.env, ...(app.env?.[mode] ?? {}), NO_COLOR: "1", BROWSER: "none", NEXT_TELEMETRY_DISABLED: "1", NG_CLI_ANALYTICS: "false" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  const keep = (chunk) => {
+    log = (log + chunk).slice(-20_000);
+  };
+  child.stdout.on("data", keep);
+  child.stderr.on("data", keep);
+  const exited = once(child, "exit");
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {
+      return;
+    }
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }, STOP_LIMIT_MS);
+    await exited;
+    clearTimeout(timer);
+  };
+  const deadline = Date.now() + START_LIMIT_MS;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${app.id} ${mode} exited with ${child.exitCode}:\n${log}`);
+    const answered = await fetch(url, { signal: AbortSignal.timeout(30_000) }).then(
+      (response) => response.status < 500,
+      () => false,
+    );
+    if (answered) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`${app.id} ${mode} did not answer on ${url} within ${START_LIMIT_MS} ms:\n${log}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return { url, log: () => log, stop };
+}
