@@ -84,7 +84,7 @@ async function subscriptions(page) {
 }
 
 const roomStatus = (page) => page.getByTestId("room").getAttribute("data-status");
-const shownMessages = (page) => page.getByTestId("message").allTextContents();
+const shownMessages = async (page) => (await page.getByTestId("message").allTextContents()).map((text) => text.trim());
 
 async function waitReady(who, what) {
   await eventually(`${what}: the room to be ready`, async () => (await roomStatus(who.page)) === "ready", 60_000);
@@ -120,6 +120,10 @@ for (const app of apps) {
         pages.push(adaPage, bobPage);
         await waitReady(adaPage, "ada");
         await waitReady(bobPage, "bob");
+        if (app.pageCheck) {
+          const { zone, expected } = await app.pageCheck(adaPage.page, mode);
+          assert.equal(zone, expected, `zone.js loaded: ${zone}, expected ${expected}`);
+        }
 
         const fromAda = `hello from ada in ${app.id} ${mode}`;
         const fromBob = `hello from bob in ${app.id} ${mode}`;

@@ -26,6 +26,24 @@ export const EXAMPLE_APPS = [
     dev: (dir, port) => [bin(dir, "vite"), "--host", "127.0.0.1", "--port", port, "--strictPort"],
     prod: (dir, port) => [bin(dir, "vite"), "preview", "--host", "127.0.0.1", "--port", port, "--strictPort"],
   },
+  {
+    id: "vue-vite",
+    dir: "examples/vue-vite",
+    modes: ["dev", "prod"],
+    dev: (dir, port) => [bin(dir, "vite"), "--host", "127.0.0.1", "--port", port, "--strictPort"],
+    prod: (dir, port) => [bin(dir, "vite"), "preview", "--host", "127.0.0.1", "--port", port, "--strictPort"],
+  },
+  {
+    id: "angular",
+    dir: "examples/angular",
+    modes: ["dev", "prod", "prod-zone"],
+    dev: (dir, port) => [bin(dir, "ng"), "serve", "--host", "127.0.0.1", "--port", port, "--no-open", "--no-hmr"],
+    prod: { static: "dist/angular/browser" },
+    // The same app built with zone.js (angular.json's `zone` configuration).
+    "prod-zone": { static: "dist/angular-zone/browser" },
+    // What each mode must show on the page: zoneless unless built with zone.js.
+    pageCheck: async (page, mode) => ({ zone: await page.evaluate(() => typeof globalThis.Zone === "function"), expected: mode === "prod-zone" }),
+  },
 ];
 
 /** A free loopback port (the OS picks; released just before the app binds it). */

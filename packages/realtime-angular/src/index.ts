@@ -123,21 +123,27 @@ export class DomViaChat {
   }
 
   /**
-   * Opens room `roomId` (a string, or a signal such as a component input: a
-   * new id releases the old room) until the caller is destroyed.
+   * Opens room `roomId` until the caller is destroyed. The id, and the
+   * options, may be given as functions that read signals (component inputs:
+   * `() => this.roomId()`): they are read in an effect, once inputs are set,
+   * and a change releases the old room and opens the new one.
    *
    * @throws {DomViaError} `invalid_room_id` for a room id the channel rules
    * refuse; `invalid_config` outside an injection context without
    * `destroyRef`, or when the room is open elsewhere with other options.
    */
-  chatRoom(roomId: string | (() => string), options: ChatRoomSignalOptions = {}): ChatRoomSignals {
-    const { onMessage, destroyRef: givenDestroyRef, injector: givenInjector, ...roomOptions } = options;
-    const destroyRef = contextual(`room ${String(roomId)}`, givenDestroyRef, () => inject(DestroyRef));
+  chatRoom(
+    roomId: string | (() => string),
+    options: ChatRoomSignalOptions | (() => ChatRoomSignalOptions) = {},
+  ): ChatRoomSignals {
+    const fixed = typeof options === "function" ? {} : options;
+    const destroyRef = contextual(`room ${String(roomId)}`, fixed.destroyRef, () => inject(DestroyRef));
     const snapshot = signal<ChatRoomSnapshot>(loadingSnapshot(typeof roomId === "string" ? roomId : ""));
     const room = signal<ChatRoom | null>(null);
     let close: (() => void) | undefined;
 
-    const open = (id: string): void => {
+    const open = (id: string, chosen: ChatRoomSignalOptions): void => {
+      const { onMessage, destroyRef: _destroyRef, injector: _injector, ...roomOptions } = chosen;
       close?.();
       close = undefined;
       buildChatChannelName(id);
@@ -157,14 +163,15 @@ export class DomViaChat {
       };
     };
 
-    if (typeof roomId === "string") {
-      open(roomId);
+    if (typeof roomId === "string" && typeof options !== "function") {
+      open(roomId, options);
     } else {
-      const injector = contextual(`room ${String(roomId)}`, givenInjector, () => inject(Injector));
+      const injector = contextual(`room ${String(roomId)}`, fixed.injector, () => inject(Injector));
       const watcher = effect(
         () => {
-          const id = roomId();
-          untracked(() => open(id));
+          const id = typeof roomId === "string" ? roomId : roomId();
+          const chosen = typeof options === "function" ? options() : options;
+          untracked(() => open(id, chosen));
         },
         { injector },
       );
