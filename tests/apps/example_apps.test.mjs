@@ -103,7 +103,7 @@ for (const app of apps) {
       let running;
       const pages = [];
       before(async () => {
-        running = await startApp(app, mode);
+        running = await startApp(app, mode, { DOMVIA_SERVER: server.url });
       });
       after(async () => {
         for (const who of pages) await who.context.close();

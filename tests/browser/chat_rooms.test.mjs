@@ -526,3 +526,72 @@ test("bearer tokens: a page without a session cookie uses api.headersProvider fo
   assert.ok(result.provided >= 4, `headersProvider called for the session, room, history, send and channel auth (${result.provided})`);
   assert.deepEqual(errors, []);
 });
+
+test("the room registry (what the framework bindings share): one room per id by lease, left after the last release and its delay", async () => {
+  const ada = await openUser("ada");
+  const created = await ada.api("POST", "/api/rooms", { kind: "group", name: "Shared", member_ids: [] });
+  assert.equal(created.status, 201);
+  const roomId = created.body.room_id;
+  const result = await ada.page.evaluate(
+    async ({ port, key, roomId }) => {
+      const { DomViaRealtime } = await import("@domvia/realtime");
+      const { ChatRoomRegistry, loadingSnapshot } = await import("@domvia/realtime-chat");
+      const realtime = DomViaRealtime.create({ key, host: "127.0.0.1", port, forceTLS: false, authEndpoint: "/realtime/auth" });
+      const rooms = new ChatRoomRegistry(realtime, { releaseDelayMs: 200 });
+      const channel = `private-chat.room.${roomId}`;
+      const codeOf = (call) => {
+        try {
+          call();
+          return "none";
+        } catch (error) {
+          return error.code;
+        }
+      };
+      const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+      const out = {};
+      // Options equal by value share the room; a third lease with other options is refused while held.
+      const first = rooms.acquire(roomId, { historyPageSize: 20, api: {} });
+      const second = rooms.acquire(roomId, { api: {}, historyPageSize: 20 });
+      out.shared = first.room === second.room;
+      out.otherOptions = codeOf(() => rooms.acquire(roomId, { historyPageSize: 30 }));
+      out.badId = codeOf(() => rooms.acquire("room 42"));
+      await first.room.waitUntilReady();
+      // One release: still open. Both (and a second release call, harmless): left after the delay, not before.
+      first.release();
+      first.release();
+      out.afterOneRelease = { leases: rooms.openRooms, subscribed: realtime.channel(channel) !== undefined };
+      second.release();
+      await sleep(50);
+      out.withinDelay = { status: first.room.getSnapshot().status, subscribed: realtime.channel(channel) !== undefined };
+      // A lease taken within the delay (a StrictMode remount, a v-if flicker) keeps the same room.
+      const third = rooms.acquire(roomId, { historyPageSize: 20, api: {} });
+      out.keptWithinDelay = third.room === first.room;
+      third.release();
+      await sleep(400);
+      out.afterDelay = { status: first.room.getSnapshot().status, subscribed: realtime.channel(channel) !== undefined, open: rooms.openRooms };
+      // Unheld, other options replace the room at once.
+      const fourth = rooms.acquire(roomId, { historyPageSize: 30 });
+      out.fresh = fourth.room !== first.room;
+      rooms.close();
+      out.closed = { status: fourth.room.getSnapshot().status, acquire: codeOf(() => rooms.acquire(roomId)) };
+      // The placeholder of a room not open yet: loading, empty, the same object each time.
+      out.placeholder = loadingSnapshot("r_x") === loadingSnapshot("r_x") && loadingSnapshot("r_x").status === "loading";
+      realtime.dispose();
+      return out;
+    },
+    { port, key: devApp.key, roomId },
+  );
+  assert.deepEqual(result, {
+    shared: true,
+    otherOptions: "invalid_config",
+    badId: "invalid_room_id",
+    afterOneRelease: { leases: [{ roomId, leases: 1 }], subscribed: true },
+    withinDelay: { status: "ready", subscribed: true },
+    keptWithinDelay: true,
+    afterDelay: { status: "left", subscribed: false, open: [] },
+    fresh: true,
+    closed: { status: "left", acquire: "disposed" },
+    placeholder: true,
+  });
+  assert.deepEqual(unexpectedErrors(ada), []);
+});

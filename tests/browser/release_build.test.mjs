@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
 import { launchBrowser, recordPageErrors, repoRoot, startServer } from "../support/harness.mjs";
+import { prepareSdkPage } from "../support/sdk_pages.mjs";
 
 let server;
 let browser;
@@ -126,5 +127,53 @@ test("before the wasm loads: chat channel names already work (same answers as th
   ]);
   assert.equal(result.notReady.code, "not_ready");
   assert.match(result.notReady.message, /await ready\(\)/);
+  await page.close();
+});
+
+test("a wasm URL that 404s or answers a page fails with wasm_load_failed naming the URL; a good one loads after", async () => {
+  const page = await browser.newPage();
+  const errors = recordPageErrors(page);
+  await prepareSdkPage(page, server.url);
+  const result = await page.evaluate(async () => {
+    const sdk = await import("@domvia/realtime");
+    const failure = async (load) => {
+      try {
+        await load();
+        return "loaded";
+      } catch (error) {
+        return { code: error.code, message: error.message, isDomViaError: error instanceof sdk.DomViaError };
+      }
+    };
+    const missing = await failure(() => sdk.ready("/sdk/realtime/wasm/no_such_file.wasm"));
+    // The server's HTML page where the .wasm was expected: what a misconfigured bundler or SPA fallback serves.
+    const page = await failure(() => sdk.ready(new URL("/", location.href)));
+    // A connection created with a bad `wasm` option reports the same through `attached`.
+    const realtime = sdk.DomViaRealtime.create({
+      key: "k",
+      host: "127.0.0.1",
+      authEndpoint: "/realtime/auth",
+      autoConnect: false,
+      wasm: "/sdk/realtime/wasm/nope.wasm",
+    });
+    const attached = await failure(() => realtime.attached);
+    realtime.dispose();
+    const e2ee = await import("@domvia/realtime-e2ee");
+    const e2eeMissing = await failure(() => e2ee.ready("/sdk/realtime-e2ee/wasm/nope.wasm"));
+    // After failures the default URL still loads (a failed load may be retried).
+    await sdk.ready();
+    return { missing, page, attached, e2eeMissing, ready: sdk.isReady() };
+  });
+  for (const failure of [result.missing, result.page, result.attached, result.e2eeMissing]) {
+    assert.equal(failure.code, "wasm_load_failed");
+    assert.equal(failure.isDomViaError, true);
+  }
+  assert.match(result.missing.message, /DomVia wasm module from \/sdk\/realtime\/wasm\/no_such_file\.wasm; the server answered 404/);
+  assert.match(result.page.message, new RegExp(`from ${server.url}/; the server answered text/html.*not WebAssembly`));
+  assert.doesNotMatch(result.page.message, /magic/i, "the engine's own wording is not all the user gets");
+  assert.match(result.attached.message, /from \/sdk\/realtime\/wasm\/nope\.wasm; the server answered 404/);
+  assert.match(result.e2eeMissing.message, /DomVia E2EE wasm module from \/sdk\/realtime-e2ee\/wasm\/nope\.wasm; the server answered 404/);
+  assert.equal(result.ready, true);
+  // The browser's own line for each 404 is expected; nothing else.
+  assert.deepEqual(errors.filter((line) => !/404|Failed to load resource/.test(line)), []);
   await page.close();
 });

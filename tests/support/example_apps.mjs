@@ -44,6 +44,24 @@ export const EXAMPLE_APPS = [
     // What each mode must show on the page: zoneless unless built with zone.js.
     pageCheck: async (page, mode) => ({ zone: await page.evaluate(() => typeof globalThis.Zone === "function"), expected: mode === "prod-zone" }),
   },
+  {
+    id: "next-turbopack",
+    dir: "examples/next",
+    modes: ["dev", "prod"],
+    serverRendered: true,
+    dev: (dir, port) => [bin(dir, "next"), "dev", "--turbopack", "-H", "127.0.0.1", "-p", port],
+    prod: (dir, port) => [bin(dir, "next"), "start", "-H", "127.0.0.1", "-p", port],
+  },
+  {
+    id: "next-webpack",
+    dir: "examples/next",
+    modes: ["dev", "prod"],
+    serverRendered: true,
+    // Its own build folder (next.config.mjs), beside Turbopack's.
+    env: { dev: { NEXT_DIST_DIR: ".next-webpack" }, prod: { NEXT_DIST_DIR: ".next-webpack" } },
+    dev: (dir, port) => [bin(dir, "next"), "dev", "--webpack", "-H", "127.0.0.1", "-p", port],
+    prod: (dir, port) => [bin(dir, "next"), "start", "-H", "127.0.0.1", "-p", port],
+  },
 ];
 
 /** A free loopback port (the OS picks; released just before the app binds it). */
@@ -55,8 +73,12 @@ async function freePort() {
   return String(port);
 }
 
-/** Starts `app` in `mode`; resolves once its page answers, with its URL, its output, and stop(). */
-export async function startApp(app, mode) {
+/**
+ * Starts `app` in `mode` (with `env` added to its environment: DOMVIA_SERVER
+ * for a server-rendered app); resolves once its page answers, with its URL,
+ * its output, and stop().
+ */
+export async function startApp(app, mode, env = {}) {
   const dir = join(repoRoot, app.dir);
   const served = app[mode];
   if (typeof served === "object" && served.static) {
@@ -69,7 +91,7 @@ export async function startApp(app, mode) {
   const child = spawn(command, args, {
     cwd: dir,
     detached: true,
-    env: { ...process.env, ...(app.env?.[mode] ?? {}), NO_COLOR: "1", BROWSER: "none", NEXT_TELEMETRY_DISABLED: "1", NG_CLI_ANALYTICS: "false" },
+    env: { ...process.env, ...env, ...(app.env?.[mode] ?? {}), NO_COLOR: "1", BROWSER: "none", NEXT_TELEMETRY_DISABLED: "1", NG_CLI_ANALYTICS: "false" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let log = "";

@@ -39,13 +39,15 @@ function Room({ roomId, encrypted }: { roomId: string; encrypted: boolean }) {
   const [heard, setHeard] = useState(0);
   // Inline options and listener: compared by value and kept current, so neither reopens the room.
   const room = useChatRoom(roomId, { encrypted, onMessage: () => setHeard((count) => count + 1) });
-  const [draft, setDraft] = useState("");
-
-  const send = (event: FormEvent) => {
+  // The text is read from the form when it is submitted, not from state: a
+  // submit that follows an input event at once may come before React renders.
+  const send = (event: FormEvent<HTMLFormElement>) => {
     event.preventDefault();
-    if (draft.trim() === "") return;
-    room.sendMessage({ text: draft }).catch((error: unknown) => console.info("send failed", error));
-    setDraft("");
+    const form = event.currentTarget;
+    const text = String(new FormData(form).get("text") ?? "");
+    if (text.trim() === "") return;
+    room.sendMessage({ text }).catch((error: unknown) => console.info("send failed", error));
+    form.reset();
   };
 
   return (
@@ -62,14 +64,7 @@ function Room({ roomId, encrypted }: { roomId: string; encrypted: boolean }) {
       <p data-testid="typing">{room.typingUserIds.join(",")}</p>
       <p data-testid="heard">{heard}</p>
       <form onSubmit={send}>
-        <input
-          data-testid="composer"
-          value={draft}
-          onChange={(event) => {
-            setDraft(event.target.value);
-            room.sendTyping();
-          }}
-        />
+        <input data-testid="composer" name="text" autoComplete="off" onChange={() => room.sendTyping()} />
         <button data-testid="send" type="submit" disabled={room.status !== "ready"}>
           Send
         </button>
