@@ -5,14 +5,17 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { repoRoot } from "./harness.mjs";
 import { serveStatic } from "./static_server.mjs";
 
 const START_LIMIT_MS = 180_000;
 const STOP_LIMIT_MS = 10_000;
 
-const bin = (dir, name) => join(repoRoot, dir, "node_modules/.bin", name);
+/** Where scripts/examples installed and built the apps: outside the checkout (see there why). */
+export const examplesBuild = process.env.DOMVIA_EXAMPLES_BUILD ?? join(process.env.TMPDIR ?? tmpdir(), "domvia-examples");
+
+const bin = (dir, name) => join(examplesBuild, dir, "node_modules/.bin", name);
 
 /**
  * Each app: its folder, its modes, and the command of each mode (given a
@@ -21,21 +24,21 @@ const bin = (dir, name) => join(repoRoot, dir, "node_modules/.bin", name);
 export const EXAMPLE_APPS = [
   {
     id: "react-vite",
-    dir: "examples/react-vite",
+    dir: "react-vite",
     modes: ["dev", "prod"],
     dev: (dir, port) => [bin(dir, "vite"), "--host", "127.0.0.1", "--port", port, "--strictPort"],
     prod: (dir, port) => [bin(dir, "vite"), "preview", "--host", "127.0.0.1", "--port", port, "--strictPort"],
   },
   {
     id: "vue-vite",
-    dir: "examples/vue-vite",
+    dir: "vue-vite",
     modes: ["dev", "prod"],
     dev: (dir, port) => [bin(dir, "vite"), "--host", "127.0.0.1", "--port", port, "--strictPort"],
     prod: (dir, port) => [bin(dir, "vite"), "preview", "--host", "127.0.0.1", "--port", port, "--strictPort"],
   },
   {
     id: "angular",
-    dir: "examples/angular",
+    dir: "angular",
     modes: ["dev", "prod", "prod-zone"],
     dev: (dir, port) => [bin(dir, "ng"), "serve", "--host", "127.0.0.1", "--port", port, "--no-open", "--no-hmr"],
     prod: { static: "dist/angular/browser" },
@@ -46,7 +49,7 @@ export const EXAMPLE_APPS = [
   },
   {
     id: "next-turbopack",
-    dir: "examples/next",
+    dir: "next",
     modes: ["dev", "prod"],
     serverRendered: true,
     dev: (dir, port) => [bin(dir, "next"), "dev", "--turbopack", "-H", "127.0.0.1", "-p", port],
@@ -54,7 +57,7 @@ export const EXAMPLE_APPS = [
   },
   {
     id: "next-webpack",
-    dir: "examples/next",
+    dir: "next",
     modes: ["dev", "prod"],
     serverRendered: true,
     // Its own build folder (next.config.mjs), beside Turbopack's.
@@ -79,7 +82,7 @@ async function freePort() {
  * its output, and stop().
  */
 export async function startApp(app, mode, env = {}) {
-  const dir = join(repoRoot, app.dir);
+  const dir = join(examplesBuild, app.dir);
   const served = app[mode];
   if (typeof served === "object" && served.static) {
     const server = await serveStatic(join(dir, served.static));
