@@ -28,8 +28,15 @@ import type { EnvironmentProviders, Signal } from "@angular/core";
 import { isPlatformBrowser } from "@angular/common";
 import { DomViaError, DomViaRealtime } from "@domvia/realtime";
 import type { ConnectionState, DomViaRealtimeOptions } from "@domvia/realtime";
-import { buildChatChannelName, ChatRoomRegistry, loadingSnapshot } from "@domvia/realtime-chat";
-import type { ChatMember, ChatMessage, ChatRoom, ChatRoomSnapshot, SharedRoomOptions } from "@domvia/realtime-chat";
+import { buildChatChannelName, ChatRoomRegistry, loadingSnapshot, roomActions, watchRoom } from "@domvia/realtime-chat";
+import type {
+  ChatMember,
+  ChatMessage,
+  ChatRoom,
+  ChatRoomActions,
+  ChatRoomSnapshot,
+  SharedRoomOptions,
+} from "@domvia/realtime-chat";
 
 /** Options of {@link provideDomVia}: exactly one of `realtime` or `options`. */
 export interface DomViaProviderOptions {
@@ -59,7 +66,7 @@ export interface ChatRoomSignalOptions extends SharedRoomOptions {
 }
 
 /** A room as signals, and its actions. */
-export interface ChatRoomSignals {
+export interface ChatRoomSignals extends ChatRoomActions {
   readonly snapshot: Signal<ChatRoomSnapshot>;
   readonly status: Signal<ChatRoomSnapshot["status"]>;
   readonly error: Signal<ChatRoomSnapshot["error"]>;
@@ -71,12 +78,6 @@ export interface ChatRoomSignals {
   readonly unreadCount: Signal<number>;
   /** The room itself once open (null on the server). */
   readonly room: Signal<ChatRoom | null>;
-  sendMessage(input: { text: string }): Promise<ChatMessage>;
-  retry(clientId: string): Promise<ChatMessage>;
-  loadOlder(): Promise<{ added: number; hasMore: boolean }>;
-  sendTyping(input?: { user_id?: string }): void;
-  stopTyping(): void;
-  markRead(messageId: string): void;
 }
 
 function contextual<T>(what: string, given: T | undefined, fromContext: () => T): T {
@@ -150,17 +151,16 @@ export class DomViaChat {
       room.set(null);
       snapshot.set(loadingSnapshot(id));
       if (this.#rooms === null) return;
-      const lease = this.#rooms.acquire(id, roomOptions);
-      const opened = lease.room;
-      room.set(opened);
-      snapshot.set(opened.getSnapshot());
-      const stopWatching = opened.subscribe(() => snapshot.set(opened.getSnapshot()));
-      const stopListening = onMessage === undefined ? undefined : opened.onMessage(onMessage);
-      close = () => {
-        stopWatching();
-        stopListening?.();
-        lease.release();
-      };
+      close = watchRoom(
+        this.#rooms,
+        id,
+        roomOptions,
+        (next, opened) => {
+          room.set(opened);
+          snapshot.set(next);
+        },
+        onMessage,
+      );
     };
 
     if (typeof roomId === "string" && typeof options !== "function") {
@@ -182,8 +182,6 @@ export class DomViaChat {
       close = undefined;
     });
 
-    const notOpen = (operation: string) =>
-      Promise.reject(new DomViaError("not_ready", `unable to ${operation}; room ${snapshot().roomId} is not open`));
     return {
       snapshot: snapshot.asReadonly(),
       status: computed(() => snapshot().status),
@@ -194,12 +192,7 @@ export class DomViaChat {
       members: computed(() => snapshot().members),
       unreadCount: computed(() => snapshot().unreadCount),
       room: room.asReadonly(),
-      sendMessage: (input) => room()?.sendMessage(input) ?? notOpen("send a message"),
-      retry: (clientId) => room()?.retry(clientId) ?? notOpen("retry a message"),
-      loadOlder: () => room()?.loadOlder() ?? notOpen("load older messages"),
-      sendTyping: (input) => room()?.sendTyping(input),
-      stopTyping: () => room()?.stopTyping(),
-      markRead: (messageId) => room()?.markRead(messageId),
+      ...roomActions(room, () => snapshot().roomId),
     };
   }
 }

@@ -18,7 +18,7 @@ function environment(platform, providers) {
   return createEnvironmentInjector([{ provide: PLATFORM_ID, useValue: platform }, ...providers], root);
 }
 
-test("server platform: a room is its loading snapshot; nothing connects, no wasm loads", () => {
+test("server platform: a room is its loading snapshot; nothing connects, no wasm loads", async () => {
   const injector = environment("server", [provideDomVia({ options })]);
   const room = runInInjectionContext(injector, () => injectDomViaChat().chatRoom("r_1", { presence: true }));
   assert.equal(room.status(), "loading");
@@ -28,6 +28,10 @@ test("server platform: a room is its loading snapshot; nothing connects, no wasm
   assert.equal(state(), "initialized");
   assert.equal(injector.get(DomViaChat).realtime, null);
   assert.equal(isReady(), false, "the wasm was never loaded");
+  // Actions of a room that never opens: promises reject with not_ready, signals do nothing.
+  await assert.rejects(room.sendMessage({ text: "hi" }), { code: "not_ready", message: /room r_1 is not open/ });
+  await assert.rejects(room.loadOlder(), { code: "not_ready" });
+  assert.equal(room.sendTyping(), undefined);
   injector.destroy();
 });
 

@@ -11,8 +11,8 @@
  */
 export { buildChatChannelName, DomViaError } from "@domvia/realtime";
 export { createChatRoom } from "./create.js";
-export { ChatRoomRegistry, loadingSnapshot, roomOptionsKey } from "./registry.js";
-export type { ChatRoomLease, ChatRoomRegistryOptions, SharedRoomOptions } from "./registry.js";
+export { ChatRoomRegistry, loadingSnapshot, roomActions, roomOptionsKey, watchRoom } from "./registry.js";
+export type { ChatRoomActions, ChatRoomLease, ChatRoomRegistryOptions, SharedRoomOptions } from "./registry.js";
 export type {
   ChatApiOptions,
   ChatErrorCode,

@@ -11,7 +11,7 @@ import type { DomViaRealtime } from "@domvia/realtime";
 import { buildChatChannelName } from "@domvia/realtime";
 import { chatError } from "./backend.js";
 import { createChatRoom } from "./create.js";
-import type { ChatRoom, ChatRoomOptions, ChatRoomSnapshot } from "./types.js";
+import type { ChatMessage, ChatRoom, ChatRoomOptions, ChatRoomSnapshot } from "./types.js";
 
 /** The options of a room opened through a registry: `roomId` and `channelName` come from the registry. */
 export type SharedRoomOptions = Omit<ChatRoomOptions, "roomId" | "channelName">;
@@ -173,4 +173,57 @@ export class ChatRoomRegistry {
     if (this.#entries.get(roomId) === entry) this.#entries.delete(roomId);
     entry.room.leave();
   }
+}
+
+/** A room's actions, for bindings: the room's own, usable before it opens (they reject with `not_ready` or do nothing). */
+export interface ChatRoomActions {
+  sendMessage(input: { text: string }): Promise<ChatMessage>;
+  retry(clientId: string): Promise<ChatMessage>;
+  loadOlder(): Promise<{ added: number; hasMore: boolean }>;
+  sendTyping(input?: { user_id?: string }): void;
+  stopTyping(): void;
+  markRead(messageId: string): void;
+}
+
+/**
+ * The actions of whichever room `current()` returns: the promises reject
+ * with `not_ready` (naming `roomId()`) while it is null, and the signals
+ * (typing, read position) do nothing then, as they do on a room not ready yet.
+ */
+export function roomActions(current: () => ChatRoom | null, roomId: () => string): ChatRoomActions {
+  const notOpen = (operation: string) =>
+    Promise.reject(chatError("not_ready", `unable to ${operation}; room ${roomId()} is not open yet`));
+  return {
+    sendMessage: (input) => current()?.sendMessage(input) ?? notOpen("send a message"),
+    retry: (clientId) => current()?.retry(clientId) ?? notOpen("retry a message"),
+    loadOlder: () => current()?.loadOlder() ?? notOpen("load older messages"),
+    sendTyping: (input) => current()?.sendTyping(input),
+    stopTyping: () => current()?.stopTyping(),
+    markRead: (messageId) => current()?.markRead(messageId),
+  };
+}
+
+/**
+ * Takes a lease on room `roomId` and calls `onSnapshot` with its snapshot now
+ * and after each change (and `onMessage` per new message), for bindings whose
+ * state is a cell to set (Vue refs, Angular signals). Returns the function
+ * that stops both and releases the lease.
+ */
+export function watchRoom(
+  rooms: ChatRoomRegistry,
+  roomId: string,
+  options: SharedRoomOptions,
+  onSnapshot: (snapshot: ChatRoomSnapshot, room: ChatRoom) => void,
+  onMessage?: (message: ChatMessage) => void,
+): () => void {
+  const lease = rooms.acquire(roomId, options);
+  const { room } = lease;
+  onSnapshot(room.getSnapshot(), room);
+  const stopWatching = room.subscribe(() => onSnapshot(room.getSnapshot(), room));
+  const stopListening = onMessage === undefined ? undefined : room.onMessage(onMessage);
+  return () => {
+    stopWatching();
+    stopListening?.();
+    lease.release();
+  };
 }

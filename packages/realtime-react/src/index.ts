@@ -27,14 +27,17 @@ import {
 import type { ReactNode } from "react";
 import { DomViaError, DomViaRealtime } from "@domvia/realtime";
 import type { ConnectionState, DomViaRealtimeOptions } from "@domvia/realtime";
-import { buildChatChannelName, ChatRoomRegistry, loadingSnapshot, roomOptionsKey } from "@domvia/realtime-chat";
+import { buildChatChannelName, ChatRoomRegistry, loadingSnapshot, roomActions, roomOptionsKey } from "@domvia/realtime-chat";
 import type {
   ChatMember,
   ChatMessage,
   ChatRoom,
+  ChatRoomActions,
   ChatRoomSnapshot,
   SharedRoomOptions,
 } from "@domvia/realtime-chat";
+
+export type { ChatRoomActions } from "@domvia/realtime-chat";
 
 interface DomViaContextValue {
   readonly realtime: DomViaRealtime | null;
@@ -181,16 +184,6 @@ export interface UseChatRoomOptions extends SharedRoomOptions {
   onMessage?: (message: ChatMessage) => void;
 }
 
-/** What a room's actions are: the room's own, usable before it opens (they wait or reject with `not_ready`). */
-export interface ChatRoomActions {
-  sendMessage(input: { text: string }): Promise<ChatMessage>;
-  retry(clientId: string): Promise<ChatMessage>;
-  loadOlder(): Promise<{ added: number; hasMore: boolean }>;
-  sendTyping(input?: { user_id?: string }): void;
-  stopTyping(): void;
-  markRead(messageId: string): void;
-}
-
 /** {@link useChatRoom}'s answer: the room's snapshot, its actions, and the room itself once open. */
 export type UseChatRoomResult = ChatRoomSnapshot & ChatRoomActions & { readonly room: ChatRoom | null };
 
@@ -244,18 +237,14 @@ export function useChatRoom(roomId: string, options?: UseChatRoomOptions): UseCh
   const getServerSnapshot = useCallback(() => loadingSnapshot(roomId), [roomId]);
   const snapshot = useSyncExternalStore(subscribe, getSnapshot, getServerSnapshot);
 
-  const actions = useMemo<ChatRoomActions>(() => {
-    const notOpen = (operation: string) =>
-      Promise.reject(new DomViaError("not_ready", `unable to ${operation}; room ${roomId} is not open yet`));
-    return {
-      sendMessage: (input) => (room === null ? notOpen("send a message") : room.sendMessage(input)),
-      retry: (clientId) => (room === null ? notOpen("retry a message") : room.retry(clientId)),
-      loadOlder: () => (room === null ? notOpen("load older messages") : room.loadOlder()),
-      sendTyping: (input) => room?.sendTyping(input),
-      stopTyping: () => room?.stopTyping(),
-      markRead: (messageId) => room?.markRead(messageId),
-    };
-  }, [room, roomId]);
+  const actions = useMemo(
+    () =>
+      roomActions(
+        () => room,
+        () => roomId,
+      ),
+    [room, roomId],
+  );
 
   return useMemo(() => ({ ...snapshot, ...actions, room }), [snapshot, actions, room]);
 }

@@ -17,8 +17,15 @@ import { computed, getCurrentScope, inject, onScopeDispose, shallowReadonly, sha
 import type { App, ComputedRef, InjectionKey, MaybeRefOrGetter, ShallowRef } from "vue";
 import { DomViaError, DomViaRealtime } from "@domvia/realtime";
 import type { ConnectionState, DomViaRealtimeOptions } from "@domvia/realtime";
-import { buildChatChannelName, ChatRoomRegistry, loadingSnapshot } from "@domvia/realtime-chat";
-import type { ChatMember, ChatMessage, ChatRoom, ChatRoomSnapshot, SharedRoomOptions } from "@domvia/realtime-chat";
+import { buildChatChannelName, ChatRoomRegistry, loadingSnapshot, roomActions, watchRoom } from "@domvia/realtime-chat";
+import type {
+  ChatMember,
+  ChatMessage,
+  ChatRoom,
+  ChatRoomActions,
+  ChatRoomSnapshot,
+  SharedRoomOptions,
+} from "@domvia/realtime-chat";
 
 /** Options of {@link createDomVia}: exactly one of `realtime` or `options`. */
 export interface DomViaPluginOptions {
@@ -116,7 +123,7 @@ export interface UseChatRoomOptions extends SharedRoomOptions {
 }
 
 /** {@link useChatRoom}'s answer: the snapshot as one ref, its fields as computed refs, and the room's actions. */
-export interface UseChatRoomResult {
+export interface UseChatRoomResult extends ChatRoomActions {
   readonly snapshot: Readonly<ShallowRef<ChatRoomSnapshot>>;
   readonly status: ComputedRef<ChatRoomSnapshot["status"]>;
   readonly error: ComputedRef<ChatRoomSnapshot["error"]>;
@@ -127,12 +134,6 @@ export interface UseChatRoomResult {
   readonly unreadCount: ComputedRef<number>;
   /** The room itself once open (null on the server). */
   readonly room: Readonly<ShallowRef<ChatRoom | null>>;
-  sendMessage(input: { text: string }): Promise<ChatMessage>;
-  retry(clientId: string): Promise<ChatMessage>;
-  loadOlder(): Promise<{ added: number; hasMore: boolean }>;
-  sendTyping(input?: { user_id?: string }): void;
-  stopTyping(): void;
-  markRead(messageId: string): void;
 }
 
 /**
@@ -166,19 +167,16 @@ export function useChatRoom(roomId: MaybeRefOrGetter<string>, options?: UseChatR
     snapshot.value = loadingSnapshot(id);
     const rooms = handle.rooms();
     if (rooms === null) return;
-    const lease = rooms.acquire(id, roomOptions);
-    const opened = lease.room;
-    room.value = opened;
-    snapshot.value = opened.getSnapshot();
-    const stopWatching = opened.subscribe(() => {
-      snapshot.value = opened.getSnapshot();
-    });
-    const stopListening = onMessage === undefined ? undefined : opened.onMessage(onMessage);
-    close = () => {
-      stopWatching();
-      stopListening?.();
-      lease.release();
-    };
+    close = watchRoom(
+      rooms,
+      id,
+      roomOptions,
+      (next, opened) => {
+        room.value = opened;
+        snapshot.value = next;
+      },
+      onMessage,
+    );
   };
 
   open(initialId);
@@ -191,8 +189,6 @@ export function useChatRoom(roomId: MaybeRefOrGetter<string>, options?: UseChatR
     close = undefined;
   });
 
-  const notOpen = (operation: string) =>
-    Promise.reject(new DomViaError("not_ready", `unable to ${operation}; room ${snapshot.value.roomId} is not open`));
   return {
     snapshot: shallowReadonly(snapshot),
     status: computed(() => snapshot.value.status),
@@ -203,12 +199,10 @@ export function useChatRoom(roomId: MaybeRefOrGetter<string>, options?: UseChatR
     members: computed(() => snapshot.value.members),
     unreadCount: computed(() => snapshot.value.unreadCount),
     room: shallowReadonly(room),
-    sendMessage: (input) => room.value?.sendMessage(input) ?? notOpen("send a message"),
-    retry: (clientId) => room.value?.retry(clientId) ?? notOpen("retry a message"),
-    loadOlder: () => room.value?.loadOlder() ?? notOpen("load older messages"),
-    sendTyping: (input) => room.value?.sendTyping(input),
-    stopTyping: () => room.value?.stopTyping(),
-    markRead: (messageId) => room.value?.markRead(messageId),
+    ...roomActions(
+      () => room.value,
+      () => snapshot.value.roomId,
+    ),
   };
 }
 
