@@ -39,11 +39,12 @@ interface Entry {
 }
 
 /**
- * A key that is equal for options equal by value, so an inline `{}` or
- * `{ presence: true }` written anew on every render opens no new room.
- * Functions (a `headersProvider`) do not count: the first holder's are used.
+ * A key that is equal for options equal by value (a room's, or a
+ * connection's), so an inline `{}` or `{ presence: true }` written anew on
+ * every render opens no new room. Functions (a `headersProvider`) do not
+ * count: the first holder's are used.
  */
-export function roomOptionsKey(options: SharedRoomOptions | undefined): string {
+export function roomOptionsKey(options: object | undefined): string {
   const canonical = (value: unknown): unknown => {
     if (typeof value === "function") return undefined;
     if (value instanceof URL) return value.href;

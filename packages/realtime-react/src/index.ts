@@ -132,7 +132,7 @@ export function DomViaProvider(props: DomViaProviderProps): ReactNode {
   if ((given === undefined) === (options === undefined)) {
     throw new DomViaError("invalid_config", "DomViaProvider needs exactly one of the props realtime and options");
   }
-  const optionsKey = options === undefined ? "" : roomOptionsKey(options as SharedRoomOptions);
+  const optionsKey = options === undefined ? "" : roomOptionsKey(options);
   const defaultsKey = roomOptionsKey(roomDefaults);
   const latest = useRef({ options, roomDefaults });
   latest.current = { options, roomDefaults };

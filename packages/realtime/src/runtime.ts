@@ -82,8 +82,9 @@ export function wasmRuntime(
   let loaded = false;
   const load = async (source: WasmSource | undefined): Promise<void> => {
     const chosen = source ?? defaultUrl();
-    const shown = typeof chosen === "string" || chosen instanceof URL ? ` from ${String(chosen)}` : "";
-    const module = typeof chosen === "string" || chosen instanceof URL ? await fetchWasm(chosen, name) : chosen;
+    const byUrl = typeof chosen === "string" || chosen instanceof URL;
+    const shown = byUrl ? ` from ${String(chosen)}` : "";
+    const module = byUrl ? await fetchWasm(chosen, name) : chosen;
     try {
       await init({ module_or_path: module });
     } catch (cause) {
