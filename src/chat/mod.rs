@@ -31,6 +31,7 @@ mod json;
 mod message;
 mod reads;
 mod room;
+mod session;
 mod typing;
 
 pub use json::read_positions_to_json;
@@ -39,4 +40,8 @@ pub use message::{
     MAX_CLIENT_ID_LEN, MAX_TEXT_BYTES,
 };
 pub use room::{Applied, OutgoingSend, RoomState};
+pub use session::{
+    Action, Opened, Request, RoomEvent, RoomSession, SessionConfig, StaleEpoch, CATCH_UP_PAGE_SIZE,
+    EPOCH_STALE_ATTEMPTS, READ_DEBOUNCE_MS, RETRY_BASE_MS, RETRY_CAP_MS,
+};
 pub use typing::TypingSettings;

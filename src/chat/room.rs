@@ -526,6 +526,22 @@ impl RoomState {
             .and_then(|seq| self.stored(*seq))
     }
 
+    /// The stored message with this seq.
+    pub fn stored_message(&self, seq: u64) -> Option<&StoredMessage> {
+        self.stored(seq)
+    }
+
+    /// The stored messages after `seq`, ascending.
+    pub fn stored_after(&self, seq: u64) -> impl Iterator<Item = &StoredMessage> {
+        let start = self.messages.partition_point(|m| m.seq <= seq);
+        self.messages[start..].iter()
+    }
+
+    /// The highest stored seq (0 when none).
+    pub fn newest_seq(&self) -> u64 {
+        self.messages.last().map_or(0, |m| m.seq)
+    }
+
     /// Where `seq` is in `messages` (Ok) or would go (Err).
     fn position(&self, seq: u64) -> Result<usize, usize> {
         self.messages.binary_search_by_key(&seq, |m| m.seq)

@@ -25,7 +25,7 @@
 //! - `now_ms` is any millisecond clock that does not jump backwards by much
 //!   (`Date.now()` or `performance.now()`); the machine never panics on it.
 
-mod backoff;
+pub(crate) mod backoff;
 mod machine;
 
 use std::collections::BTreeMap;
