@@ -12,12 +12,12 @@
 //! this keeps a generic JS-value (de)serializer per type out of the wasm.
 
 use js_sys::JSON;
-use serde_json::Value;
+use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
 use crate::chat::{
-    read_positions_to_json, Applied, ChatMessage, OutgoingSend, RoomState, StoredMessage,
-    TypingSettings,
+    read_positions_to_json, Action, Applied, ChatMessage, Opened, OutgoingSend, RoomEvent,
+    RoomSession, RoomState, SessionConfig, StoredMessage, TypingSettings,
 };
 use crate::protocol::Error;
 
@@ -328,4 +328,365 @@ fn from_json(text: &str) -> Result<JsValue, JsValue> {
 /// An [`Applied`] as a plain JS object, or the error as a DomViaError.
 fn applied_to_js(result: Result<Applied, Error>) -> Result<JsValue, JsValue> {
     from_json(&result.map_err(|e| js_error(&e))?.to_json())
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const CHAT_ROOM_SESSION_TYPES: &str = r#"
+/** What a ChatRoomSession asks its caller to do (takeActions). */
+export type ChatRoomSessionAction =
+  | { type: "request"; id: number; operation: string; method: "GET" | "POST"; path: string; body?: string; with_socket_id: boolean; keepalive: boolean }
+  | { type: "timer"; name: string; delay_ms: number }
+  | { type: "prepare_encryption"; user_id: string }
+  | { type: "seal"; client_id: string; text: string; stale?: { current_epoch: number; needs_new_epoch: boolean } }
+  | { type: "open"; message: { message_id: string; user_id: string; client_id: string; sent_at: number; ciphertext: object } }
+  | { type: "typing"; data: object }
+  | { type: "event"; event: ChatRoomSessionEvent };
+/** What a ChatRoomSession reports. */
+export type ChatRoomSessionEvent =
+  | { type: "ready" }
+  | { type: "failed"; code: string; message: string }
+  | { type: "changed" }
+  | { type: "message"; message: ChatRoomViewMessage }
+  | { type: "typing"; user_id: string; is_typing: boolean }
+  | { type: "receipt"; user_id: string; message_id: string; seq: number }
+  | { type: "delivered"; client_id: string; message: ChatRoomViewMessage }
+  | { type: "send_failed"; client_id: string; code: string; message: string }
+  | { type: "older_loaded"; added: number; has_more: boolean }
+  | { type: "older_failed"; code: string; message: string }
+  | { type: "ignored"; message: string };
+/** A message as the room shows it; `decryption_error` when an encrypted one did not open. */
+export interface ChatRoomViewMessage extends ChatRoomMessage {
+  decryption_error?: { code: string; message: string };
+}
+"#;
+
+/// One chat room's policy ([`RoomSession`]): the SDK feeds it what arrives
+/// and carries out the actions it returns; it decides everything else.
+#[wasm_bindgen(js_name = ChatRoomSession)]
+pub struct ChatRoomSession {
+    session: RoomSession,
+}
+
+#[wasm_bindgen(js_class = ChatRoomSession)]
+impl ChatRoomSession {
+    /// `config`: `{room_id, user_id?, encrypted, presence, page_size,
+    /// typing_throttle_ms, typing_timeout_ms, jitter_seed}`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "object")] config: JsValue,
+    ) -> Result<ChatRoomSession, JsValue> {
+        let config = value_from_js(&config, "the session config is not a plain object")?;
+        let number = |key: &str, default: u64| {
+            config
+                .get(key)
+                .and_then(Value::as_f64)
+                .map_or(default, to_u64)
+        };
+        let text = |key: &str| config.get(key).and_then(Value::as_str).map(str::to_owned);
+        let Some(room_id) = text("room_id") else {
+            return Err(invalid_message("the session config has no room_id"));
+        };
+        let defaults = TypingSettings::default();
+        Ok(ChatRoomSession {
+            session: RoomSession::new(SessionConfig {
+                room_id,
+                user_id: text("user_id"),
+                encrypted: config.get("encrypted") == Some(&Value::Bool(true)),
+                presence: config.get("presence") == Some(&Value::Bool(true)),
+                page_size: u32::try_from(number("page_size", 50)).unwrap_or(50),
+                typing: TypingSettings {
+                    throttle_ms: number("typing_throttle_ms", defaults.throttle_ms),
+                    timeout_ms: number("typing_timeout_ms", defaults.timeout_ms),
+                },
+                jitter_seed: number("jitter_seed", 0),
+            }),
+        })
+    }
+
+    /// The actions since the last call, as plain objects.
+    #[wasm_bindgen(js_name = takeActions, unchecked_return_type = "ChatRoomSessionAction[]")]
+    pub fn take_actions(&mut self) -> Result<JsValue, JsValue> {
+        let actions: Vec<Value> = self
+            .session
+            .take_actions()
+            .into_iter()
+            .map(|action| self.action_json(action))
+            .collect();
+        from_json(&Value::Array(actions).to_string())
+    }
+
+    pub fn start(&mut self) {
+        self.session.start();
+    }
+
+    pub fn subscribed(&mut self, presence: bool) {
+        self.session.subscribed(presence);
+    }
+
+    #[wasm_bindgen(js_name = subscriptionRefused)]
+    pub fn subscription_refused(&mut self, channel: &str, status: Option<f64>) {
+        let status = status.and_then(|s| u16::try_from(to_u64(s)).ok());
+        self.session.subscription_refused(channel, status);
+    }
+
+    /// The answer to request `id`: status 0 when there was none (`body` then says why).
+    pub fn response(&mut self, id: f64, status: f64, body: &str, now_ms: f64) {
+        let status = u16::try_from(to_u64(status)).unwrap_or(0);
+        self.session
+            .response(to_u64(id), status, body, to_u64(now_ms));
+    }
+
+    #[wasm_bindgen(js_name = timerFired)]
+    pub fn timer_fired(&mut self, name: &str, now_ms: f64) {
+        self.session.timer_fired(name, to_u64(now_ms));
+    }
+
+    #[wasm_bindgen(js_name = encryptionPrepared)]
+    pub fn encryption_prepared(&mut self) {
+        self.session.encryption_prepared();
+    }
+
+    #[wasm_bindgen(js_name = encryptionFailed)]
+    pub fn encryption_failed(&mut self, code: &str, message: &str) {
+        self.session.encryption_failed(code, message);
+    }
+
+    /// The sealed envelope of a send, as JSON text.
+    pub fn sealed(&mut self, client_id: &str, envelope: &str) {
+        self.session.sealed(client_id, envelope);
+    }
+
+    #[wasm_bindgen(js_name = sealFailed)]
+    pub fn seal_failed(&mut self, client_id: &str, code: &str, message: &str) {
+        self.session.seal_failed(client_id, code, message);
+    }
+
+    /// How an encrypted message opened: its text, or (text undefined) a code and message.
+    pub fn opened(
+        &mut self,
+        message_id: &str,
+        text: Option<String>,
+        code: &str,
+        message: &str,
+        now_ms: f64,
+    ) {
+        let result = match text {
+            Some(text) => Opened::Text(text),
+            None => Opened::Failed {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
+        };
+        self.session.opened(message_id, result, to_u64(now_ms));
+    }
+
+    #[wasm_bindgen(js_name = messageCreated)]
+    pub fn message_created(&mut self, data: JsValue, now_ms: f64) -> Result<(), JsValue> {
+        let data = value_from_js(&data, "the event data is not JSON")?;
+        self.session.message_created(data, to_u64(now_ms));
+        Ok(())
+    }
+
+    pub fn receipt(&mut self, data: JsValue, now_ms: f64) -> Result<(), JsValue> {
+        let data = value_from_js(&data, "the event data is not JSON")?;
+        self.session.receipt(data, to_u64(now_ms));
+        Ok(())
+    }
+
+    #[wasm_bindgen(js_name = clientTyping)]
+    pub fn client_typing(
+        &mut self,
+        data: JsValue,
+        stamped_user_id: Option<String>,
+        now_ms: f64,
+    ) -> Result<(), JsValue> {
+        let data = value_from_js(&data, "the event data is not JSON")?;
+        self.session
+            .client_typing(&data, stamped_user_id.as_deref(), to_u64(now_ms));
+        Ok(())
+    }
+
+    pub fn reconnected(&mut self) {
+        self.session.reconnected();
+    }
+
+    /// Throws DomViaError `invalid_text`, `text_too_large` or `invalid_client_id`.
+    pub fn send(&mut self, client_id: &str, text: &str, now_ms: f64) -> Result<(), JsValue> {
+        self.session
+            .send(client_id, text, to_u64(now_ms))
+            .map_err(|e| js_error(&e))
+    }
+
+    /// Throws `unknown_client_id` unless the send failed.
+    pub fn retry(&mut self, client_id: &str) -> Result<(), JsValue> {
+        self.session.retry(client_id).map_err(|e| js_error(&e))
+    }
+
+    #[wasm_bindgen(js_name = loadOlder)]
+    pub fn load_older(&mut self) {
+        self.session.load_older();
+    }
+
+    #[wasm_bindgen(js_name = typingInput)]
+    pub fn typing_input(&mut self, claimed_user_id: Option<String>, now_ms: f64) {
+        self.session
+            .typing_input(claimed_user_id.as_deref(), to_u64(now_ms));
+    }
+
+    #[wasm_bindgen(js_name = stopTyping)]
+    pub fn stop_typing(&mut self) {
+        self.session.stop_typing();
+    }
+
+    #[wasm_bindgen(js_name = markRead)]
+    pub fn mark_read(&mut self, message_id: &str) {
+        self.session.mark_read(message_id);
+    }
+
+    pub fn leave(&mut self) {
+        self.session.leave();
+    }
+
+    // ---- the view -----------------------------------------------------------
+
+    #[wasm_bindgen(getter, js_name = myUserId)]
+    pub fn my_user_id(&self) -> Option<String> {
+        self.session.my_user_id().map(str::to_owned)
+    }
+
+    /// Stored messages ascending by seq, then pending ones in send order.
+    #[wasm_bindgen(unchecked_return_type = "ChatRoomViewMessage[]")]
+    pub fn messages(&self) -> Result<JsValue, JsValue> {
+        let list: Vec<Value> = self
+            .session
+            .messages()
+            .into_iter()
+            .map(|m| self.message_json(m))
+            .collect();
+        from_json(&Value::Array(list).to_string())
+    }
+
+    #[wasm_bindgen(getter, js_name = unreadCount)]
+    pub fn unread_count(&self) -> f64 {
+        self.session
+            .state()
+            .map_or(0.0, |s| s.unread_count() as f64)
+    }
+
+    #[wasm_bindgen(getter, js_name = hasOlder)]
+    pub fn has_older(&self) -> bool {
+        self.session.state().is_some_and(RoomState::has_older)
+    }
+
+    #[wasm_bindgen(js_name = readPositions, unchecked_return_type = "Record<string, number>")]
+    pub fn read_positions(&self) -> Result<JsValue, JsValue> {
+        match self.session.state() {
+            Some(state) => from_json(&read_positions_to_json(state.read_positions())),
+            None => from_json("{}"),
+        }
+    }
+
+    #[wasm_bindgen(js_name = typingUsers)]
+    pub fn typing_users(&self) -> Vec<String> {
+        self.session.typing_users().to_vec()
+    }
+}
+
+impl ChatRoomSession {
+    fn message_json(&self, message: ChatMessage) -> Value {
+        let error = message
+            .message_id
+            .as_deref()
+            .and_then(|id| self.session.decryption_error(id))
+            .map(|(code, text)| json!({ "code": code, "message": text }));
+        let mut value: Value = serde_json::from_str(&message.to_json()).unwrap_or(Value::Null);
+        if let (Some(error), Value::Object(map)) = (error, &mut value) {
+            map.insert("decryption_error".into(), error);
+        }
+        value
+    }
+
+    fn action_json(&self, action: Action) -> Value {
+        match action {
+            Action::Request(r) => {
+                let mut request = json!({
+                    "type": "request", "id": r.id, "operation": r.operation, "method": r.method,
+                    "path": r.path, "with_socket_id": r.with_socket_id, "keepalive": r.keepalive,
+                });
+                // Absent rather than null: the TS side reads `undefined` as "none".
+                if let (Some(body), Value::Object(map)) = (r.body, &mut request) {
+                    map.insert("body".into(), Value::String(body));
+                }
+                request
+            }
+            Action::StartTimer { name, delay_ms } => {
+                json!({ "type": "timer", "name": name, "delay_ms": delay_ms })
+            }
+            Action::PrepareEncryption { user_id } => {
+                json!({ "type": "prepare_encryption", "user_id": user_id })
+            }
+            Action::Seal {
+                client_id,
+                text,
+                stale,
+            } => {
+                let mut seal = json!({ "type": "seal", "client_id": client_id, "text": text });
+                if let (Some(s), Value::Object(map)) = (stale, &mut seal) {
+                    let stale = json!({ "current_epoch": s.current_epoch, "needs_new_epoch": s.needs_new_epoch });
+                    map.insert("stale".into(), stale);
+                }
+                seal
+            }
+            Action::Open { message } => json!({
+                "type": "open",
+                "message": {
+                    "message_id": message.message_id, "user_id": message.user_id,
+                    "client_id": message.client_id, "sent_at": message.sent_at,
+                    "ciphertext": message.ciphertext.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()),
+                },
+            }),
+            Action::SendTyping { data } => json!({ "type": "typing", "data": data }),
+            Action::Emit(event) => json!({ "type": "event", "event": self.event_json(event) }),
+        }
+    }
+
+    fn event_json(&self, event: RoomEvent) -> Value {
+        match event {
+            RoomEvent::Ready => json!({ "type": "ready" }),
+            RoomEvent::Failed { code, message } => {
+                json!({ "type": "failed", "code": code, "message": message })
+            }
+            RoomEvent::Changed => json!({ "type": "changed" }),
+            RoomEvent::Message(message) => {
+                json!({ "type": "message", "message": self.message_json(message) })
+            }
+            RoomEvent::Typing { user_id, is_typing } => {
+                json!({ "type": "typing", "user_id": user_id, "is_typing": is_typing })
+            }
+            RoomEvent::Receipt {
+                user_id,
+                message_id,
+                seq,
+            } => {
+                json!({ "type": "receipt", "user_id": user_id, "message_id": message_id, "seq": seq })
+            }
+            RoomEvent::Delivered { client_id, message } => json!({
+                "type": "delivered", "client_id": client_id, "message": self.message_json(message),
+            }),
+            RoomEvent::SendFailed {
+                client_id,
+                code,
+                message,
+            } => {
+                json!({ "type": "send_failed", "client_id": client_id, "code": code, "message": message })
+            }
+            RoomEvent::OlderLoaded { added, has_more } => {
+                json!({ "type": "older_loaded", "added": added, "has_more": has_more })
+            }
+            RoomEvent::OlderFailed { code, message } => {
+                json!({ "type": "older_failed", "code": code, "message": message })
+            }
+            RoomEvent::Ignored { message } => json!({ "type": "ignored", "message": message }),
+        }
+    }
 }

@@ -48,6 +48,47 @@ export class BackendClient {
   }
 
   /**
+   * One request, answered as its status and body text, never thrown: the
+   * room's session reads the answer and decides. Status 0 means there was
+   * no answer (offline, aborted, refused by CORS, a failing headersProvider);
+   * the body then says why.
+   */
+  async exchange(
+    method: "GET" | "POST" | "PUT",
+    path: string,
+    options: { body?: string | undefined; socketId?: string | undefined; keepalive?: boolean | undefined } = {},
+  ): Promise<{ status: number; body: string }> {
+    try {
+      const response = await fetch(`${this.#options.baseUrl ?? ""}${path}`, await this.#init(method, options));
+      return { status: response.status, body: await response.text().catch(() => "") };
+    } catch (cause) {
+      return { status: 0, body: describe(cause) };
+    }
+  }
+
+  async #init(
+    method: string,
+    options: { body?: string | undefined; socketId?: string | undefined; keepalive?: boolean | undefined },
+  ): Promise<RequestInit> {
+    const headers: Record<string, string> = { accept: "application/json", ...this.#options.headers };
+    if (this.#options.headersProvider !== undefined) {
+      try {
+        Object.assign(headers, await this.#options.headersProvider());
+      } catch (cause) {
+        throw new Error(`headersProvider failed: ${describe(cause)}`, { cause });
+      }
+    }
+    if (options.body !== undefined) headers["content-type"] = "application/json";
+    if (options.socketId !== undefined) headers["x-socket-id"] = options.socketId;
+    const init: RequestInit = { method, headers, credentials: this.#options.credentials ?? "same-origin" };
+    // A keepalive request (the last read position, sent while leaving) outlives close() and the page.
+    if (options.keepalive === true) init.keepalive = true;
+    else init.signal = this.#abort.signal;
+    if (options.body !== undefined) init.body = options.body;
+    return init;
+  }
+
+  /**
    * One JSON request. `operation` reads like "load the room" and names the
    * request in errors ("unable to load the room; ...").
    *
@@ -59,46 +100,22 @@ export class BackendClient {
     path: string,
     options: { body?: unknown; socketId?: string | undefined; keepalive?: boolean } = {},
   ): Promise<Answer<T>> {
-    const headers: Record<string, string> = { accept: "application/json", ...this.#options.headers };
-    if (this.#options.headersProvider !== undefined) {
-      let provided: Record<string, string>;
-      try {
-        provided = await this.#options.headersProvider();
-      } catch (cause) {
-        throw new RequestFailure(
-          chatError("network_error", `unable to ${operation}; headersProvider failed: ${describe(cause)}`, { cause }),
-          true,
-          undefined,
-        );
-      }
-      Object.assign(headers, provided);
-    }
-    if (options.body !== undefined) headers["content-type"] = "application/json";
-    if (options.socketId !== undefined) headers["x-socket-id"] = options.socketId;
-    const init: RequestInit = {
-      method,
-      headers,
-      credentials: this.#options.credentials ?? "same-origin",
-    };
-    // A keepalive request (the last read position, sent while leaving) outlives close() and the page.
-    if (options.keepalive === true) init.keepalive = true;
-    else init.signal = this.#abort.signal;
-    if (options.body !== undefined) init.body = JSON.stringify(options.body);
-
-    let response: Response;
-    try {
-      response = await fetch(`${this.#options.baseUrl ?? ""}${path}`, init);
-    } catch (cause) {
+    const answer = await this.exchange(method, path, {
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      socketId: options.socketId,
+      keepalive: options.keepalive,
+    });
+    if (answer.status === 0) {
       throw new RequestFailure(
-        chatError("network_error", `unable to ${operation}; the backend is unreachable: ${describe(cause)}`, { cause }),
+        chatError("network_error", `unable to ${operation}; the backend is unreachable: ${answer.body}`),
         true,
         undefined,
       );
     }
+    const response = { status: answer.status, ok: answer.status >= 200 && answer.status < 300 };
     let body: unknown;
-    const text = await response.text().catch(() => "");
     try {
-      body = text.length > 0 ? JSON.parse(text) : null;
+      body = answer.body.length > 0 ? JSON.parse(answer.body) : null;
     } catch {
       body = null;
     }

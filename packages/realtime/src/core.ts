@@ -9,7 +9,8 @@
  *
  * @packageDocumentation
  */
-export { ChatRoomState } from "../wasm/domvia_realtime.js";
+export { ChatRoomSession, ChatRoomState } from "../wasm/domvia_realtime.js";
+export type { ChatRoomSessionAction, ChatRoomSessionEvent, ChatRoomViewMessage } from "../wasm/domvia_realtime.js";
 export { callCore, wasmRuntime } from "./runtime.js";
 export type { WasmRuntime, WasmSource } from "./runtime.js";
 export { Listeners } from "./listeners.js";
