@@ -556,6 +556,14 @@ fn encrypted_messages_are_shown_and_reported_once_opened() {
         1,
         "an opening that failed offline is tried again"
     );
+    h.session.opened("m3", Opened::Text("late".into()), h.now);
+    let actions = h.session.take_actions();
+    assert!(
+        actions.contains(&Action::Emit(RoomEvent::Changed)),
+        "the view shows it"
+    );
+    assert_eq!(h.session.messages()[2].text.as_deref(), Some("late"));
+    assert_eq!(h.emitted, [3], "reported once");
 }
 
 // ---- reads, typing, leaving ------------------------------------------------------
