@@ -112,6 +112,15 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
     }
 
+    /// 400 `room_not_encrypted`: the room is plaintext, so it takes no
+    /// ciphertext and has no epochs. `action` completes "unable to ...".
+    pub(crate) fn room_not_encrypted(action: &str) -> Self {
+        Self::bad_request(
+            "room_not_encrypted",
+            format!("unable to {action}; the room is not end-to-end encrypted"),
+        )
+    }
+
     /// 500: our fault. The cause goes to stderr, not to the client.
     pub(crate) fn internal(cause: impl fmt::Display) -> Self {
         eprintln!("domvia-backend: internal error: {cause}");

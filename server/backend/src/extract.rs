@@ -8,21 +8,13 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use rusqlite::{params, OptionalExtension};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use domvia_realtime::protocol::validate_socket_id;
 
 use crate::error::ApiError;
+use crate::store::users::{self, User};
 use crate::{ids, session, Backend};
-
-/// A user as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub(crate) struct User {
-    pub id: String,
-    pub name: String,
-}
 
 /// The signed-in user, from a valid session token whose user exists.
 /// Rejects with 401 `not_signed_in`.
@@ -37,20 +29,7 @@ impl FromRequestParts<Backend> for CurrentUser {
         let user_id = session::verify(backend.session_secret(), token, ids::now_unix())
             .ok_or_else(ApiError::not_signed_in)?;
         let user = backend
-            .db(move |conn| {
-                Ok(conn
-                    .query_row(
-                        "SELECT id, name FROM users WHERE id = ?1",
-                        params![user_id],
-                        |row| {
-                            Ok(User {
-                                id: row.get(0)?,
-                                name: row.get(1)?,
-                            })
-                        },
-                    )
-                    .optional()?)
-            })
+            .db(move |conn| Ok(users::find(conn, &user_id)?))
             .await?;
         user.map(CurrentUser).ok_or_else(ApiError::not_signed_in)
     }

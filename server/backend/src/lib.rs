@@ -26,18 +26,20 @@
 //! # Ok(()) }
 //! ```
 
+mod channels;
 mod error;
 mod extract;
 mod ids;
+mod names;
 pub mod publisher;
 mod routes;
-mod schema;
 mod session;
+mod store;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde_json::Value;
 
 use error::ApiError;
@@ -114,7 +116,7 @@ impl Backend {
             .as_deref()
             .map(|url| Publisher::new(url, &config.app))
             .transpose()?;
-        let conn = schema::open(&config.database)?;
+        let conn = store::schema::open(&config.database)?;
         Ok(Backend {
             inner: Arc::new(Inner {
                 db: Arc::new(Mutex::new(conn)),
@@ -134,7 +136,7 @@ impl Backend {
     /// alone has everything. Call on shutdown; the backend stays usable.
     pub fn close(&self) -> Result<(), BackendError> {
         let conn = self.inner.db.lock().unwrap_or_else(PoisonError::into_inner);
-        schema::checkpoint(&conn)
+        store::schema::checkpoint(&conn)
     }
 
     /// Runs `work` on the database on a blocking thread.
@@ -150,6 +152,29 @@ impl Backend {
         })
         .await
         .map_err(|error| ApiError::internal(format!("a database task failed: {error}")))?
+    }
+
+    /// Runs `work` in one deferred transaction (a consistent snapshot for
+    /// reading) on a blocking thread; commits if it returns `Ok`.
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, ApiError> + Send + 'static,
+    {
+        self.db(move |conn| store::in_transaction(conn, TransactionBehavior::Deferred, work))
+            .await
+    }
+
+    /// Runs `work` in one immediate transaction on a blocking thread; commits
+    /// if it returns `Ok`. Immediate takes the write lock at the start, so
+    /// what `work` checks still holds when it writes (a `seq`, an epoch).
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, ApiError> + Send + 'static,
+    {
+        self.db(move |conn| store::in_transaction(conn, TransactionBehavior::Immediate, work))
+            .await
     }
 
     pub(crate) fn app(&self) -> &AppCredentials {

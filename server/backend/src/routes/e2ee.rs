@@ -8,14 +8,13 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::messages::room_not_encrypted;
-use super::rooms::{member_room, room_channel};
+use crate::channels::room_channel;
 use crate::error::ApiError;
 use crate::extract::{opaque_object, path, query_params, socket_id_header, Body, CurrentUser};
+use crate::store::e2ee::{self, Device};
+use crate::store::rooms;
 use crate::{ids, Backend};
 
 /// The largest device record and key share, serialized, in bytes.
@@ -24,27 +23,6 @@ const MAX_SHARE_BYTES: usize = 4 * 1024;
 
 /// The most shares one epoch may carry.
 const MAX_SHARES: usize = 1000;
-
-/// A device record, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Device {
-    device_id: String,
-    user_id: String,
-    record: Value,
-    updated_at: i64,
-}
-
-const DEVICE_COLUMNS: &str = "d.device_id, d.user_id, d.record, d.updated_at";
-
-fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
-    let record: String = row.get(2)?;
-    Ok(Device {
-        device_id: row.get(0)?,
-        user_id: row.get(1)?,
-        record: serde_json::from_str(&record).unwrap_or(Value::Null),
-        updated_at: row.get(3)?,
-    })
-}
 
 fn check_device_id(device_id: &str) -> Result<(), ApiError> {
     if ids::is_token_id(device_id) {
@@ -62,56 +40,6 @@ fn not_your_device() -> ApiError {
         "device_not_owned",
         "unable to use the device; it belongs to another user or does not exist",
     )
-}
-
-fn device_owner(conn: &Connection, device_id: &str) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
-        "SELECT user_id FROM devices WHERE device_id = ?1",
-        params![device_id],
-        |row| row.get(0),
-    )
-    .optional()
-}
-
-/// Notes that the member devices of `room_id` changed (a member added or
-/// removed): its current epoch no longer covers them. Only encrypted rooms
-/// have epochs, so only they keep the version.
-pub(crate) fn room_devices_changed(conn: &Connection, room_id: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE rooms SET member_devices_version = member_devices_version + 1
-         WHERE id = ?1 AND encrypted = 1",
-        params![room_id],
-    )?;
-    Ok(())
-}
-
-/// Notes that a device of `user_id` was created or changed: the member
-/// devices of every encrypted room of theirs changed.
-fn user_devices_changed(conn: &Connection, user_id: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE rooms SET member_devices_version = member_devices_version + 1
-         WHERE encrypted = 1 AND id IN (SELECT room_id FROM room_members WHERE user_id = ?1)",
-        params![user_id],
-    )?;
-    Ok(())
-}
-
-/// A room's current epoch (0 before the first) and whether it was created
-/// for the room's current member devices (false when there is none, or it
-/// predates a change of them, or it was created before schema version 2).
-pub(crate) fn epoch_coverage(conn: &Connection, room_id: &str) -> rusqlite::Result<(i64, bool)> {
-    let current = current_epoch_of(conn, room_id)?;
-    if current == 0 {
-        return Ok((0, false));
-    }
-    let covers: bool = conn.query_row(
-        "SELECT e.member_devices_version IS r.member_devices_version
-         FROM epochs e JOIN rooms r ON r.id = e.room_id
-         WHERE e.room_id = ?1 AND e.epoch = ?2",
-        params![room_id, current],
-        |row| row.get(0),
-    )?;
-    Ok((current, covers))
 }
 
 /// `PUT /api/devices/{device_id}` `{"record"}`: creates (201) or replaces (200)
@@ -133,15 +61,8 @@ pub(crate) async fn put_device(
     )?;
     let record_value = body.0.get("record").cloned().unwrap_or_default();
     let (created, device) = backend
-        .db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let stored: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT user_id, record FROM devices WHERE device_id = ?1",
-                    params![device_id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
+        .write(move |tx| {
+            let stored = e2ee::find_device_record(tx, &device_id)?;
             // Both texts are serde_json's compact form of a value (object
             // keys sorted), so equal texts are equal values.
             let (created, changed) = match stored {
@@ -150,16 +71,11 @@ pub(crate) async fn put_device(
                 None => (true, true),
             };
             let now = ids::now_ms();
-            tx.execute(
-                "INSERT INTO devices (device_id, user_id, record, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (device_id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-                params![device_id, me.id, record, now],
-            )?;
+            e2ee::upsert_device(tx, &device_id, &me.id, &record, now)?;
             // Registering the same record again (every page load does) is no change.
             if changed {
-                user_devices_changed(&tx, &me.id)?;
+                e2ee::user_devices_changed(tx, &me.id)?;
             }
-            tx.commit()?;
             Ok((
                 created,
                 Device {
@@ -188,46 +104,18 @@ pub(crate) async fn user_devices(
 ) -> Result<Json<Vec<Device>>, ApiError> {
     let user_id = path(user_id)?;
     let devices = backend
-        .db(move |conn| {
-            let tx = conn.transaction()?;
-            let visible = user_id == me.id
-                || tx
-                    .query_row(
-                        "SELECT 1 FROM room_members a JOIN room_members b ON a.room_id = b.room_id
-                         WHERE a.user_id = ?1 AND b.user_id = ?2 LIMIT 1",
-                        params![me.id, user_id],
-                        |_| Ok(()),
-                    )
-                    .optional()?
-                    .is_some();
+        .read(move |tx| {
+            let visible = user_id == me.id || rooms::share_a_room(tx, &me.id, &user_id)?;
             if !visible {
                 return Err(ApiError::forbidden(
                     "forbidden",
                     "unable to list the user's devices; you share no room with them",
                 ));
             }
-            let mut statement = tx.prepare(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.user_id = ?1 ORDER BY d.device_id"
-            ))?;
-            let devices = statement
-                .query_map(params![user_id], device_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(devices)
+            Ok(e2ee::user_devices(tx, &user_id)?)
         })
         .await?;
     Ok(Json(devices))
-}
-
-/// The devices of a room's current members, by user then device id.
-fn member_devices(conn: &Connection, room_id: &str) -> rusqlite::Result<Vec<Device>> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {DEVICE_COLUMNS} FROM devices d JOIN room_members m ON m.user_id = d.user_id
-         WHERE m.room_id = ?1 ORDER BY d.user_id, d.device_id"
-    ))?;
-    let devices = statement
-        .query_map(params![room_id], device_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(devices)
 }
 
 /// `GET /api/rooms/{room_id}/devices`: every member's devices.
@@ -238,10 +126,9 @@ pub(crate) async fn room_devices(
 ) -> Result<Json<Vec<Device>>, ApiError> {
     let room_id = path(room_id)?;
     let devices = backend
-        .db(move |conn| {
-            let tx = conn.transaction()?;
-            member_room(&tx, &room_id, &me.id)?;
-            Ok(member_devices(&tx, &room_id)?)
+        .read(move |tx| {
+            rooms::member_room(tx, &room_id, &me.id)?;
+            Ok(e2ee::member_devices(tx, &room_id)?)
         })
         .await?;
     Ok(Json(devices))
@@ -267,17 +154,9 @@ pub(crate) async fn epoch_devices(
     let (room_id, epoch) = path(room_epoch)?;
     let epoch = parse_epoch(&epoch)?;
     let devices = backend
-        .db(move |conn| {
-            let tx = conn.transaction()?;
-            member_room(&tx, &room_id, &me.id)?;
-            let recorded: Option<bool> = tx
-                .query_row(
-                    "SELECT devices_recorded FROM epochs WHERE room_id = ?1 AND epoch = ?2",
-                    params![room_id, epoch],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            match recorded {
+        .read(move |tx| {
+            rooms::member_room(tx, &room_id, &me.id)?;
+            match e2ee::epoch_devices_recorded(tx, &room_id, epoch)? {
                 None => {
                     return Err(ApiError::not_found(
                         "epoch_not_found",
@@ -290,25 +169,10 @@ pub(crate) async fn epoch_devices(
                 )),
                 Some(true) => {}
             }
-            let mut statement = tx.prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM epoch_devices d
-                 WHERE d.room_id = ?1 AND d.epoch = ?2 ORDER BY d.user_id, d.device_id"
-            ))?;
-            let devices = statement
-                .query_map(params![room_id, epoch], device_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(devices)
+            Ok(e2ee::epoch_devices(tx, &room_id, epoch)?)
         })
         .await?;
     Ok(Json(devices))
-}
-
-fn current_epoch_of(conn: &Connection, room_id: &str) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT COALESCE(MAX(epoch), 0) FROM epochs WHERE room_id = ?1",
-        params![room_id],
-        |row| row.get(0),
-    )
 }
 
 /// `GET /api/rooms/{room_id}/epoch`: `{"epoch"}`, 0 before the first.
@@ -319,10 +183,9 @@ pub(crate) async fn current_epoch(
 ) -> Result<Json<Value>, ApiError> {
     let room_id = path(room_id)?;
     let epoch = backend
-        .db(move |conn| {
-            let tx = conn.transaction()?;
-            member_room(&tx, &room_id, &me.id)?;
-            Ok(current_epoch_of(&tx, &room_id)?)
+        .read(move |tx| {
+            rooms::member_room(tx, &room_id, &me.id)?;
+            Ok(e2ee::current_epoch(tx, &room_id)?)
         })
         .await?;
     Ok(Json(json!({ "epoch": epoch })))
@@ -384,12 +247,11 @@ pub(crate) async fn create_epoch(
     }
     let shares = read_shares(&body)?;
     let created = backend
-        .db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if !member_room(&tx, &room_id, &me.id)?.encrypted {
-                return Err(room_not_encrypted("create the epoch"));
+        .write(move |tx| {
+            if !rooms::member_room(tx, &room_id, &me.id)?.encrypted {
+                return Err(ApiError::room_not_encrypted("create the epoch"));
             }
-            let current = current_epoch_of(&tx, &room_id)?;
+            let current = e2ee::current_epoch(tx, &room_id)?;
             if epoch != current + 1 {
                 return Err(ApiError::conflict(
                     "epoch_conflict",
@@ -397,7 +259,7 @@ pub(crate) async fn create_epoch(
                 )
                 .with("current_epoch", current));
             }
-            let expected: BTreeSet<String> = member_devices(&tx, &room_id)?
+            let expected: BTreeSet<String> = e2ee::member_devices(tx, &room_id)?
                 .into_iter()
                 .map(|device| device.device_id)
                 .collect();
@@ -413,28 +275,9 @@ pub(crate) async fn create_epoch(
                 .with("unexpected_device_ids", json!(unexpected)));
             }
             let now = ids::now_ms();
-            tx.execute(
-                "INSERT INTO epochs (room_id, epoch, created_by, created_at, member_devices_version, devices_recorded)
-                 SELECT ?1, ?2, ?3, ?4, member_devices_version, 1 FROM rooms WHERE id = ?1",
-                params![room_id, epoch, me.id, now],
-            )?;
-            // The member devices the epoch covers, as they are now (exactly the shares' devices).
-            tx.execute(
-                "INSERT INTO epoch_devices (room_id, epoch, device_id, user_id, record, updated_at)
-                 SELECT ?1, ?2, d.device_id, d.user_id, d.record, d.updated_at
-                 FROM devices d JOIN room_members m ON m.user_id = d.user_id
-                 WHERE m.room_id = ?1",
-                params![room_id, epoch],
-            )?;
-            {
-                let mut insert = tx.prepare(
-                    "INSERT INTO key_shares (room_id, epoch, device_id, share) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (device_id, share) in &shares {
-                    insert.execute(params![room_id, epoch, device_id, share])?;
-                }
-            }
-            tx.commit()?;
+            // The epoch also keeps the member devices it covers, as they are
+            // now (exactly the shares' devices).
+            e2ee::insert_epoch(tx, &room_id, epoch, &me.id, now, &shares)?;
             Ok(json!({
                 "room_id": room_id,
                 "epoch": epoch,
@@ -477,20 +320,12 @@ pub(crate) async fn key_share(
         .to_owned();
     check_device_id(&device_id)?;
     let share = backend
-        .db(move |conn| {
-            let tx = conn.transaction()?;
-            member_room(&tx, &room_id, &me.id)?;
-            if device_owner(&tx, &device_id)?.as_deref() != Some(me.id.as_str()) {
+        .read(move |tx| {
+            rooms::member_room(tx, &room_id, &me.id)?;
+            if e2ee::device_owner(tx, &device_id)?.as_deref() != Some(me.id.as_str()) {
                 return Err(not_your_device());
             }
-            let share: Option<String> = tx
-                .query_row(
-                    "SELECT share FROM key_shares WHERE room_id = ?1 AND epoch = ?2 AND device_id = ?3",
-                    params![room_id, epoch, device_id],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let share = share.ok_or_else(|| {
+            let share = e2ee::key_share(tx, &room_id, epoch, &device_id)?.ok_or_else(|| {
                 ApiError::not_found(
                     "share_not_found",
                     "unable to find a key share for this device in this epoch",

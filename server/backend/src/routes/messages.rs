@@ -5,16 +5,16 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use serde::Serialize;
+use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use super::e2ee::epoch_coverage;
-use super::rooms::{member_room, room_channel};
+use crate::channels::room_channel;
 use crate::error::ApiError;
 use crate::extract::{
     opaque_object, path, query_integer, query_params, socket_id_header, Body, CurrentUser,
 };
+use crate::store::messages::{self, Message, Page};
+use crate::store::{e2ee, rooms};
 use crate::{ids, Backend};
 
 /// The longest plaintext message, in UTF-8 bytes.
@@ -27,80 +27,11 @@ pub(crate) const MAX_CIPHERTEXT_BYTES: usize = 6 * 1024;
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 100;
 
-/// A stored message, as the API and the `message.created` event show it.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Message {
-    pub message_id: String,
-    pub room_id: String,
-    pub seq: i64,
-    pub user_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ciphertext: Option<Value>,
-    pub sent_at: i64,
-    pub client_id: String,
-}
-
-const MESSAGE_COLUMNS: &str =
-    "message_id, room_id, seq, sender_id, text, ciphertext, sent_at, client_id";
-
-fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
-    let ciphertext: Option<String> = row.get(5)?;
-    Ok(Message {
-        message_id: row.get(0)?,
-        room_id: row.get(1)?,
-        seq: row.get(2)?,
-        user_id: row.get(3)?,
-        text: row.get(4)?,
-        // Stored by us from a parsed object, so it parses back; a damaged row
-        // shows as null rather than failing the whole page.
-        ciphertext: ciphertext.map(|text| serde_json::from_str(&text).unwrap_or(Value::Null)),
-        sent_at: row.get(6)?,
-        client_id: row.get(7)?,
-    })
-}
-
-/// The highest `seq` in a room (0 when it has no messages).
-pub(crate) fn latest_seq(conn: &Connection, room_id: &str) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room_id = ?1",
-        params![room_id],
-        |row| row.get(0),
-    )
-}
-
-/// The newest message of a room, if any.
-pub(crate) fn last_message(conn: &Connection, room_id: &str) -> rusqlite::Result<Option<Message>> {
-    conn.query_row(
-        &format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ?1 ORDER BY seq DESC LIMIT 1"
-        ),
-        params![room_id],
-        message_from_row,
-    )
-    .optional()
-}
-
-/// Messages after `last_read_seq` that `user_id` did not send.
-pub(crate) fn unread_count(
-    conn: &Connection,
-    room_id: &str,
-    user_id: &str,
-    last_read_seq: i64,
-) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT COUNT(*) FROM messages WHERE room_id = ?1 AND seq > ?2 AND sender_id <> ?3",
-        params![room_id, last_read_seq, user_id],
-        |row| row.get(0),
-    )
-}
-
 /// What a send request carries: plaintext or an opaque ciphertext object.
 #[derive(Debug, Clone, PartialEq)]
 enum Content {
     Text(String),
-    Ciphertext(Value, String),
+    Ciphertext(Value),
 }
 
 fn content(body: &Body) -> Result<Content, ApiError> {
@@ -149,14 +80,14 @@ fn content(body: &Body) -> Result<Content, ApiError> {
             Ok(Content::Text(text.clone()))
         }
         (None, Some(ciphertext)) => {
-            let serialized = opaque_object(
+            opaque_object(
                 Some(ciphertext),
                 "ciphertext",
                 MAX_CIPHERTEXT_BYTES,
                 "invalid_ciphertext",
                 "ciphertext_too_large",
             )?;
-            Ok(Content::Ciphertext(ciphertext.clone(), serialized))
+            Ok(Content::Ciphertext(ciphertext.clone()))
         }
     }
 }
@@ -164,7 +95,7 @@ fn content(body: &Body) -> Result<Content, ApiError> {
 fn same_content(stored: &Message, content: &Content) -> bool {
     match content {
         Content::Text(text) => stored.text.as_deref() == Some(text.as_str()),
-        Content::Ciphertext(value, _) => stored.ciphertext.as_ref() == Some(value),
+        Content::Ciphertext(value) => stored.ciphertext.as_ref() == Some(value),
     }
 }
 
@@ -175,7 +106,7 @@ fn same_content(stored: &Message, content: &Content) -> bool {
 /// member devices, or there is none; false: the envelope's epoch is not the
 /// current one).
 fn check_epoch(conn: &Connection, room_id: &str, envelope: &Value) -> Result<(), ApiError> {
-    let (current, covers) = epoch_coverage(conn, room_id)?;
+    let (current, covers) = e2ee::epoch_coverage(conn, room_id)?;
     let claimed = envelope.get("epoch").and_then(Value::as_i64);
     if covers && claimed == Some(current) {
         return Ok(());
@@ -203,18 +134,9 @@ fn check_room_kind(encrypted: bool, content: &Content) -> Result<(), ApiError> {
             "encryption_required",
             "unable to send the message; the room is end-to-end encrypted, so it takes only ciphertext",
         )),
-        (false, Content::Ciphertext(..)) => Err(room_not_encrypted("send the message")),
+        (false, Content::Ciphertext(_)) => Err(ApiError::room_not_encrypted("send the message")),
         _ => Ok(()),
     }
-}
-
-/// 400 `room_not_encrypted`: the room is plaintext, so it takes no
-/// ciphertext and has no epochs.
-pub(crate) fn room_not_encrypted(action: &str) -> ApiError {
-    ApiError::bad_request(
-        "room_not_encrypted",
-        format!("unable to {action}; the room is not end-to-end encrypted"),
-    )
 }
 
 /// `POST /api/rooms/{room_id}/messages` `{"client_id", "text" | "ciphertext"}`:
@@ -239,20 +161,10 @@ pub(crate) async fn send(
     let content = content(&body)?;
     let message_id = ids::random_id("m_")?;
     let (created, message) = backend
-        .db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let room = member_room(&tx, &room_id, &me.id)?;
+        .write(move |tx| {
+            let room = rooms::member_room(tx, &room_id, &me.id)?;
             check_room_kind(room.encrypted, &content)?;
-            let existing = tx
-                .query_row(
-                    &format!(
-                        "SELECT {MESSAGE_COLUMNS} FROM messages
-                         WHERE room_id = ?1 AND sender_id = ?2 AND client_id = ?3"
-                    ),
-                    params![room_id, me.id, client_id],
-                    message_from_row,
-                )
-                .optional()?;
+            let existing = messages::find_by_client_id(tx, &room_id, &me.id, &client_id)?;
             if let Some(existing) = existing {
                 if same_content(&existing, &content) {
                     return Ok((false, existing));
@@ -263,38 +175,25 @@ pub(crate) async fn send(
                 )
                 .with("message_id", existing.message_id));
             }
-            if let Content::Ciphertext(envelope, _) = &content {
-                check_epoch(&tx, &room_id, envelope)?;
+            if let Content::Ciphertext(envelope) = &content {
+                check_epoch(tx, &room_id, envelope)?;
             }
-            let seq = latest_seq(&tx, &room_id)? + 1;
-            let sent_at = ids::now_ms();
-            let (text, ciphertext) = match &content {
-                Content::Text(text) => (Some(text.as_str()), None),
-                Content::Ciphertext(_, serialized) => (None, Some(serialized.as_str())),
-            };
-            tx.execute(
-                "INSERT INTO messages (room_id, seq, message_id, sender_id, client_id, text, ciphertext, sent_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![room_id, seq, message_id, me.id, client_id, text, ciphertext, sent_at],
-            )?;
-            tx.commit()?;
             let (text, ciphertext) = match content {
                 Content::Text(text) => (Some(text), None),
-                Content::Ciphertext(value, _) => (None, Some(value)),
+                Content::Ciphertext(value) => (None, Some(value)),
             };
-            Ok((
-                true,
-                Message {
-                    message_id,
-                    room_id,
-                    seq,
-                    user_id: me.id,
-                    text,
-                    ciphertext,
-                    sent_at,
-                    client_id,
-                },
-            ))
+            let message = Message {
+                message_id,
+                seq: messages::latest_seq(tx, &room_id)? + 1,
+                room_id,
+                user_id: me.id,
+                text,
+                ciphertext,
+                sent_at: ids::now_ms(),
+                client_id,
+            };
+            messages::insert(tx, &message)?;
+            Ok((true, message))
         })
         .await?;
     if !created {
@@ -310,14 +209,6 @@ pub(crate) async fn send(
         )
         .await;
     Ok((StatusCode::CREATED, Json(message)))
-}
-
-/// Which page of history to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Page {
-    Latest,
-    Before(i64),
-    After(i64),
 }
 
 /// `GET /api/rooms/{room_id}/messages?before=&after=&limit=`: a page of
@@ -352,30 +243,11 @@ pub(crate) async fn history(
         (None, Some(after)) => Page::After(after),
         (None, None) => Page::Latest,
     };
+    let limit = usize::try_from(limit).map_err(ApiError::internal)?;
     let (messages, has_more) = backend
-        .db(move |conn| {
-            let tx = conn.transaction()?;
-            member_room(&tx, &room_id, &me.id)?;
-            let (condition, order, cursor) = match page {
-                Page::Latest => ("", "DESC", 0),
-                Page::Before(seq) => ("AND seq < ?2", "DESC", seq),
-                Page::After(seq) => ("AND seq > ?2", "ASC", seq),
-            };
-            let sql = format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ?1 {condition}
-                 ORDER BY seq {order} LIMIT ?3"
-            );
-            let mut statement = tx.prepare(&sql)?;
-            // One more than asked tells whether there is more.
-            let rows = statement.query_map(params![room_id, cursor, limit + 1], message_from_row);
-            // ?2 is unused for the latest page; SQLite binds it anyway.
-            let mut messages = rows?.collect::<Result<Vec<_>, _>>()?;
-            let has_more = messages.len() as i64 > limit;
-            messages.truncate(limit as usize);
-            if order == "DESC" {
-                messages.reverse();
-            }
-            Ok((messages, has_more))
+        .read(move |tx| {
+            rooms::member_room(tx, &room_id, &me.id)?;
+            Ok(messages::page(tx, &room_id, page, limit)?)
         })
         .await?;
     Ok(Json(json!({ "messages": messages, "has_more": has_more })))
@@ -400,10 +272,9 @@ pub(crate) async fn mark_read(
     }
     let user_id = me.id.clone();
     let (last_read_seq, unread, advanced) = backend
-        .db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            member_room(&tx, &room_id, &me.id)?;
-            let latest = latest_seq(&tx, &room_id)?;
+        .write(move |tx| {
+            rooms::member_room(tx, &room_id, &me.id)?;
+            let latest = messages::latest_seq(tx, &room_id)?;
             if seq > latest {
                 return Err(ApiError::bad_request(
                     "invalid_seq",
@@ -411,28 +282,18 @@ pub(crate) async fn mark_read(
                 )
                 .with("latest_seq", latest));
             }
-            let current: i64 = tx.query_row(
-                "SELECT last_read_seq FROM room_members WHERE room_id = ?1 AND user_id = ?2",
-                params![room_id, me.id],
-                |row| row.get(0),
-            )?;
+            // A member always has a read position; member_room checked that.
+            let current = rooms::last_read_seq(tx, &room_id, &me.id)?
+                .ok_or_else(|| ApiError::internal("a member has no read position"))?;
             let advanced = if seq > current {
-                tx.execute(
-                    "UPDATE room_members SET last_read_seq = ?3 WHERE room_id = ?1 AND user_id = ?2",
-                    params![room_id, me.id, seq],
-                )?;
-                let message_id: String = tx.query_row(
-                    "SELECT message_id FROM messages WHERE room_id = ?1 AND seq = ?2",
-                    params![room_id, seq],
-                    |row| row.get(0),
-                )?;
+                rooms::set_last_read_seq(tx, &room_id, &me.id, seq)?;
+                let message_id = messages::message_id_at(tx, &room_id, seq)?;
                 Some((room_id.clone(), message_id))
             } else {
                 None
             };
             let last_read_seq = seq.max(current);
-            let unread = unread_count(&tx, &room_id, &me.id, last_read_seq)?;
-            tx.commit()?;
+            let unread = messages::unread_count(tx, &room_id, &me.id, last_read_seq)?;
             Ok((last_read_seq, unread, advanced))
         })
         .await?;

@@ -11,9 +11,9 @@ use domvia_realtime::protocol::{
     validate_socket_id, ChannelAuth, ChannelKind, UserAuth,
 };
 
-use super::rooms::is_member;
 use crate::error::ApiError;
 use crate::extract::{Body, CurrentUser};
+use crate::store::rooms;
 use crate::Backend;
 
 fn socket_id(body: &Body) -> Result<String, ApiError> {
@@ -64,7 +64,7 @@ pub(crate) async fn channel_auth(
     };
     let (room_id, user_id) = (room_id.to_owned(), me.id.clone());
     let member = backend
-        .db(move |conn| Ok(is_member(conn, &room_id, &user_id)?))
+        .db(move |conn| Ok(rooms::is_member(conn, &room_id, &user_id)?))
         .await?;
     if !member {
         return Err(forbidden_channel());

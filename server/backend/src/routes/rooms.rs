@@ -8,16 +8,15 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use domvia_realtime::protocol::build_chat_channel_name;
-
-use super::e2ee::room_devices_changed;
-use super::messages::{last_message, latest_seq, unread_count};
-use super::session::clean_name;
+use crate::channels::{room_channel, room_presence_channel};
 use crate::error::ApiError;
 use crate::extract::{path, socket_id_header, Body, CurrentUser};
+use crate::names::clean_name;
+use crate::store::rooms::{self, Room};
+use crate::store::{e2ee, messages, users};
 use crate::{ids, Backend};
 
 /// The longest group room name, in characters (after trimming).
@@ -26,104 +25,9 @@ const MAX_ROOM_NAME_CHARS: usize = 80;
 /// The most member ids one request may list.
 const MAX_MEMBER_IDS: usize = 100;
 
-/// A room as stored.
-#[derive(Debug, Clone)]
-pub(crate) struct Room {
-    pub id: String,
-    pub kind: String,
-    pub name: Option<String>,
-    pub created_by: String,
-    pub created_at: i64,
-    /// End-to-end encrypted: only ciphertext messages (fixed at creation).
-    pub encrypted: bool,
-}
-
-const ROOM_COLUMNS: &str = "r.id, r.kind, r.name, r.created_by, r.created_at, r.encrypted";
-
-fn room_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Room> {
-    Ok(Room {
-        id: row.get(0)?,
-        kind: row.get(1)?,
-        name: row.get(2)?,
-        created_by: row.get(3)?,
-        created_at: row.get(4)?,
-        encrypted: row.get(5)?,
-    })
-}
-
-fn find_room(conn: &Connection, room_id: &str) -> rusqlite::Result<Option<Room>> {
-    conn.query_row(
-        &format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = ?1"),
-        params![room_id],
-        room_from_row,
-    )
-    .optional()
-}
-
-/// Whether `user_id` is a member of `room_id`.
-pub(crate) fn is_member(conn: &Connection, room_id: &str, user_id: &str) -> rusqlite::Result<bool> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM room_members WHERE room_id = ?1 AND user_id = ?2",
-            params![room_id, user_id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
-/// The room, if `user_id` is a member: 404 `room_not_found` if there is no
-/// such room, 403 `not_a_member` if the user is not in it.
-pub(crate) fn member_room(
-    conn: &Connection,
-    room_id: &str,
-    user_id: &str,
-) -> Result<Room, ApiError> {
-    let room = find_room(conn, room_id)?.ok_or_else(|| {
-        ApiError::not_found(
-            "room_not_found",
-            "unable to find the room; there is no such room",
-        )
-    })?;
-    if !is_member(conn, room_id, user_id)? {
-        return Err(ApiError::forbidden(
-            "not_a_member",
-            "unable to access the room; you are not a member",
-        ));
-    }
-    Ok(room)
-}
-
-/// The private channel of a room: `private-chat.room.{room_id}`.
-pub(crate) fn room_channel(room_id: &str) -> Result<String, ApiError> {
-    build_chat_channel_name(room_id, false).map_err(ApiError::internal)
-}
-
 /// The JSON of a room as `viewer` sees it.
-pub(crate) fn room_view(conn: &Connection, room: &Room, viewer: &str) -> Result<Value, ApiError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT u.id, u.name, m.joined_at, m.last_read_seq
-         FROM room_members m JOIN users u ON u.id = m.user_id
-         WHERE m.room_id = ?1 ORDER BY m.joined_at, u.id",
-    )?;
-    let members = statement
-        .query_map(params![room.id], |row| {
-            Ok(json!({
-                "id": row.get::<_, String>(0)?,
-                "name": row.get::<_, String>(1)?,
-                "joined_at": row.get::<_, i64>(2)?,
-                "last_read_seq": row.get::<_, i64>(3)?,
-            }))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let last_read_seq: i64 = conn
-        .query_row(
-            "SELECT last_read_seq FROM room_members WHERE room_id = ?1 AND user_id = ?2",
-            params![room.id, viewer],
-            |row| row.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
+fn room_view(conn: &Connection, room: &Room, viewer: &str) -> Result<Value, ApiError> {
+    let last_read_seq = rooms::last_read_seq(conn, &room.id, viewer)?.unwrap_or(0);
     Ok(json!({
         "room_id": room.id,
         "kind": room.kind,
@@ -132,24 +36,13 @@ pub(crate) fn room_view(conn: &Connection, room: &Room, viewer: &str) -> Result<
         "created_at": room.created_at,
         "encrypted": room.encrypted,
         "channel_name": room_channel(&room.id)?,
-        "presence_channel_name": build_chat_channel_name(&room.id, true).map_err(ApiError::internal)?,
-        "members": members,
-        "last_message": last_message(conn, &room.id)?,
-        "latest_seq": latest_seq(conn, &room.id)?,
+        "presence_channel_name": room_presence_channel(&room.id)?,
+        "members": rooms::members(conn, &room.id)?,
+        "last_message": messages::last_message(conn, &room.id)?,
+        "latest_seq": messages::latest_seq(conn, &room.id)?,
         "last_read_seq": last_read_seq,
-        "unread_count": unread_count(conn, &room.id, viewer, last_read_seq)?,
+        "unread_count": messages::unread_count(conn, &room.id, viewer, last_read_seq)?,
     }))
-}
-
-fn user_exists(conn: &Connection, user_id: &str) -> rusqlite::Result<bool> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM users WHERE id = ?1",
-            params![user_id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
 }
 
 fn unknown_user(user_id: &str) -> ApiError {
@@ -212,52 +105,31 @@ pub(crate) async fn create(
             }
             let other = other.clone();
             let (status, view) = backend
-                .db(move |conn| {
-                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    if !user_exists(&tx, &other)? {
+                .write(move |tx| {
+                    if !users::exists(tx, &other)? {
                         return Err(unknown_user(&other));
                     }
-                    let (first, second) = if me.id < other {
-                        (&me.id, &other)
-                    } else {
-                        (&other, &me.id)
-                    };
-                    // One plaintext and one encrypted direct room per pair.
-                    let direct_key = if encrypted {
-                        format!("{first}:{second}:e2ee")
-                    } else {
-                        format!("{first}:{second}")
-                    };
-                    let existing: Option<String> = tx
-                        .query_row(
-                            "SELECT id FROM rooms WHERE direct_key = ?1",
-                            params![direct_key],
-                            |row| row.get(0),
-                        )
-                        .optional()?;
-                    let (status, id) = match existing {
-                        Some(id) => (StatusCode::OK, id),
+                    let direct_key = rooms::direct_key(&me.id, &other, encrypted);
+                    let (status, room) = match rooms::find_direct(tx, &direct_key)? {
+                        Some(id) => {
+                            let room = rooms::find(tx, &id)?
+                                .ok_or_else(|| ApiError::internal("a direct room vanished"))?;
+                            (StatusCode::OK, room)
+                        }
                         None => {
-                            let now = ids::now_ms();
-                            tx.execute(
-                                "INSERT INTO rooms (id, kind, name, created_by, created_at, direct_key, encrypted)
-                                 VALUES (?1, 'direct', NULL, ?2, ?3, ?4, ?5)",
-                                params![room_id, me.id, now, direct_key, encrypted],
-                            )?;
-                            for user in [&me.id, &other] {
-                                tx.execute(
-                                    "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
-                                    params![room_id, user, now],
-                                )?;
-                            }
-                            (StatusCode::CREATED, room_id)
+                            let room = Room {
+                                id: room_id,
+                                kind: "direct".into(),
+                                name: None,
+                                created_by: me.id.clone(),
+                                created_at: ids::now_ms(),
+                                encrypted,
+                            };
+                            rooms::insert(tx, &room, Some(&direct_key), [&*me.id, &*other])?;
+                            (StatusCode::CREATED, room)
                         }
                     };
-                    let room = find_room(&tx, &id)?
-                        .ok_or_else(|| ApiError::internal("a direct room vanished"))?;
-                    let view = room_view(&tx, &room, &me.id)?;
-                    tx.commit()?;
-                    Ok((status, view))
+                    Ok((status, room_view(tx, &room, &me.id)?))
                 })
                 .await?;
             Ok((status, Json(view)))
@@ -273,30 +145,23 @@ pub(crate) async fn create(
             let mut members: BTreeSet<String> = member_ids.into_iter().collect();
             members.remove(&me.id);
             let view = backend
-                .db(move |conn| {
-                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                .write(move |tx| {
                     for user in &members {
-                        if !user_exists(&tx, user)? {
+                        if !users::exists(tx, user)? {
                             return Err(unknown_user(user));
                         }
                     }
-                    let now = ids::now_ms();
-                    tx.execute(
-                        "INSERT INTO rooms (id, kind, name, created_by, created_at, direct_key, encrypted)
-                         VALUES (?1, 'group', ?2, ?3, ?4, NULL, ?5)",
-                        params![room_id, name, me.id, now, encrypted],
-                    )?;
-                    for user in std::iter::once(&me.id).chain(&members) {
-                        tx.execute(
-                            "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
-                            params![room_id, user, now],
-                        )?;
-                    }
-                    let room = find_room(&tx, &room_id)?
-                        .ok_or_else(|| ApiError::internal("a new room vanished"))?;
-                    let view = room_view(&tx, &room, &me.id)?;
-                    tx.commit()?;
-                    Ok(view)
+                    let room = Room {
+                        id: room_id,
+                        kind: "group".into(),
+                        name: Some(name),
+                        created_by: me.id.clone(),
+                        created_at: ids::now_ms(),
+                        encrypted,
+                    };
+                    let creator_first = std::iter::once(&me.id).chain(&members);
+                    rooms::insert(tx, &room, None, creator_first.map(String::as_str))?;
+                    room_view(tx, &room, &me.id)
                 })
                 .await?;
             Ok((StatusCode::CREATED, Json(view)))
@@ -314,22 +179,11 @@ pub(crate) async fn list(
     CurrentUser(me): CurrentUser,
 ) -> Result<Json<Value>, ApiError> {
     let rooms = backend
-        .db(move |conn| {
-            let tx = conn.transaction()?;
-            let rooms = {
-                let mut statement = tx.prepare(&format!(
-                    "SELECT {ROOM_COLUMNS}
-                     FROM rooms r JOIN room_members m ON m.room_id = r.id
-                     WHERE m.user_id = ?1"
-                ))?;
-                let rooms = statement
-                    .query_map(params![me.id], room_from_row)?
-                    .collect::<Result<Vec<_>, _>>()?;
-                rooms
-            };
+        .read(move |tx| {
+            let rooms = rooms::of_member(tx, &me.id)?;
             let mut views = rooms
                 .iter()
-                .map(|room| room_view(&tx, room, &me.id))
+                .map(|room| room_view(tx, room, &me.id))
                 .collect::<Result<Vec<_>, _>>()?;
             views.sort_by_cached_key(|view| {
                 let active = view
@@ -358,10 +212,9 @@ pub(crate) async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let room_id = path(room_id)?;
     let view = backend
-        .db(move |conn| {
-            let tx = conn.transaction()?;
-            let room = member_room(&tx, &room_id, &me.id)?;
-            room_view(&tx, &room, &me.id)
+        .read(move |tx| {
+            let room = rooms::member_room(tx, &room_id, &me.id)?;
+            room_view(tx, &room, &me.id)
         })
         .await?;
     Ok(Json(view))
@@ -386,25 +239,20 @@ pub(crate) async fn add_member(
     let room_id = path(room_id)?;
     let user_id = body.string("user_id", "invalid_user_id")?.to_owned();
     let (added, view, room_id, user_id) = backend
-        .db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let room = member_room(&tx, &room_id, &me.id)?;
+        .write(move |tx| {
+            let room = rooms::member_room(tx, &room_id, &me.id)?;
             if room.kind != "group" {
                 return Err(direct_room_is_fixed());
             }
-            if !user_exists(&tx, &user_id)? {
+            if !users::exists(tx, &user_id)? {
                 return Err(unknown_user(&user_id));
             }
-            let added = !is_member(&tx, &room.id, &user_id)?;
+            let added = !rooms::is_member(tx, &room.id, &user_id)?;
             if added {
-                tx.execute(
-                    "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
-                    params![room.id, user_id, ids::now_ms()],
-                )?;
-                room_devices_changed(&tx, &room.id)?;
+                rooms::add_member(tx, &room.id, &user_id, ids::now_ms())?;
+                e2ee::room_devices_changed(tx, &room.id)?;
             }
-            let view = room_view(&tx, &room, &me.id)?;
-            tx.commit()?;
+            let view = room_view(tx, &room, &me.id)?;
             Ok((added, view, room.id, user_id))
         })
         .await?;
@@ -433,9 +281,8 @@ pub(crate) async fn remove_member(
 ) -> Result<Json<Value>, ApiError> {
     let (room_id, user_id) = path(member)?;
     let (removed, room_id, user_id) = backend
-        .db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let room = member_room(&tx, &room_id, &me.id)?;
+        .write(move |tx| {
+            let room = rooms::member_room(tx, &room_id, &me.id)?;
             if room.kind != "group" {
                 return Err(direct_room_is_fixed());
             }
@@ -445,14 +292,10 @@ pub(crate) async fn remove_member(
                     "unable to remove the member; only the room's creator may remove others",
                 ));
             }
-            let removed = tx.execute(
-                "DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2",
-                params![room.id, user_id],
-            )? > 0;
+            let removed = rooms::remove_member(tx, &room.id, &user_id)?;
             if removed {
-                room_devices_changed(&tx, &room.id)?;
+                e2ee::room_devices_changed(tx, &room.id)?;
             }
-            tx.commit()?;
             Ok((removed, room.id, user_id))
         })
         .await?;
