@@ -64,7 +64,8 @@ pub(crate) fn now_unix() -> u64 {
 }
 
 /// Whether `text` is 1..=64 characters of `[A-Za-z0-9_-]`: the shape of
-/// client ids and device ids.
+/// device ids (the same as the core's client ids, which messages check with
+/// `domvia_realtime::chat::validate_client_id`).
 pub(crate) fn is_token_id(text: &str) -> bool {
     (1..=64).contains(&text.len())
         && text

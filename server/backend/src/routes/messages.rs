@@ -8,6 +8,9 @@ use axum::Json;
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
+use domvia_realtime::chat::{validate_client_id, validate_text};
+use domvia_realtime::protocol::Error as CoreError;
+
 use crate::channels::room_channel;
 use crate::error::ApiError;
 use crate::extract::{
@@ -17,15 +20,21 @@ use crate::store::messages::{self, Message, Page};
 use crate::store::{e2ee, rooms};
 use crate::{ids, Backend};
 
-/// The longest plaintext message, in UTF-8 bytes.
-pub(crate) const MAX_TEXT_BYTES: usize = 4000;
-
 /// The largest ciphertext object, serialized as compact JSON, in bytes.
 pub(crate) const MAX_CIPHERTEXT_BYTES: usize = 6 * 1024;
 
 /// The default and largest history page.
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 100;
+
+/// A send the core's checks refuse, answered with the core's code and
+/// message: 413 for text over the limit, else 400.
+fn refused_send(error: CoreError) -> ApiError {
+    match error {
+        CoreError::TextTooLarge { .. } => ApiError::too_large(error.code(), error.to_string()),
+        _ => ApiError::bad_request(error.code(), error.to_string()),
+    }
+}
 
 /// What a send request carries: plaintext or an opaque ciphertext object.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,32 +60,9 @@ fn content(body: &Body) -> Result<Content, ApiError> {
                     "unable to send the message; text must be a string",
                 ));
             };
-            if text.len() > MAX_TEXT_BYTES {
-                return Err(ApiError::too_large(
-                    "text_too_large",
-                    format!(
-                        "unable to send the message; its text is {} bytes, more than {MAX_TEXT_BYTES}",
-                        text.len()
-                    ),
-                ));
-            }
-            if text.is_empty() {
-                return Err(ApiError::bad_request(
-                    "invalid_text",
-                    "unable to send the message; its text is empty",
-                ));
-            }
-            // Control characters other than tab and line breaks have no place
-            // in chat text, and would blow up the escaped size of the event.
-            if text
-                .chars()
-                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-            {
-                return Err(ApiError::bad_request(
-                    "invalid_text",
-                    "unable to send the message; its text contains control characters",
-                ));
-            }
+            // The same checks as the SDK runs before it sends (1 to 4000
+            // bytes, no control characters but tab and line breaks).
+            validate_text(text).map_err(refused_send)?;
             Ok(Content::Text(text.clone()))
         }
         (None, Some(ciphertext)) => {
@@ -152,12 +138,7 @@ pub(crate) async fn send(
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
     let room_id = path(room_id)?;
     let client_id = body.string("client_id", "invalid_client_id")?.to_owned();
-    if !ids::is_token_id(&client_id) {
-        return Err(ApiError::bad_request(
-            "invalid_client_id",
-            "unable to send the message; client_id must be 1 to 64 characters of [A-Za-z0-9_-]",
-        ));
-    }
+    validate_client_id(&client_id).map_err(refused_send)?;
     let content = content(&body)?;
     let message_id = ids::random_id("m_")?;
     let (created, message) = backend
