@@ -9,6 +9,7 @@ pub mod chat;
 pub mod connection;
 #[cfg(feature = "e2ee")]
 pub mod e2ee;
+pub mod error;
 pub mod protocol;
 
 /// The browser boundary (public so the browser test suite can call its exports).
@@ -16,7 +17,7 @@ pub mod protocol;
 #[doc(hidden)]
 pub mod wasm;
 
-pub use protocol::Error;
+pub use error::{Error, ALL_CODES};
 
 /// The SDK version, as published to npm and reported by the wasm module.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -13,7 +13,8 @@ use super::encoding::{malformed, validate_id, Fields, Transcript, FORMAT_VERSION
 use super::json::{Json, JsonWriter};
 use super::primitives::{sha256, x25519_shared};
 use super::{labels, MAX_RECORD_BYTES};
-use crate::protocol::{hex, Error};
+use crate::error::Error;
+use crate::protocol::hex;
 
 /// The private keys of this device with its ids. The secrets are zeroized when
 /// it is dropped; `Debug` shows only the public parts.

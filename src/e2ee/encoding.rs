@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::json::Json;
-use crate::protocol::Error;
+use crate::error::Error;
 
 /// The format version every object carries as `"v"`.
 pub const FORMAT_VERSION: u64 = 1;

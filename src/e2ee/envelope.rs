@@ -9,7 +9,7 @@ use super::epoch::EpochKey;
 use super::json::{Json, JsonWriter};
 use super::labels;
 use super::primitives::{aes256gcm_seal, hkdf_sha256, NONCE_BYTES, TAG_BYTES};
-use crate::protocol::Error;
+use crate::error::Error;
 
 /// Padded plaintext sizes: content plus its `0x80` marker is padded with zero
 /// bytes up to the first of these that holds it.

@@ -13,7 +13,7 @@ use super::primitives::{
     aes256gcm_open, aes256gcm_seal, hkdf_sha256, sha256, x25519_public, x25519_shared,
 };
 use super::{labels, MAX_SHARE_BYTES};
-use crate::protocol::Error;
+use crate::error::Error;
 
 /// Bytes of a wrapped epoch secret: 32 of secret and 16 of tag.
 pub const WRAPPED_SECRET_BYTES: usize = 48;

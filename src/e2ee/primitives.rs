@@ -7,7 +7,7 @@ use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::protocol::Error;
+use crate::error::Error;
 
 /// AES-GCM tag bytes, appended to every ciphertext.
 pub const TAG_BYTES: usize = 16;

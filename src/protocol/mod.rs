@@ -11,13 +11,14 @@ mod app;
 mod auth;
 mod channel;
 mod close;
-mod error;
 pub mod event;
 mod frame;
 pub(crate) mod hex;
 mod mac;
 mod rest;
 
+/// The error type lives in `crate::error`; this path stays for existing imports.
+pub use crate::error::Error;
 pub use app::AppCredentials;
 pub use auth::{
     authenticate_user, authorize_presence_channel, authorize_private_channel,
@@ -30,7 +31,6 @@ pub use channel::{
     CHAT_PRESENCE_CHANNEL_PREFIX, CHAT_PRIVATE_CHANNEL_PREFIX, MAX_CHANNEL_NAME_LEN,
 };
 pub use close::{close_action, CloseAction};
-pub use error::Error;
 pub use event::{Event, PresenceSnapshot, WatchlistEvent};
 pub(crate) use frame::{is_json, push_json_string, write_frame, RawFrame};
 pub use frame::{Frame, CLIENT_EVENT_PREFIX};

@@ -6,7 +6,7 @@
 //! Built as two modules (scripts/build): `connection` gates the base exports
 //! every app loads, `e2ee` the encryption classes only encrypted rooms load.
 
-use crate::protocol::Error;
+use crate::error::Error;
 #[cfg(feature = "connection")]
 use crate::protocol::{self, CloseAction};
 use wasm_bindgen::prelude::*;

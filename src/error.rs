@@ -1,4 +1,5 @@
-//! The one error type of the protocol core.
+//! The one error type of the SDK core (protocol, connection, chat, e2ee), and
+//! the registry of its stable codes, [`ALL_CODES`].
 
 use std::fmt;
 
@@ -115,52 +116,78 @@ pub enum Error {
     E2eeNoEpoch { room_id: String },
 }
 
-impl Error {
-    /// The stable, snake_case code of this error.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::InvalidChannelName { .. } => "invalid_channel_name",
-            Error::InvalidRoomId { .. } => "invalid_room_id",
-            Error::WrongChannelKind { .. } => "wrong_channel_kind",
-            Error::InvalidSocketId => "invalid_socket_id",
-            Error::MalformedFrame { .. } => "malformed_frame",
-            Error::InvalidEventData { .. } => "invalid_event_data",
-            Error::InvalidUserData => "invalid_user_data",
-            Error::AuthKeyMismatch => "auth_key_mismatch",
-            Error::InvalidSignature => "invalid_signature",
-            Error::MissingAuthParam { .. } => "missing_auth_param",
-            Error::UnsupportedAuthVersion => "unsupported_auth_version",
-            Error::TimestampOutOfWindow => "auth_timestamp_expired",
-            Error::BodyMd5Mismatch => "body_md5_mismatch",
-            Error::InvalidAuthResponse { .. } => "invalid_auth_response",
-            Error::ClientEventsDisabled { .. } => "client_events_disabled",
-            Error::InvalidEventName { .. } => "invalid_event_name",
-            Error::NotSubscribed { .. } => "not_subscribed",
-            Error::PayloadTooLarge { .. } => "payload_too_large",
-            Error::InvalidConfig { .. } => "invalid_config",
-            Error::InvalidMessage { .. } => "invalid_message",
-            Error::InvalidText { .. } => "invalid_text",
-            Error::TextTooLarge { .. } => "text_too_large",
-            Error::InvalidClientId { .. } => "invalid_client_id",
-            Error::UnknownClientId { .. } => "unknown_client_id",
-            Error::E2eeUnsupportedVersion { .. } => "e2ee_unsupported_version",
-            Error::E2eeMalformed { .. } => "e2ee_malformed",
-            Error::E2eeBadSignature { .. } => "e2ee_bad_signature",
-            Error::E2eeDecryptFailed => "e2ee_decrypt_failed",
-            Error::E2eeWrongRoom { .. } => "e2ee_wrong_room",
-            Error::E2eeUnknownEpoch { .. } => "e2ee_unknown_epoch",
-            Error::E2eeNotAMember { .. } => "e2ee_not_a_member",
-            Error::E2eeReplay { .. } => "e2ee_replay",
-            Error::E2eeDeviceKeyChanged { .. } => "e2ee_device_key_changed",
-            Error::E2eeEpochExpired { .. } => "e2ee_epoch_expired",
-            Error::E2eeWrongRecipient { .. } => "e2ee_wrong_recipient",
-            Error::E2eeWrongSender { .. } => "e2ee_wrong_sender",
-            Error::E2eeMembersMismatch { .. } => "e2ee_members_mismatch",
-            Error::E2eeContentTooLarge { .. } => "e2ee_content_too_large",
-            Error::E2eeInvalidKey { .. } => "e2ee_invalid_key",
-            Error::E2eeNoEpoch { .. } => "e2ee_no_epoch",
+/// Declares the code of every variant once, and from that one table both
+/// [`Error::code`] and [`ALL_CODES`].
+///
+/// Why this is exhaustive: the generated `code()` is a `match` without a
+/// wildcard arm, so a variant missing from the table is a compile error
+/// (E0004, non-exhaustive patterns; `#[non_exhaustive]` does not relax matches
+/// inside this crate). `ALL_CODES` is expanded from the very same rows, so it
+/// cannot list a code that `code()` does not return or miss one that it does.
+/// A variant listed twice is an unreachable-pattern warning (an error under
+/// clippy's `-D warnings`); a code listed twice is caught by the
+/// `codes_are_distinct_snake_case` test.
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal,)+) => {
+        impl Error {
+            /// The stable, snake_case code of this error.
+            pub fn code(&self) -> &'static str {
+                match self {
+                    // `{ .. }` also matches unit variants.
+                    $(Error::$variant { .. } => $code,)+
+                }
+            }
         }
-    }
+
+        /// Every code an [`Error`] can have, in declaration order: the contract
+        /// that the TypeScript `CoreErrorCode` union in
+        /// `packages/realtime/src/errors.ts` mirrors (checked by
+        /// `tests/error_codes.rs`).
+        pub const ALL_CODES: &[&str] = &[$($code),+];
+    };
+}
+
+error_codes! {
+    InvalidChannelName => "invalid_channel_name",
+    InvalidRoomId => "invalid_room_id",
+    WrongChannelKind => "wrong_channel_kind",
+    InvalidSocketId => "invalid_socket_id",
+    MalformedFrame => "malformed_frame",
+    InvalidEventData => "invalid_event_data",
+    InvalidUserData => "invalid_user_data",
+    AuthKeyMismatch => "auth_key_mismatch",
+    InvalidSignature => "invalid_signature",
+    MissingAuthParam => "missing_auth_param",
+    UnsupportedAuthVersion => "unsupported_auth_version",
+    TimestampOutOfWindow => "auth_timestamp_expired",
+    BodyMd5Mismatch => "body_md5_mismatch",
+    InvalidAuthResponse => "invalid_auth_response",
+    ClientEventsDisabled => "client_events_disabled",
+    InvalidEventName => "invalid_event_name",
+    NotSubscribed => "not_subscribed",
+    PayloadTooLarge => "payload_too_large",
+    InvalidConfig => "invalid_config",
+    InvalidMessage => "invalid_message",
+    InvalidText => "invalid_text",
+    TextTooLarge => "text_too_large",
+    InvalidClientId => "invalid_client_id",
+    UnknownClientId => "unknown_client_id",
+    E2eeUnsupportedVersion => "e2ee_unsupported_version",
+    E2eeMalformed => "e2ee_malformed",
+    E2eeBadSignature => "e2ee_bad_signature",
+    E2eeDecryptFailed => "e2ee_decrypt_failed",
+    E2eeWrongRoom => "e2ee_wrong_room",
+    E2eeUnknownEpoch => "e2ee_unknown_epoch",
+    E2eeNotAMember => "e2ee_not_a_member",
+    E2eeReplay => "e2ee_replay",
+    E2eeDeviceKeyChanged => "e2ee_device_key_changed",
+    E2eeEpochExpired => "e2ee_epoch_expired",
+    E2eeWrongRecipient => "e2ee_wrong_recipient",
+    E2eeWrongSender => "e2ee_wrong_sender",
+    E2eeMembersMismatch => "e2ee_members_mismatch",
+    E2eeContentTooLarge => "e2ee_content_too_large",
+    E2eeInvalidKey => "e2ee_invalid_key",
+    E2eeNoEpoch => "e2ee_no_epoch",
 }
 
 impl fmt::Display for Error {
@@ -201,7 +228,7 @@ impl fmt::Display for Error {
             Error::TimestampOutOfWindow => write!(
                 f,
                 "unable to verify the request; auth_timestamp is more than {} seconds away from the server clock",
-                super::AUTH_TIMESTAMP_WINDOW_SECS
+                crate::protocol::AUTH_TIMESTAMP_WINDOW_SECS
             ),
             Error::BodyMd5Mismatch => {
                 f.write_str("unable to verify the request; body_md5 does not match the body")
@@ -414,9 +441,8 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_snake_case() {
-        let errors = all();
-        let codes: HashSet<&str> = errors.iter().map(Error::code).collect();
-        assert_eq!(codes.len(), errors.len());
+        let codes: HashSet<&str> = ALL_CODES.iter().copied().collect();
+        assert_eq!(codes.len(), ALL_CODES.len(), "a code is listed twice");
         for code in codes {
             assert!(
                 code.bytes()
@@ -424,6 +450,13 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    /// The message test below runs over `all()`; this keeps that list complete.
+    #[test]
+    fn the_examples_cover_every_code() {
+        let examples: Vec<&str> = all().iter().map(Error::code).collect();
+        assert_eq!(examples, ALL_CODES);
     }
 
     #[test]
