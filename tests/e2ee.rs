@@ -1,9 +1,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! The E2EE core: the published primitive vectors in
-//! `../shared/vectors/crypto/standard.json`, this format's own known-answer
-//! vectors in `tests/vectors/e2ee.json` (regenerated and compared on every
-//! run), tampering, membership, the late-message window, replay,
-//! fingerprints, and properties.
+//! `tests/vectors/crypto/standard.json` (a copy of the shared vectors), this
+//! format's own known-answer vectors in `tests/vectors/e2ee.json` (regenerated
+//! and compared on every run), tampering, membership, the late-message window,
+//! replay, fingerprints, and properties.
 
 use std::convert::Infallible;
 
@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 const STANDARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/vectors/crypto/standard.json"
+    "/tests/vectors/crypto/standard.json"
 );
 const OWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/e2ee.json");
 

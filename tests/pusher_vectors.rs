@@ -1,5 +1,5 @@
-//! The protocol core against the shared Pusher vectors in
-//! `../shared/vectors/pusher/`, produced by the `pusher` npm server library.
+//! The protocol core against the Pusher vectors in `tests/vectors/pusher/` (a
+//! copy of the shared vectors), produced by the `pusher` npm server library.
 //! The vectors are read at test time so every implementation is held to the
 //! same files.
 
@@ -10,7 +10,7 @@ use domvia_realtime::protocol::{
 };
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/pusher/");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/pusher/");
 
 fn load(name: &str) -> Value {
     let path = format!("{VECTORS}{name}");

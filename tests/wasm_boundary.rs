@@ -15,15 +15,15 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-// Browser tests cannot read files at run time, so the shared vectors are
-// compiled in from ../shared/vectors, the same files the native tests read.
+// Browser tests cannot read files at run time, so the Pusher vectors are
+// compiled in from tests/vectors, the same files the native tests read.
 const AUTH_VECTORS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/vectors/pusher/auth.json"
+    "/tests/vectors/pusher/auth.json"
 ));
 const REST_VECTORS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/vectors/pusher/rest.json"
+    "/tests/vectors/pusher/rest.json"
 ));
 
 fn str_of<'a>(value: &'a Value, field: &str) -> &'a str {

@@ -11,7 +11,11 @@ import test from "node:test";
 
 const packageDir = fileURLToPath(new URL("..", import.meta.url));
 const repoDir = fileURLToPath(new URL("../../..", import.meta.url));
-const docs = readFileSync(new URL("../../../../shared/reference/domvia-chat-sdk-docs.txt", import.meta.url), "utf8");
+// The product docs page, copied into the repository (and checked byte-equal to
+// ../shared/reference by tests/vector_copies.rs when that exists) rather than
+// skipped when absent: its server example is the public contract, so a clone
+// alone must still type-check it.
+const docs = readFileSync(new URL("../../../docs/reference/domvia-chat-sdk-docs.txt", import.meta.url), "utf8");
 const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
 
 const STUBS = `

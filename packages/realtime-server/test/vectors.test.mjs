@@ -1,5 +1,5 @@
-// Every entry of the shared Pusher vectors (../shared/vectors/pusher, produced
-// by the `pusher` npm library 5.3.4), matched byte for byte.
+// Every entry of the Pusher vectors (tests/vectors/pusher, a copy of the shared
+// vectors, produced by the `pusher` npm library 5.3.4), matched byte for byte.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import test from "node:test";
@@ -15,10 +15,10 @@ import {
 } from "../dist/index.js";
 
 const authVectors = JSON.parse(
-  await readFile(new URL("../../../../shared/vectors/pusher/auth.json", import.meta.url), "utf8"),
+  await readFile(new URL("../../../tests/vectors/pusher/auth.json", import.meta.url), "utf8"),
 );
 const restVectors = JSON.parse(
-  await readFile(new URL("../../../../shared/vectors/pusher/rest.json", import.meta.url), "utf8"),
+  await readFile(new URL("../../../tests/vectors/pusher/rest.json", import.meta.url), "utf8"),
 );
 const { key, secret } = authVectors.app;
 
