@@ -194,11 +194,13 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidChannelName { name, reason } => {
-                write!(f, "unable to use channel name {name:?}; {reason}")
+                write!(f, "unable to use channel name {}; {reason}", quoted(name))
             }
-            Error::InvalidRoomId { room_id, reason } => {
-                write!(f, "unable to build a channel name for room id {room_id:?}; {reason}")
-            }
+            Error::InvalidRoomId { room_id, reason } => write!(
+                f,
+                "unable to build a channel name for room id {}; {reason}",
+                quoted(room_id)
+            ),
             Error::WrongChannelKind { channel, expected } => write!(
                 f,
                 "unable to authorize channel {channel:?}; it is not a {expected} channel"
@@ -338,6 +340,16 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// `text` as a JSON string literal: the quoting of the names in the channel
+/// errors, chosen because TypeScript's `JSON.stringify` gives the same bytes
+/// for every string, so the TS copies of the channel rules can word their
+/// errors exactly as the core does (tests/vectors/channels.json). Rust's `{:?}`
+/// escapes differently (`'\u{7f}'`, zero-width characters), which no TS
+/// code can follow without Unicode tables.
+pub(crate) fn quoted(text: &str) -> String {
+    serde_json::to_string(text).expect("a str always serializes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,11 +484,11 @@ mod tests {
     fn messages_name_the_subject() {
         let error = Error::InvalidChannelName {
             name: "bad#name".into(),
-            reason: "'#' is not allowed".into(),
+            reason: "\"#\" is not allowed".into(),
         };
         assert_eq!(
             error.to_string(),
-            "unable to use channel name \"bad#name\"; '#' is not allowed"
+            "unable to use channel name \"bad#name\"; \"#\" is not allowed"
         );
         assert_eq!(
             Error::MissingAuthParam {

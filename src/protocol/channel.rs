@@ -1,6 +1,7 @@
 //! Channel names: kinds, validation, and the chat room naming scheme.
 
 use super::Error;
+use crate::error::quoted;
 
 /// The longest channel name the protocol allows, in characters.
 pub const MAX_CHANNEL_NAME_LEN: usize = 200;
@@ -74,13 +75,17 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '=' | '@' | ',' | '.' | ';')
 }
 
-/// Describes the first character outside the allowed set, if any.
+/// Describes the first character outside the allowed set, if any (quoted as
+/// JSON, and counted in Unicode scalar values as JavaScript's `for..of` does).
 fn first_bad_char(text: &str) -> Option<String> {
     text.chars()
         .enumerate()
         .find(|(_, c)| !is_name_char(*c))
         .map(|(i, c)| {
-            format!("{c:?} at position {i} is not allowed (only A-Z a-z 0-9 _ - = @ , . ;)")
+            format!(
+                "{} at position {i} is not allowed (only A-Z a-z 0-9 _ - = @ , . ;)",
+                quoted(c.encode_utf8(&mut [0; 4]))
+            )
         })
 }
 

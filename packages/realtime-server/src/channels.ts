@@ -1,7 +1,10 @@
 /**
  * Channel names: validation, kinds, and the chat room naming scheme
  * (`private-chat.room.{roomId}`, `presence-chat.room.{roomId}`), the same rules
- * as the DomVia Rust core.
+ * and messages as the DomVia Rust core (src/protocol/channel.rs). A copy rather
+ * than an import: this package runs on Node without wasm and depends on no other
+ * DomVia package. tests/vectors/channels.json, generated from the core, holds it
+ * to the core's answers (test/validation.test.mjs).
  */
 import { DomViaServerError } from "./errors.js";
 
@@ -59,7 +62,7 @@ export function validateChannelName(name: string): ChannelKind {
   const invalid = (reason: string): DomViaServerError =>
     new DomViaServerError(
       "invalid_channel_name",
-      `unable to use channel name ${describe(name)}; ${reason}`,
+      `unable to use channel name ${quoted(name)}; ${reason}`,
     );
   if (typeof name !== "string") throw invalid("it is not a string");
   if (name.length === 0) throw invalid("it is empty");
@@ -88,7 +91,7 @@ export function buildChatChannelName(roomId: string, options: { presence?: boole
   const invalid = (reason: string): DomViaServerError =>
     new DomViaServerError(
       "invalid_room_id",
-      `unable to build a channel name for room id ${describe(roomId)}; ${reason}`,
+      `unable to build a channel name for room id ${quoted(roomId)}; ${reason}`,
     );
   if (typeof roomId !== "string") throw invalid("it is not a string");
   if (roomId.length === 0) throw invalid("it is empty");
@@ -141,6 +144,15 @@ export function chatRoomIdFromChannel(channelName: string): ChatRoomChannel | nu
   const roomId = channelName.slice(prefix.length);
   if (roomId.length === 0) return null;
   return { roomId, presence: kind === "presence" };
+}
+
+/**
+ * A channel name or room id in an error, as the Rust core words it: a string in
+ * full, quoted by `JSON.stringify` (the core's quoting; tests/vectors/channels.json
+ * holds both to the same messages), anything else as its type.
+ */
+function quoted(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : `(${typeof value})`;
 }
 
 /** A short, safe rendering of a caller's value for an error message. */

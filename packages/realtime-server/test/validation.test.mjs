@@ -2,6 +2,7 @@
 // the verification helpers failing on tampered input.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import test from "node:test";
 
 import {
@@ -166,6 +167,28 @@ test("buildChatChannelName and chatRoomIdFromChannel are strict inverses", async
   }
   for (const roomId of ["", "room 42", "room/42", "röom", "room\n", "😀", undefined]) {
     await rejectsWith(() => buildChatChannelName(roomId), "invalid_room_id", JSON.stringify(roomId));
+  }
+});
+
+test("buildChatChannelName gives the core's names and exact errors (tests/vectors/channels.json)", async () => {
+  const vectors = JSON.parse(await readFile(new URL("../../../tests/vectors/channels.json", import.meta.url), "utf8"));
+  assert.ok(vectors.cases.length > 0);
+  for (const { room_id: roomId, presence, channel, error } of vectors.cases) {
+    const label = `${JSON.stringify(roomId)} presence=${presence}`;
+    if (error === undefined) {
+      assert.equal(buildChatChannelName(roomId, { presence }), channel, label);
+      continue;
+    }
+    assert.throws(
+      () => buildChatChannelName(roomId, { presence }),
+      (thrown) => {
+        assert.ok(thrown instanceof DomViaServerError, label);
+        assert.equal(thrown.code, error.code, label);
+        assert.equal(thrown.message, error.message, label);
+        return true;
+      },
+      label,
+    );
   }
 });
 

@@ -64,24 +64,41 @@ export function buildChatChannelName(roomId: string, options: { presence?: boole
   return callCore("build a chat channel name", () => core.buildChatChannelName(roomId, presence));
 }
 
-/** Channel names are at most 200 characters of these (Pusher's rule). */
-const ROOM_ID_PATTERN = /^[A-Za-z0-9_\-=@,.;]+$/;
+/** The characters a channel name (and so a room id) may hold (Pusher's rule). */
+const NAME_CHARACTER = /^[A-Za-z0-9_\-=@,.;]$/;
 const MAX_CHANNEL_NAME_LENGTH = 200;
 
 /**
- * The core's rule, for the one call that must work before the wasm loads; the
- * browser suite checks that both give the same answers.
+ * The core's rule (src/protocol/channel.rs), word for word, for the one call
+ * that must work before the wasm loads. tests/vectors/channels.json, generated
+ * from the core, holds both to the same names and messages
+ * (test/channels.test.mjs). Names are quoted with `JSON.stringify`, as the core
+ * quotes them, and positions count code points, as the core counts chars.
  */
 function chatChannelNameBeforeLoad(roomId: string, presence: boolean): string {
-  const prefix = presence ? "presence-chat.room." : "private-chat.room.";
   const invalid = (reason: string) =>
-    new DomViaError("invalid_room_id", `invalid room id ${JSON.stringify(roomId)}: ${reason}`);
-  if (typeof roomId !== "string" || roomId.length === 0) throw invalid("it is empty");
-  if (!ROOM_ID_PATTERN.test(roomId)) {
-    throw invalid("it has a character outside A-Z a-z 0-9 _ - = @ , . ;");
+    new DomViaError(
+      "invalid_room_id",
+      `unable to build a channel name for room id ${typeof roomId === "string" ? JSON.stringify(roomId) : `(${typeof roomId})`}; ${reason}`,
+    );
+  if (typeof roomId !== "string") throw invalid("it is not a string");
+  if (roomId.length === 0) throw invalid("it is empty");
+  let position = 0;
+  for (const character of roomId) {
+    if (!NAME_CHARACTER.test(character)) {
+      throw invalid(
+        `${JSON.stringify(character)} at position ${position} is not allowed (only A-Z a-z 0-9 _ - = @ , . ;)`,
+      );
+    }
+    position += 1;
   }
-  if (prefix.length + roomId.length > MAX_CHANNEL_NAME_LENGTH) {
-    throw invalid(`it makes the channel name longer than ${MAX_CHANNEL_NAME_LENGTH} characters`);
+  const prefix = presence ? "presence-chat.room." : "private-chat.room.";
+  // Only ASCII is left, so UTF-16 units are characters.
+  const max = MAX_CHANNEL_NAME_LENGTH - prefix.length;
+  if (roomId.length > max) {
+    throw invalid(
+      `it has ${roomId.length} characters, more than the ${max} that fit in a ${presence ? "presence" : "private"} channel name`,
+    );
   }
   return prefix + roomId;
 }
