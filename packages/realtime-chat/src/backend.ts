@@ -5,11 +5,21 @@
  */
 import type { DomViaErrorCode } from "@domvia/realtime/core";
 import { DomViaError } from "@domvia/realtime/core";
-import type { ChatApiOptions, ChatErrorCode } from "./types.js";
+import type { ChatApiOptions } from "./types.js";
 
-/** A `DomViaError` with a chat or backend code (the core's union does not list them). */
-export function chatError(code: ChatErrorCode | string, message: string, options?: { cause?: unknown }): DomViaError {
-  return new DomViaError(code as DomViaErrorCode, message, options);
+/** A `DomViaError` with one of the registered codes ({@link DomViaErrorCode}). */
+export function chatError(code: DomViaErrorCode, message: string, options?: { cause?: unknown }): DomViaError {
+  return new DomViaError(code, message, options);
+}
+
+/**
+ * A `DomViaError` with the code a backend refused a request with, passed through
+ * as it came: the reference backend's codes are in `BackendErrorCode` (checked
+ * against its API.md), but another backend implementing the API may answer
+ * others, which no type can know in advance. The one unchecked code in this package.
+ */
+function backendError(code: string, message: string): DomViaError {
+  return new DomViaError(code as DomViaErrorCode, message);
 }
 
 /** A request that did not succeed, and whether sending it again may help. */
@@ -123,14 +133,17 @@ export class BackendClient {
 
     const retryable = response.status >= 500 || response.status === 429;
     const error = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-    const code = typeof error?.code === "string" ? error.code : retryable ? "network_error" : "invalid_response";
     const message =
       typeof error?.message === "string" ? error.message : `unable to ${operation}; the backend answered ${response.status}`;
     const details: Record<string, unknown> = {};
     if (typeof error === "object" && error !== null) {
       for (const [key, value] of Object.entries(error)) if (key !== "code" && key !== "message") details[key] = value;
     }
-    throw new RequestFailure(chatError(code, message), retryable, response.status, details);
+    const refused =
+      typeof error?.code === "string"
+        ? backendError(error.code, message)
+        : chatError(retryable ? "network_error" : "invalid_response", message);
+    throw new RequestFailure(refused, retryable, response.status, details);
   }
 }
 

@@ -282,5 +282,4 @@ export type ChatErrorCode =
   | "invalid_text"
   | "text_too_large"
   | "unknown_client_id"
-  | "unknown_message"
   | "epoch_stale";

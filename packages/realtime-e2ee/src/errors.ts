@@ -1,10 +1,9 @@
 import type { DomViaErrorCode } from "@domvia/realtime/core";
 import { DomViaError, toDomViaError } from "@domvia/realtime/core";
-import type { E2eeErrorCode } from "./types.js";
 
-/** A `DomViaError` with an e2ee, core or backend code (the core's union does not list them). */
-export function e2eeError(code: E2eeErrorCode | string, message: string, options?: { cause?: unknown }): DomViaError {
-  return new DomViaError(code as DomViaErrorCode, message, options);
+/** A `DomViaError` with one of the registered codes ({@link DomViaErrorCode}: the core's `e2ee_*` codes, this package's, the backend's). */
+export function e2eeError(code: DomViaErrorCode, message: string, options?: { cause?: unknown }): DomViaError {
+  return new DomViaError(code, message, options);
 }
 
 /** Whatever was thrown, as a `DomViaError` (core errors keep their `e2ee_*` code). */
@@ -14,7 +13,7 @@ export function asError(thrown: unknown): DomViaError {
 
 export { DomViaError };
 
-/** The code of whatever was thrown, as a plain string (backend codes are not in the core's union). */
+/** The code of whatever was thrown, as a plain string (a backend of the app's own may answer codes outside `DomViaErrorCode`). */
 export function codeOf(thrown: unknown): string {
   return asError(thrown).code;
 }

@@ -15,4 +15,4 @@ export { callCore, wasmRuntime } from "./runtime.js";
 export type { WasmRuntime, WasmSource } from "./runtime.js";
 export { Listeners } from "./listeners.js";
 export { DomViaError, toDomViaError } from "./errors.js";
-export type { DomViaErrorCode } from "./errors.js";
+export type { BackendErrorCode, CoreErrorCode, DomViaErrorCode, SdkErrorCode } from "./errors.js";

@@ -13,7 +13,7 @@ import { DomViaError } from "./errors.js";
 import { callCore, isReady } from "./runtime.js";
 
 export { DomViaError } from "./errors.js";
-export type { DomViaErrorCode } from "./errors.js";
+export type { BackendErrorCode, CoreErrorCode, DomViaErrorCode, SdkErrorCode } from "./errors.js";
 export { ready, isReady } from "./runtime.js";
 export type { WasmSource } from "./runtime.js";
 export { DomViaRealtime } from "./realtime.js";
