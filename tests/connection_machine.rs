@@ -37,6 +37,13 @@ impl Driver {
         Driver::new(Options::new("app-key", "ws.example.com"), 7)
     }
 
+    /// The defaults, with client events allowed (they are off by default).
+    fn with_client_events() -> Driver {
+        let mut options = Options::new("app-key", "ws.example.com");
+        options.client_events = true;
+        Driver::new(options, 7)
+    }
+
     /// Drains the machine, running each action on the fake boundary.
     fn drain(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
@@ -1153,7 +1160,7 @@ fn presence_auth_without_channel_data_fails_the_channel() {
 
 #[test]
 fn trigger_sends_at_once_with_inline_data() {
-    let mut d = Driver::with_defaults();
+    let mut d = Driver::with_client_events();
     d.connect();
     d.establish("1.1");
     d.subscribed("private-chat.room.r1");
@@ -1177,7 +1184,7 @@ fn trigger_sends_at_once_with_inline_data() {
 
 #[test]
 fn every_client_event_rule_has_its_code() {
-    let mut d = Driver::with_defaults();
+    let mut d = Driver::with_client_events();
     d.connect();
     d.establish("1.1");
     d.subscribed("private-a");

@@ -56,7 +56,9 @@ pub struct Options {
     pub port: Option<u16>,
     /// Connect with `wss://` instead of `ws://`.
     pub force_tls: bool,
-    /// Allow [`Connection::trigger`] (default true).
+    /// Allow [`Connection::trigger`] of `client-` events (default false). This
+    /// is the SDK's one default: the wasm boundary and `@domvia/realtime` leave
+    /// it to [`Options::new`] when `clientEvents` is not given.
     pub client_events: bool,
     /// Sign the user in (`pusher:signin`) on every new connection (default false).
     pub user_authentication: bool,
@@ -77,7 +79,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// Options with the defaults: client events on, no user sign-in, plain
+    /// Options with the defaults: client events off, no user sign-in, plain
     /// `ws://` on the default port, and the timeouts documented on each field.
     pub fn new(key: impl Into<String>, host: impl Into<String>) -> Options {
         Options {
@@ -85,7 +87,7 @@ impl Options {
             host: host.into(),
             port: None,
             force_tls: false,
-            client_events: true,
+            client_events: false,
             user_authentication: false,
             activity_timeout_ms: Some(120_000),
             pong_timeout_ms: 30_000,
@@ -394,7 +396,7 @@ mod tests {
         assert_eq!(options.backoff_base_ms, 1_000);
         assert_eq!(options.backoff_max_ms, 30_000);
         assert_eq!(options.activity_timeout_ms, Some(120_000));
-        assert!(options.client_events);
+        assert!(!options.client_events);
         assert!(!options.user_authentication);
     }
 }

@@ -138,7 +138,10 @@ impl RealtimeConnection {
         let mut machine_options = Options::new(key.clone(), host);
         machine_options.port = number_field(options, "port")?.map(|port| port as u16);
         machine_options.force_tls = bool_field(options, "forceTLS").unwrap_or(false);
-        machine_options.client_events = bool_field(options, "clientEvents").unwrap_or(false);
+        // Absent: the core's default (off), stated once in `Options`.
+        if let Some(client_events) = bool_field(options, "clientEvents") {
+            machine_options.client_events = client_events;
+        }
         if let Some(ms) = number_field(options, "activityTimeoutMs")? {
             machine_options.activity_timeout_ms = Some(ms as u64);
         }

@@ -345,7 +345,8 @@ export class DomViaRealtime {
       host: options.host,
       port: options.port,
       forceTLS: options.forceTLS ?? !pageIsPlainHttp,
-      clientEvents: options.clientEvents ?? false,
+      // Absent, the core's default applies (off; `Options` in src/connection/mod.rs).
+      clientEvents: options.clientEvents,
       authEndpoint: options.authEndpoint,
       userAuthEndpoint: options.userAuthentication?.endpoint,
       authHeaders: options.auth?.headers,
