@@ -16,9 +16,11 @@ export function chatError(code: DomViaErrorCode, message: string, options?: { ca
  * A `DomViaError` with the code a backend refused a request with, passed through
  * as it came: the reference backend's codes are in `BackendErrorCode` (checked
  * against its API.md), but another backend implementing the API may answer
- * others, which no type can know in advance. The one unchecked code in this package.
+ * others, which no type can know in advance. The room's session reports such
+ * codes too (it reads the backend's answers), so its failures come through here.
+ * The one unchecked code in this package.
  */
-function backendError(code: string, message: string): DomViaError {
+export function backendError(code: string, message: string): DomViaError {
   return new DomViaError(code as DomViaErrorCode, message);
 }
 

@@ -13,7 +13,7 @@ import type { Channel, ConnectionState, DomViaRealtime, Member, Unsubscribe, Was
 import { buildChatChannelName } from "@domvia/realtime";
 import type { ChatRoomSessionAction, ChatRoomSessionEvent, DomViaError } from "@domvia/realtime/core";
 import { ChatRoomSession, callCore, Listeners, toDomViaError } from "@domvia/realtime/core";
-import { BackendClient, chatError, RequestFailure } from "./backend.js";
+import { BackendClient, backendError, chatError, RequestFailure } from "./backend.js";
 import type {
   ChatMember,
   ChatMessage,
@@ -258,7 +258,7 @@ export class DefaultChatRoom implements ChatRoom {
         this.#changed(true);
         return;
       case "failed":
-        this.#fail(chatError(event.code, event.message));
+        this.#fail(backendError(event.code, event.message));
         return;
       case "changed":
         this.#changed(true);
@@ -280,7 +280,7 @@ export class DefaultChatRoom implements ChatRoom {
         return;
       }
       case "send_failed": {
-        const error = chatError(event.code, event.message);
+        const error = backendError(event.code, event.message);
         for (const waiter of this.#takeDelivery(event.client_id)) waiter.reject(error);
         return;
       }
@@ -289,7 +289,7 @@ export class DefaultChatRoom implements ChatRoom {
         this.#olderLoad = undefined;
         return;
       case "older_failed":
-        this.#olderLoad?.waiter.reject(chatError(event.code, event.message));
+        this.#olderLoad?.waiter.reject(backendError(event.code, event.message));
         this.#olderLoad = undefined;
         return;
       case "ignored":
@@ -448,7 +448,7 @@ export class DefaultChatRoom implements ChatRoom {
     if (encryption === undefined) return;
     const result = await encryption.open(message).catch((thrown: unknown) => {
       const error = toDomViaError(thrown);
-      return { ok: false as const, code: error.code as string, message: error.message };
+      return { ok: false as const, code: error.code, message: error.message };
     });
     this.#feed((session) =>
       result.ok
