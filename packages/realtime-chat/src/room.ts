@@ -9,11 +9,11 @@
  * seal or an open for the E2EE package, a typing signal) and tells the app
  * about the events among them.
  */
-import type { Channel, ConnectionState, DomViaRealtime, Member, Unsubscribe, WasmSource } from "@domvia/realtime";
+import type { Channel, ConnectionState, DomViaRealtime, Unsubscribe } from "@domvia/realtime";
 import { buildChatChannelName } from "@domvia/realtime";
 import type { ChatRoomSessionAction, ChatRoomSessionEvent, DomViaError } from "@domvia/realtime/core";
 import { ChatRoomSession, callCore, Listeners, toDomViaError } from "@domvia/realtime/core";
-import { BackendClient, backendError, chatError, RequestFailure } from "./backend.js";
+import { BackendClient, backendError, chatError } from "./backend.js";
 import type {
   ChatMember,
   ChatMessage,
@@ -22,13 +22,12 @@ import type {
   ChatRoomOptions,
   ChatRoomSnapshot,
   ChatRoomStatus,
-  DeviceKeyChangeEvent,
   PresenceEvent,
   ReadReceiptEvent,
-  RoomEncryption,
-  RoomEncryptionModule,
   TypingEvent,
 } from "./types.js";
+import { ENCRYPTION_EVENTS, EncryptionBridge } from "./encryption.js";
+import { PresenceMembers } from "./presence.js";
 import { MessageRows, type ViewMessageJson } from "./view.js";
 
 /** `c-` and 32 random hex digits: the idempotency key of one message. */
@@ -39,36 +38,6 @@ function newClientId(): string {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** The room events that may change an encrypted room's member devices. */
-const ENCRYPTION_EVENTS = ["epoch.created", "member.added", "member.removed"] as const;
-
-/**
- * Loads `@domvia/realtime-e2ee` on demand: a bare dynamic import, so bundlers
- * split it out and apps that never encrypt never load it.
- */
-async function loadEncryption(): Promise<RoomEncryptionModule> {
-  let loaded: unknown;
-  try {
-    // @ts-ignore -- resolved at run time only: the types this package uses are in types.ts.
-    loaded = await import("@domvia/realtime-e2ee");
-  } catch (cause) {
-    throw chatError(
-      "encryption_unavailable",
-      "unable to open the encrypted room; @domvia/realtime-e2ee could not be loaded (install it, and map it for the browser)",
-      { cause },
-    );
-  }
-  if (!isObject(loaded) || typeof loaded.openRoomEncryption !== "function") {
-    throw chatError("encryption_unavailable", "unable to open the encrypted room; @domvia/realtime-e2ee has no openRoomEncryption");
-  }
-  return loaded as unknown as RoomEncryptionModule;
-}
-
-function toMember(member: Member): ChatMember {
-  const name = isObject(member.info) && typeof member.info.name === "string" ? member.info.name : null;
-  return Object.freeze({ user_id: member.id, name });
 }
 
 /** A 52-bit seed for the session's retry jitter. */
@@ -111,13 +80,11 @@ export class DefaultChatRoom implements ChatRoom {
 
   // End-to-end encryption (encrypted rooms only).
   readonly encryption: ChatRoomEncryption | undefined;
-  #encryption: RoomEncryption | undefined;
-  readonly #keyChangeListeners = new Listeners<[DeviceKeyChangeEvent]>();
+  readonly #encryption: EncryptionBridge | undefined;
 
   readonly #messageListeners = new Listeners<[ChatMessage]>();
   readonly #typingListeners = new Listeners<[TypingEvent]>();
   readonly #receiptListeners = new Listeners<[ReadReceiptEvent]>();
-  readonly #presenceListeners = new Listeners<[PresenceEvent]>();
   readonly #storeListeners = new Listeners<[]>();
 
   // The view: rebuilt from the session only when it reported a change.
@@ -129,7 +96,7 @@ export class DefaultChatRoom implements ChatRoom {
   #viewHasOlder = false;
   #viewReadPositions: Readonly<Record<string, number>> = NO_POSITIONS;
   #typingUserIds: readonly string[] = EMPTY;
-  #members: readonly ChatMember[] = EMPTY;
+  readonly #presenceMembers = new PresenceMembers(() => this.#changed(false));
 
   constructor(realtime: DomViaRealtime, options: ChatRoomOptions) {
     this.roomId = options.roomId;
@@ -142,7 +109,12 @@ export class DefaultChatRoom implements ChatRoom {
     });
     // The app may never call waitUntilReady(); the failure is in the snapshot too.
     this.#ready.catch(() => undefined);
-    this.encryption = options.encrypted === true ? this.#encryptionApi() : undefined;
+    if (options.encrypted === true) {
+      this.#encryption = new EncryptionBridge(options.roomId, options.encryptionWasm, this.#backend, (input) => this.#feed(input));
+      this.encryption = this.#encryption.api((operation) => this.#awaitReady(operation));
+    } else {
+      this.encryption = undefined;
+    }
     this.#hadConnected = realtime.connection.state === "connected";
     this.#cleanups.push(
       realtime.connection.onStateChange(({ current }) => {
@@ -222,13 +194,9 @@ export class DefaultChatRoom implements ChatRoom {
         return;
       }
       case "prepare_encryption":
-        void this.#prepareEncryption(action.user_id);
-        return;
       case "seal":
-        void this.#seal(action.client_id, action.text, action.stale);
-        return;
       case "open":
-        void this.#open(action.message);
+        this.#encryption?.perform(action);
         return;
       case "typing":
         this.#triggerTyping(action.data);
@@ -340,14 +308,11 @@ export class DefaultChatRoom implements ChatRoom {
       );
     }
     if (role === "presence") {
-      this.#cleanups.push(
-        channel.bind("pusher:member_added", (member) => this.#memberChanged("joined", member as Member)),
-        channel.bind("pusher:member_removed", (member) => this.#memberChanged("left", member as Member)),
-      );
+      this.#cleanups.push(...this.#presenceMembers.bind(channel));
     }
     let first = true;
     const succeeded = (): void => {
-      if (role === "presence") this.#refreshMembers(!first);
+      if (role === "presence" && !this.#left) this.#presenceMembers.refresh(channel, !first);
       first = false;
       this.#feed((session) => session.subscribed(role === "presence"));
     };
@@ -359,102 +324,6 @@ export class DefaultChatRoom implements ChatRoom {
       }),
     );
     if (channel.state === "subscribed") succeeded();
-  }
-
-  // ---- End-to-end encryption (encrypted rooms) ---------------------------------
-
-  /** `room.encryption`: usable before the room is ready (listeners wait, calls await readiness). */
-  #encryptionApi(): ChatRoomEncryption {
-    const room = this;
-    return Object.freeze({
-      get fingerprint(): string | undefined {
-        return room.#encryption?.fingerprint;
-      },
-      onKeyChange: (listener: (event: DeviceKeyChangeEvent) => void) => this.#keyChangeListeners.add(listener),
-      acceptDeviceChange: async (userId: string, deviceId: string) => {
-        await this.#awaitReady("accept a device change");
-        await this.#openEncryption("accept a device change").acceptDeviceChange(userId, deviceId);
-      },
-      safetyNumber: async (userId: string) => {
-        await this.#awaitReady("compute safety numbers");
-        return this.#openEncryption("compute safety numbers").safetyNumber(userId);
-      },
-    });
-  }
-
-  #openEncryption(operation: string): RoomEncryption {
-    if (this.#encryption === undefined) throw this.#leftError(operation);
-    return this.#encryption;
-  }
-
-  /** Loads @domvia/realtime-e2ee once, then this device and the room's keys. */
-  async #prepareEncryption(userId: string): Promise<void> {
-    try {
-      if (this.#encryption === undefined) {
-        const module = await loadEncryption();
-        if (this.#left) return;
-        const encryption = module.openRoomEncryption({
-          roomId: this.roomId,
-          userId,
-          wasm: this.#options.encryptionWasm as WasmSource | undefined,
-          request: (operation, method, path, body) => this.#encryptionRequest(operation, method, path, body),
-        });
-        this.#encryption = encryption;
-        this.#cleanups.push(encryption.onKeyChange((change) => this.#keyChangeListeners.emit(change)));
-      }
-      await this.#encryption.prepare();
-      this.#feed((session) => session.encryptionPrepared());
-    } catch (thrown) {
-      const error = toDomViaError(thrown);
-      this.#feed((session) => session.encryptionFailed(error.code, error.message));
-    }
-  }
-
-  /** The room's backend client for the encryption: a refusal is the backend's code, an outage `network_error`. */
-  async #encryptionRequest<T>(
-    operation: string,
-    method: "GET" | "POST" | "PUT",
-    path: string,
-    body: unknown,
-  ): Promise<{ status: number; body: T }> {
-    try {
-      return await this.#backend.request<T>(operation, method, path, body === undefined ? {} : { body });
-    } catch (thrown) {
-      if (thrown instanceof RequestFailure && thrown.retryable) {
-        throw chatError("network_error", thrown.error.message, { cause: thrown.error });
-      }
-      throw thrown instanceof RequestFailure ? thrown.error : toDomViaError(thrown);
-    }
-  }
-
-  async #seal(
-    clientId: string,
-    text: string,
-    stale: { current_epoch: number; needs_new_epoch: boolean } | undefined,
-  ): Promise<void> {
-    const encryption = this.#encryption;
-    if (encryption === undefined) return;
-    try {
-      const envelope = stale === undefined ? await encryption.seal(clientId, text) : await encryption.reseal(clientId, text, stale);
-      this.#feed((session) => session.sealed(clientId, JSON.stringify(envelope)));
-    } catch (thrown) {
-      const error = toDomViaError(thrown);
-      this.#feed((session) => session.sealFailed(clientId, error.code, error.message));
-    }
-  }
-
-  async #open(message: Extract<ChatRoomSessionAction, { type: "open" }>["message"]): Promise<void> {
-    const encryption = this.#encryption;
-    if (encryption === undefined) return;
-    const result = await encryption.open(message).catch((thrown: unknown) => {
-      const error = toDomViaError(thrown);
-      return { ok: false as const, code: error.code, message: error.message };
-    });
-    this.#feed((session) =>
-      result.ok
-        ? session.opened(message.message_id, result.text, "", "", Date.now())
-        : session.opened(message.message_id, undefined, result.code, result.message, Date.now()),
-    );
   }
 
   // ---- Sending ------------------------------------------------------------
@@ -575,35 +444,7 @@ export class DefaultChatRoom implements ChatRoom {
   }
 
   onPresence(listener: (event: PresenceEvent) => void): Unsubscribe {
-    return this.#presenceListeners.add(listener);
-  }
-
-  #memberChanged(type: "joined" | "left", member: Member): void {
-    if (this.#left || !isObject(member) || typeof member.id !== "string") return;
-    const entry = toMember(member);
-    const present = this.#members.some((known) => known.user_id === entry.user_id);
-    if (type === "joined" && !present) this.#members = Object.freeze([...this.#members, entry]);
-    else if (type === "left" && present) this.#members = Object.freeze(this.#members.filter((known) => known.user_id !== entry.user_id));
-    else return;
-    this.#changed(false);
-    this.#presenceListeners.emit({ type, user_id: entry.user_id, name: entry.name });
-  }
-
-  /** Reads the member list after a (re)subscription; `emit` reports who came and went meanwhile. */
-  #refreshMembers(emit: boolean): void {
-    const members = this.#presenceChannel?.members;
-    if (members === undefined || this.#left) return;
-    const next: ChatMember[] = [];
-    members.each((member) => next.push(toMember(member)));
-    const before = this.#members;
-    const left = before.filter((known) => !next.some((entry) => entry.user_id === known.user_id));
-    const joined = next.filter((entry) => !before.some((known) => known.user_id === entry.user_id));
-    if (left.length === 0 && joined.length === 0) return;
-    this.#members = Object.freeze(next);
-    this.#changed(false);
-    if (!emit) return;
-    for (const entry of left) this.#presenceListeners.emit({ type: "left", user_id: entry.user_id, name: entry.name });
-    for (const entry of joined) this.#presenceListeners.emit({ type: "joined", user_id: entry.user_id, name: entry.name });
+    return this.#presenceMembers.onPresence(listener);
   }
 
   // ---- The store ------------------------------------------------------------
@@ -623,7 +464,7 @@ export class DefaultChatRoom implements ChatRoom {
       messages: this.#rows.list,
       hasOlder: this.#viewHasOlder,
       typingUserIds: this.#typingUserIds,
-      members: this.#members,
+      members: this.#presenceMembers.list,
       unreadCount: this.#viewUnread,
       readPositions: this.#viewReadPositions,
     };
@@ -676,8 +517,6 @@ export class DefaultChatRoom implements ChatRoom {
     this.#timers.clear();
     this.#backend.close();
     this.#encryption?.close();
-    this.#encryption = undefined;
-    this.#keyChangeListeners.clear();
 
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     for (const name of this.#ownedChannels.splice(0)) this.#realtime.unsubscribe(name);
@@ -700,7 +539,7 @@ export class DefaultChatRoom implements ChatRoom {
     this.#messageListeners.clear();
     this.#typingListeners.clear();
     this.#receiptListeners.clear();
-    this.#presenceListeners.clear();
+    this.#presenceMembers.close();
     this.#changed(false);
   }
 }
