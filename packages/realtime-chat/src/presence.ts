@@ -43,10 +43,11 @@ export class PresenceMembers {
 
   #memberChanged(type: "joined" | "left", member: Member): void {
     if (!isObject(member) || typeof member.id !== "string") return;
-    const entry = toMember(member);
-    const present = this.#members.some((known) => known.user_id === entry.user_id);
-    if (type === "joined" && !present) this.#members = Object.freeze([...this.#members, entry]);
-    else if (type === "left" && present) this.#members = Object.freeze(this.#members.filter((known) => known.user_id !== entry.user_id));
+    const known = this.#members.find((entry) => entry.user_id === member.id);
+    // A leave names the member as they joined (brokers send only the id with it).
+    const entry = known ?? toMember(member);
+    if (type === "joined" && known === undefined) this.#members = Object.freeze([...this.#members, entry]);
+    else if (type === "left" && known !== undefined) this.#members = Object.freeze(this.#members.filter((other) => other !== known));
     else return;
     this.#changed();
     this.#listeners.emit({ type, user_id: entry.user_id, name: entry.name });
