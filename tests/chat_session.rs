@@ -4,6 +4,8 @@
 //! reseal, read debounce, typing expiry, leaving) without a browser, and a
 //! property test over arbitrary interleavings of events and answers.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;

@@ -1,14 +1,15 @@
-//! The `ChatRoomState` boundary in a real headless Chromium
+//! The `ChatRoomSession` boundary in real headless browsers
 //! (wasm-bindgen-test, `run_in_browser`): real JS objects go in, plain JS
-//! objects with the documented snake_case fields and JS types come out, and
-//! refusals are `Error`s named DomViaError with a `code`. The room's logic is
-//! tested natively (tests/chat_room.rs); this suite checks the crossing.
+//! objects with the documented snake_case fields and JS types come out (the
+//! actions and events of `takeActions`, the view's messages), and refusals are
+//! `Error`s named DomViaError with a `code`. The room's policy is tested
+//! natively (tests/chat_session.rs, tests/chat_room.rs); this suite checks the crossing.
 //!
 //! Run with: wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver
 //!   --mode no-install . --test wasm_chat
 #![cfg(target_arch = "wasm32")]
 
-use domvia_realtime::wasm::chat::ChatRoomState;
+use domvia_realtime::wasm::chat::ChatRoomSession;
 use js_sys::{Array, Object, Reflect, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
@@ -19,8 +20,11 @@ const ROOM: &str = "r_room";
 const ME: &str = "u_me";
 const ADA: &str = "u_ada";
 
-fn room() -> ChatRoomState {
-    ChatRoomState::new(ROOM.into(), ME.into(), 3000.0, 5000.0)
+fn session(encrypted: bool) -> ChatRoomSession {
+    let config = format!(
+        r#"{{"room_id":"{ROOM}","user_id":"{ME}","encrypted":{encrypted},"page_size":2,"jitter_seed":1}}"#
+    );
+    ChatRoomSession::new(js(&config)).expect("a valid config")
 }
 
 /// A real JS value from JSON text, as the SDK gets it from `response.json()`.
@@ -36,11 +40,6 @@ fn message_json(seq: u64) -> String {
     )
 }
 
-fn page(seqs: std::ops::RangeInclusive<u64>) -> JsValue {
-    let items: Vec<String> = seqs.map(message_json).collect();
-    js(&format!("[{}]", items.join(",")))
-}
-
 fn get(object: &JsValue, field: &str) -> JsValue {
     Reflect::get(object, &field.into()).expect("an object")
 }
@@ -54,18 +53,6 @@ fn keys(object: &JsValue) -> Vec<String> {
         .iter()
         .map(|k| k.as_string().unwrap())
         .collect()
-}
-
-/// How many messages the room shows (pending and stored).
-fn message_count(room: &ChatRoomState) -> u32 {
-    array(&room.messages().unwrap()).length()
-}
-
-/// My message with this client id in the room's list, if any.
-fn message_with_client_id(room: &ChatRoomState, client_id: &str) -> Option<JsValue> {
-    array(&room.messages().unwrap())
-        .iter()
-        .find(|message| get(message, "client_id").as_string().as_deref() == Some(client_id))
 }
 
 fn array(value: &JsValue) -> Array {
@@ -109,212 +96,310 @@ const STORED_KEYS: [&str; 8] = [
     "status",
 ];
 
-#[wasm_bindgen_test]
-fn a_latest_page_comes_back_as_plain_snake_case_messages() {
-    let mut room = room();
-    let applied = room.apply_latest_page(page(5..=7), true, 0.0).unwrap();
-    assert_plain_object(&applied, &["added", "typing_stopped"]);
-    assert!(
-        !has(&applied, "catch_up_after"),
-        "undefined when nothing is missing"
-    );
-    assert_eq!(array(&get(&applied, "typing_stopped")).length(), 0);
-    let added = array(&get(&applied, "added"));
-    assert_eq!(added.length(), 3);
-    let first = added.get(0);
-    assert_plain_object(&first, &STORED_KEYS);
-    assert_eq!(
-        get(&first, "message_id").as_string().as_deref(),
-        Some("m_5")
-    );
-    assert_eq!(get(&first, "room_id").as_string().as_deref(), Some(ROOM));
-    assert_eq!(get(&first, "seq").as_f64(), Some(5.0));
-    assert_eq!(get(&first, "user_id").as_string().as_deref(), Some(ADA));
-    assert_eq!(get(&first, "text").as_string().as_deref(), Some("text 5"));
-    assert_eq!(get(&first, "sent_at").as_f64(), Some(1_760_000_000_005.0));
-    assert_eq!(
-        get(&first, "client_id").as_string().as_deref(),
-        Some("c-ada-5")
-    );
-    assert_eq!(get(&first, "status").as_string().as_deref(), Some("sent"));
+fn actions(session: &mut ChatRoomSession) -> Vec<JsValue> {
+    array(&session.take_actions().unwrap()).iter().collect()
+}
 
-    assert_eq!(room.older_cursor(), Some(5.0));
-    assert!(room.has_older());
-    assert_eq!(room.catch_up_cursor(), 7.0);
-    assert_eq!(message_count(&room), 3);
-    assert_eq!(room.unread_count(), 3.0);
-    assert_eq!(array(&room.messages().unwrap()).length(), 3);
+/// The actions of one type, and the events among them by their own type.
+fn of_type(actions: &[JsValue], kind: &str) -> Vec<JsValue> {
+    actions
+        .iter()
+        .filter(|a| get(a, "type").as_string().as_deref() == Some(kind))
+        .cloned()
+        .collect()
+}
+
+fn events(actions: &[JsValue], kind: &str) -> Vec<JsValue> {
+    of_type(actions, "event")
+        .iter()
+        .map(|a| get(a, "event"))
+        .filter(|e| get(e, "type").as_string().as_deref() == Some(kind))
+        .collect()
+}
+
+fn number(value: &JsValue) -> f64 {
+    value.as_f64().expect("a number")
+}
+
+/// Answers the request of `actions` whose path is `path` with `body`.
+fn answer(session: &mut ChatRoomSession, actions: &[JsValue], path: &str, status: f64, body: &str) {
+    let request = of_type(actions, "request")
+        .into_iter()
+        .find(|r| get(r, "path").as_string().as_deref() == Some(path))
+        .unwrap_or_else(|| panic!("no request for {path}"));
+    session.response(number(&get(&request, "id")), status, body, 1_000.0);
+}
+
+/// A session loaded with messages 1 and 2; returns the load's last actions.
+fn loaded(session: &mut ChatRoomSession, page_body: &str) -> Vec<JsValue> {
+    session.start();
+    let started = actions(session);
+    answer(
+        session,
+        &started,
+        &format!("/api/rooms/{ROOM}"),
+        200.0,
+        r#"{"last_read_seq":1,"unread_count":1,"latest_seq":2,"members":[]}"#,
+    );
+    session.subscribed(false);
+    let paged = actions(session);
+    answer(
+        session,
+        &paged,
+        &format!("/api/rooms/{ROOM}/messages?limit=2"),
+        200.0,
+        page_body,
+    );
+    actions(session)
+}
+
+fn page_json(seqs: std::ops::RangeInclusive<u64>) -> String {
+    let items: Vec<String> = seqs.map(message_json).collect();
+    format!(r#"{{"messages":[{}],"has_more":false}}"#, items.join(","))
 }
 
 #[wasm_bindgen_test]
-fn a_gap_sets_catch_up_after_as_a_number() {
-    let mut room = room();
-    room.apply_latest_page(page(1..=3), false, 0.0).unwrap();
-    assert_eq!(room.older_cursor(), None);
-    let applied = room.apply_created(js(&message_json(6)), 0.0).unwrap();
-    assert_eq!(get(&applied, "catch_up_after").as_f64(), Some(3.0));
-    let caught = room.apply_catch_up_page(page(4..=6), false, 0.0).unwrap();
-    assert!(!has(&caught, "catch_up_after"));
-    assert_eq!(array(&get(&caught, "added")).length(), 2);
-    let live = room.apply_created(js(&message_json(7)), 0.0).unwrap();
-    assert_eq!(array(&get(&live, "added")).length(), 1);
-    assert_eq!(room.catch_up_cursor(), 7.0);
+fn requests_come_out_as_plain_objects_with_number_ids_and_no_body_on_a_get() {
+    let mut s = session(false);
+    s.start();
+    let started = actions(&mut s);
+    assert_eq!(
+        started.len(),
+        1,
+        "my user id is known: only the room is asked"
+    );
+    assert_plain_object(
+        &started[0],
+        &[
+            "type",
+            "id",
+            "operation",
+            "method",
+            "path",
+            "with_socket_id",
+            "keepalive",
+        ],
+    );
+    assert_eq!(
+        get(&started[0], "method").as_string().as_deref(),
+        Some("GET")
+    );
+    assert_eq!(get(&started[0], "with_socket_id"), JsValue::FALSE);
+    assert!(number(&get(&started[0], "id")) >= 1.0);
 }
 
 #[wasm_bindgen_test]
-fn a_pending_message_has_null_id_and_seq() {
-    let mut room = room();
-    room.apply_latest_page(page(1..=1), false, 0.0).unwrap();
-    let pending = room.begin_send("c-1", "hi", 1234.0).unwrap();
-    assert_plain_object(&pending, &STORED_KEYS);
-    assert!(get(&pending, "message_id").is_null());
-    assert!(get(&pending, "seq").is_null());
-    assert_eq!(
-        get(&pending, "status").as_string().as_deref(),
-        Some("sending")
-    );
-    assert_eq!(get(&pending, "sent_at").as_f64(), Some(1234.0));
-    assert_eq!(get(&pending, "user_id").as_string().as_deref(), Some(ME));
-
-    let sends = array(&room.pending_sends().unwrap());
-    assert_eq!(sends.length(), 1);
-    assert_plain_object(&sends.get(0), &["client_id", "text"]);
-
-    room.send_failed("c-1");
-    let failed = message_with_client_id(&room, "c-1").expect("the failed send is listed");
-    assert_eq!(
-        get(&failed, "status").as_string().as_deref(),
-        Some("failed")
-    );
-    assert_eq!(room.retry("c-1").unwrap(), "hi");
-    assert!(message_with_client_id(&room, "c-unknown").is_none());
-
-    let stored = js(&format!(
-        r#"{{"message_id":"m_2","room_id":"{ROOM}","seq":2,"user_id":"{ME}","text":"hi","sent_at":99,"client_id":"c-1"}}"#
-    ));
-    let applied = room.send_succeeded("c-1", stored.clone(), 0.0).unwrap();
-    let added = array(&get(&applied, "added"));
-    assert_eq!(
-        get(&added.get(0), "status").as_string().as_deref(),
-        Some("sent")
-    );
-    assert_eq!(get(&added.get(0), "seq").as_f64(), Some(2.0));
-    // The event after the response adds nothing.
-    let again = room.apply_created(stored, 0.0).unwrap();
-    assert_eq!(array(&get(&again, "added")).length(), 0);
-    assert_eq!(message_count(&room), 2);
-    assert_eq!(array(&room.pending_sends().unwrap()).length(), 0);
-}
-
-#[wasm_bindgen_test]
-fn a_ciphertext_message_keeps_its_object_and_a_null_text() {
-    let mut room = room();
-    let encrypted = js(&format!(
-        r#"{{"message_id":"m_1","room_id":"{ROOM}","seq":1,"user_id":"{ADA}","ciphertext":{{"v":1,"ct":"AAAA"}},"sent_at":5,"client_id":"c-x"}}"#
-    ));
-    let applied = room.apply_created(encrypted, 0.0).unwrap();
-    let message = array(&get(&applied, "added")).get(0);
-    assert!(get(&message, "text").is_null());
-    let ciphertext = get(&message, "ciphertext");
-    assert_plain_object(&ciphertext, &["ct", "v"]);
-    assert_eq!(get(&ciphertext, "v").as_f64(), Some(1.0));
+fn a_loaded_room_reports_ready_and_shows_plain_snake_case_messages() {
+    let mut s = session(false);
+    let done = loaded(&mut s, &page_json(1..=2));
+    assert_eq!(events(&done, "ready").len(), 1);
+    let shown = array(&s.messages().unwrap());
+    assert_eq!(shown.length(), 2);
+    for message in shown.iter() {
+        assert_plain_object(&message, &STORED_KEYS);
+        assert!(get(&message, "seq").as_f64().is_some());
+        assert_eq!(get(&message, "status").as_string().as_deref(), Some("sent"));
+    }
+    assert_eq!(s.unread_count(), 1.0);
+    assert!(!s.has_older());
+    assert_plain_object(&s.read_positions().unwrap(), &[ME]);
 }
 
 #[wasm_bindgen_test]
 fn bad_text_is_a_coded_error_and_shows_nothing() {
-    let mut room = room();
-    assert_js_error(room.begin_send("c-1", "", 0.0).unwrap_err(), "invalid_text");
+    let mut s = session(false);
+    loaded(&mut s, &page_json(1..=2));
+    assert_js_error(s.send("c-1", "", 1_000.0).unwrap_err(), "invalid_text");
     assert_js_error(
-        room.begin_send("c-1", "bell\u{7}", 0.0).unwrap_err(),
-        "invalid_text",
-    );
-    assert_js_error(
-        room.begin_send("c-1", &"x".repeat(4001), 0.0).unwrap_err(),
-        "text_too_large",
-    );
-    assert_js_error(
-        room.begin_send("bad id", "hi", 0.0).unwrap_err(),
+        s.send("c 1", "hi", 1_000.0).unwrap_err(),
         "invalid_client_id",
     );
-    assert_eq!(message_count(&room), 0);
-    assert_js_error(room.retry("c-1").unwrap_err(), "unknown_client_id");
+    assert_eq!(array(&s.messages().unwrap()).length(), 2);
+    assert!(actions(&mut s).is_empty());
+    assert_js_error(s.retry("c-unknown").unwrap_err(), "unknown_client_id");
 }
 
 #[wasm_bindgen_test]
-fn malformed_messages_are_coded_errors_not_panics() {
-    let mut room = room();
-    let without_seq = js(&format!(
-        r#"{{"message_id":"m_1","room_id":"{ROOM}","user_id":"{ADA}","text":"x","sent_at":1,"client_id":"c"}}"#
-    ));
+fn a_send_posts_json_text_with_the_socket_id_and_settles_as_delivered() {
+    let mut s = session(false);
+    loaded(&mut s, &page_json(1..=2));
+    s.send("c-1", "hello", 1_000.0).unwrap();
+    let sent = actions(&mut s);
+    let pending = array(&s.messages().unwrap()).get(2);
+    assert_eq!(get(&pending, "message_id"), JsValue::NULL);
+    assert_eq!(
+        get(&pending, "status").as_string().as_deref(),
+        Some("sending")
+    );
+    let post = &of_type(&sent, "request")[0];
+    assert_eq!(get(post, "with_socket_id"), JsValue::TRUE);
+    let body = js(&get(post, "body")
+        .as_string()
+        .expect("the body is JSON text"));
+    assert_eq!(get(&body, "client_id").as_string().as_deref(), Some("c-1"));
+    let stored = format!(
+        r#"{{"message_id":"m_3","room_id":"{ROOM}","seq":3,"user_id":"{ME}","text":"hello","sent_at":5,"client_id":"c-1"}}"#
+    );
+    s.response(number(&get(post, "id")), 201.0, &stored, 1_000.0);
+    let after = actions(&mut s);
+    let delivered = &events(&after, "delivered")[0];
+    assert_eq!(
+        get(delivered, "client_id").as_string().as_deref(),
+        Some("c-1")
+    );
+    assert_plain_object(&get(delivered, "message"), &STORED_KEYS);
+    let reported = get(&events(&after, "message")[0], "message");
+    assert_eq!(
+        number(&get(&reported, "seq")),
+        3.0,
+        "onMessage reports my stored message"
+    );
+}
+
+#[wasm_bindgen_test]
+fn a_refusal_crosses_as_send_failed_with_the_backends_code() {
+    let mut s = session(false);
+    loaded(&mut s, &page_json(1..=2));
+    s.send("c-1", "hello", 1_000.0).unwrap();
+    let sent = actions(&mut s);
+    let post = &of_type(&sent, "request")[0];
+    s.response(
+        number(&get(post, "id")),
+        403.0,
+        r#"{"error":{"code":"not_a_member","message":"unable to send; you left"}}"#,
+        1_000.0,
+    );
+    let failed = &events(&actions(&mut s), "send_failed")[0];
+    assert_plain_object(failed, &["type", "client_id", "code", "message"]);
+    assert_eq!(
+        get(failed, "code").as_string().as_deref(),
+        Some("not_a_member")
+    );
+}
+
+#[wasm_bindgen_test]
+fn malformed_events_are_coded_errors_or_ignored_never_panics() {
+    let mut s = session(false);
+    loaded(&mut s, &page_json(1..=2));
     assert_js_error(
-        room.apply_created(without_seq, 0.0).unwrap_err(),
+        s.message_created(JsValue::UNDEFINED, 1.0).unwrap_err(),
         "invalid_message",
     );
-    for bad in [
-        JsValue::from_str("m_1"),
-        JsValue::NULL,
-        JsValue::UNDEFINED,
-        JsValue::from_f64(7.0),
-        js(r#"{"seq":"7"}"#),
-    ] {
-        assert_js_error(room.apply_created(bad, 0.0).unwrap_err(), "invalid_message");
-    }
-    // A page that is not an array, or holds one bad message, is refused whole.
     assert_js_error(
-        room.apply_latest_page(js(r#"{"messages":[]}"#), false, 0.0)
+        s.message_created(JsValue::from(js_sys::BigInt::from(1u64)), 1.0)
             .unwrap_err(),
         "invalid_message",
     );
-    let mixed = js(&format!("[{}, 42]", message_json(1)));
-    assert_js_error(
-        room.apply_latest_page(mixed, false, 0.0).unwrap_err(),
-        "invalid_message",
+    s.message_created(js(r#"{"seq":"three"}"#), 1.0).unwrap();
+    let ignored = events(&actions(&mut s), "ignored");
+    assert_eq!(ignored.len(), 1);
+    let reason = get(&ignored[0], "message").as_string().unwrap();
+    assert!(
+        reason.contains("message_id"),
+        "names what is wrong: {reason}"
     );
     assert_js_error(
-        room.apply_created(JsValue::from_str("{not json"), 0.0)
-            .unwrap_err(),
+        ChatRoomSession::new(js("{}")).err().unwrap(),
         "invalid_message",
     );
-    // Another room's message.
-    let foreign = js(&message_json(1).replace(ROOM, "r_other"));
-    assert_js_error(
-        room.apply_created(foreign, 0.0).unwrap_err(),
-        "invalid_message",
-    );
-    assert_eq!(message_count(&room), 0);
-    // The room still works afterwards.
-    room.apply_latest_page(page(1..=2), false, 0.0).unwrap();
-    assert_eq!(message_count(&room), 2);
 }
 
 #[wasm_bindgen_test]
-fn typing_crosses_as_booleans_strings_and_numbers() {
-    let mut room = room();
-    assert!(room.typing_input(0.0));
-    assert!(!room.typing_input(1000.0));
-    assert!(room.typing_stop());
-    assert!(room.typing_received(ADA, true, 1000.0));
-    assert!(!room.typing_received(ME, true, 1000.0));
-    assert_eq!(room.typing_users(), vec![ADA.to_owned()]);
-    assert_eq!(room.next_typing_deadline(), Some(6000.0));
-    assert!(room.expire_typing(5999.0).is_empty());
-    assert_eq!(room.expire_typing(6000.0), vec![ADA.to_owned()]);
-    assert_eq!(room.next_typing_deadline(), None);
+fn typing_crosses_as_booleans_and_a_timer_in_ms() {
+    let mut s = session(false);
+    loaded(&mut s, &page_json(1..=2));
+    s.client_typing(
+        js(&format!(r#"{{"user_id":"{ADA}","is_typing":true}}"#)),
+        None,
+        1_000.0,
+    )
+    .unwrap();
+    let typed = actions(&mut s);
+    let typing = &events(&typed, "typing")[0];
+    assert_eq!(get(typing, "is_typing"), JsValue::TRUE);
+    let timer = &of_type(&typed, "timer")[0];
+    assert_eq!(get(timer, "name").as_string().as_deref(), Some("typing"));
+    assert_eq!(number(&get(timer, "delay_ms")), 5_001.0);
+    assert_eq!(s.typing_users(), vec![ADA.to_owned()]);
+    s.typing_input(None, 1_000.0);
+    let out = &of_type(&actions(&mut s), "typing")[0];
+    assert_eq!(
+        get(&get(out, "data"), "user_id").as_string().as_deref(),
+        Some(ME)
+    );
 }
 
 #[wasm_bindgen_test]
-fn reads_cross_as_numbers_and_a_plain_object() {
-    let mut room = room();
-    room.apply_latest_page(page(1..=4), false, 0.0).unwrap();
-    room.set_read_state(1.0, 3.0, 4.0);
-    assert_eq!(room.unread_count(), 3.0);
-    assert_eq!(room.mark_read("m_3"), Some(3.0));
-    assert_eq!(room.mark_read("m_2"), None);
-    assert_eq!(room.unread_count(), 1.0);
-    assert!(room.receipt_received(ADA, 2.0));
-    assert!(!room.receipt_received(ADA, 1.0));
-    let positions = room.read_positions().unwrap();
-    assert_plain_object(&positions, &[ADA, ME]);
-    assert_eq!(get(&positions, ADA).as_f64(), Some(2.0));
-    assert_eq!(get(&positions, ME).as_f64(), Some(3.0));
+fn an_encrypted_room_asks_to_open_with_the_ciphertext_object_and_shows_the_result() {
+    let mut s = session(true);
+    s.start();
+    let started = actions(&mut s);
+    answer(
+        &mut s,
+        &started,
+        &format!("/api/rooms/{ROOM}"),
+        200.0,
+        r#"{"encrypted":true,"members":[]}"#,
+    );
+    s.subscribed(false);
+    let prepare = actions(&mut s);
+    assert_eq!(
+        get(&of_type(&prepare, "prepare_encryption")[0], "user_id")
+            .as_string()
+            .as_deref(),
+        Some(ME)
+    );
+    s.encryption_prepared();
+    let paged = actions(&mut s);
+    let sealed_message = format!(
+        r#"{{"messages":[{{"message_id":"m_1","room_id":"{ROOM}","seq":1,"user_id":"{ADA}","ciphertext":{{"v":1,"ct":"AA"}},"sent_at":7,"client_id":"c-a"}}],"has_more":false}}"#
+    );
+    answer(
+        &mut s,
+        &paged,
+        &format!("/api/rooms/{ROOM}/messages?limit=2"),
+        200.0,
+        &sealed_message,
+    );
+    let opening = actions(&mut s);
+    let open = &of_type(&opening, "open")[0];
+    let message = get(open, "message");
+    assert_plain_object(
+        &message,
+        &[
+            "message_id",
+            "user_id",
+            "client_id",
+            "sent_at",
+            "ciphertext",
+        ],
+    );
+    assert_eq!(
+        get(&get(&message, "ciphertext"), "ct")
+            .as_string()
+            .as_deref(),
+        Some("AA")
+    );
+    s.opened("m_1", None, "e2ee_replay", "unable to open; a replay", 1.0);
+    assert_eq!(events(&actions(&mut s), "ready").len(), 1);
+    let shown = array(&s.messages().unwrap()).get(0);
+    assert_eq!(get(&shown, "text"), JsValue::NULL);
+    let error = get(&shown, "decryption_error");
+    assert_plain_object(&error, &["code", "message"]);
+    assert_eq!(
+        get(&error, "code").as_string().as_deref(),
+        Some("e2ee_replay")
+    );
+
+    s.send("c-1", "secret", 1.0).unwrap();
+    let seal = &of_type(&actions(&mut s), "seal")[0];
+    assert_plain_object(seal, &["type", "client_id", "text"]);
+    s.sealed("c-1", r#"{"v":1,"ct":"BB"}"#);
+    let post = &of_type(&actions(&mut s), "request")[0];
+    let body = js(&get(post, "body").as_string().unwrap());
+    assert_eq!(
+        get(&get(&body, "ciphertext"), "ct").as_string().as_deref(),
+        Some("BB")
+    );
+    assert!(!has(&body, "text"), "no plaintext leaves an encrypted room");
 }

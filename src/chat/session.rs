@@ -752,10 +752,7 @@ impl RoomSession {
     /// An encrypted message opened (or failed to, with a code).
     pub fn opened(&mut self, message_id: &str, result: Opened, now_ms: u64) {
         self.opening.remove(message_id);
-        let reopened = self
-            .opened
-            .insert(message_id.to_owned(), result)
-            .is_some();
+        let reopened = self.opened.insert(message_id.to_owned(), result).is_some();
         for batch in &mut self.batches {
             batch.waiting.remove(message_id);
         }

@@ -9,7 +9,7 @@
  *
  * @packageDocumentation
  */
-export { ChatRoomSession, ChatRoomState } from "../wasm/domvia_realtime.js";
+export { ChatRoomSession } from "../wasm/domvia_realtime.js";
 export type { ChatRoomSessionAction, ChatRoomSessionEvent, ChatRoomViewMessage } from "../wasm/domvia_realtime.js";
 export { callCore, wasmRuntime } from "./runtime.js";
 export type { WasmRuntime, WasmSource } from "./runtime.js";
