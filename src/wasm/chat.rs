@@ -1,4 +1,4 @@
-//! `ChatRoomState`: the pure [`RoomState`] behind a JS class.
+//! `ChatRoomSession`: the pure [`RoomSession`] behind a JS class.
 //!
 //! Thin by design: each method converts its arguments once, calls the core,
 //! and converts the result into plain JS objects with snake_case fields

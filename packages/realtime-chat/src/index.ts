@@ -4,7 +4,7 @@
  * and exactly once, your own show at once and survive reconnects, with typing,
  * read receipts and presence.
  *
- * The room's rules run in the DomVia wasm core (`ChatRoomState`, reached through
+ * The room's rules run in the DomVia wasm core (`ChatRoomSession`, reached through
  * `@domvia/realtime/core`), so both packages share one wasm module.
  *
  * @packageDocumentation
