@@ -1,4 +1,6 @@
 #![cfg(not(target_arch = "wasm32"))]
+// Random operations and never-panics properties discard results on purpose.
+#![allow(clippy::let_underscore_must_use)]
 //! The chat room state machine on fake time: history pages, live events and
 //! send responses in every order, delivery states, typing, reads. Tests assert
 //! on what the room returns and shows, not on its internals.

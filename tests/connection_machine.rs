@@ -1,4 +1,6 @@
 #![cfg(not(target_arch = "wasm32"))]
+// Random operations and never-panics properties discard results on purpose.
+#![allow(clippy::let_underscore_must_use)]
 //! The connection state machine on fake time: a small driver plays the
 //! boundary (one socket, timers that fire at their deadlines) and the tests
 //! assert on the actions and notices that come out, not on internals.

@@ -1,4 +1,6 @@
 #![cfg(not(target_arch = "wasm32"))]
+// Random operations and never-panics properties discard results on purpose.
+#![allow(clippy::let_underscore_must_use)]
 //! The E2EE core: the published primitive vectors in
 //! `tests/vectors/crypto/standard.json` (a copy of the shared vectors), this
 //! format's own known-answer vectors in `tests/vectors/e2ee.json` (regenerated

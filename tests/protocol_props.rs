@@ -1,4 +1,6 @@
 #![cfg(not(target_arch = "wasm32"))]
+// Random operations and never-panics properties discard results on purpose.
+#![allow(clippy::let_underscore_must_use)]
 //! Property tests of the protocol core: round trips, and no panics on any input.
 
 use domvia_realtime::protocol::{

@@ -110,12 +110,14 @@ async fn run(config: Config) -> Result<(), String> {
     }
     eprintln!("  database {}", config.database);
     println!("listening on http://{address}");
-    let _ = std::io::stdout().flush();
+    // A closed stdout only means nobody waits for the line above.
+    std::io::stdout().flush().ok();
 
     // Realtime frames are small and latency-bound: without TCP_NODELAY, Nagle's
     // algorithm meets the peer's delayed ACK and holds frames for ~40 ms.
     let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
+        // A socket that refuses TCP_NODELAY still works, only slower.
+        stream.set_nodelay(true).ok();
     });
     let stopping_broker = broker.clone();
     let served = axum::serve(listener, router)
@@ -143,8 +145,12 @@ fn session_secret(app_secret: &str) -> Vec<u8> {
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
 async fn shutdown_requested() {
+    // Without a Ctrl-C handler only SIGTERM stops the server (an `Err` here
+    // must not read as a Ctrl-C and stop it at once).
     let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let terminate = async {

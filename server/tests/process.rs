@@ -37,8 +37,8 @@ impl RunningServer {
             let line = match lines_rx.recv_timeout(left) {
                 Ok(line) => line,
                 Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    child.kill().ok();
+                    child.wait().ok();
                     panic!("domvia-server printed no listening line within {STARTUP_LIMIT:?}");
                 }
             };
@@ -89,7 +89,7 @@ impl RunningServer {
                 return status;
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
+                self.child.kill().ok();
                 panic!("domvia-server did not stop within 10 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -99,8 +99,8 @@ impl RunningServer {
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 }
 

@@ -90,7 +90,16 @@ impl OpenSocket {
         self.socket.set_onopen(None);
         self.socket.set_onmessage(None);
         self.socket.set_onclose(None);
-        let _ = self.socket.close_with_code_and_reason(code, reason);
+        // close(code, reason) throws for a code other than 1000 or 3000-4999, or
+        // a reason over 123 bytes; the socket must close all the same.
+        if self
+            .socket
+            .close_with_code_and_reason(code, reason)
+            .is_err()
+        {
+            // close() without arguments cannot throw.
+            self.socket.close().ok();
+        }
         drop_later(self);
     }
 }
@@ -291,8 +300,10 @@ fn release(shared: &Rc<Shared>) {
     }
     if let Some(listener) = shared.online_listener.borrow_mut().take() {
         if let Some(window) = web_sys::window() {
-            let _ = window
-                .remove_event_listener_with_callback("online", listener.as_ref().unchecked_ref());
+            // removeEventListener does not throw, whatever it is given.
+            window
+                .remove_event_listener_with_callback("online", listener.as_ref().unchecked_ref())
+                .ok();
         }
     }
     *shared.listener.borrow_mut() = None;
@@ -337,7 +348,7 @@ fn run(shared: &Rc<Shared>) {
                 let socket = shared.socket.borrow();
                 if let Some(open) = socket.as_ref() {
                     // A failed send surfaces as the socket's close event.
-                    let _ = open.socket.send_with_str(&text);
+                    open.socket.send_with_str(&text).ok();
                 }
             }
             Action::CloseSocket { code, reason } => {
@@ -566,9 +577,15 @@ async fn post_auth(request: AuthRequest) -> Result<(u16, String), (Option<u16>, 
         (None, format!("{what}; {detail}"))
     };
     let headers = web_sys::Headers::new().map_err(|e| network("unable to build headers", e))?;
-    let _ = headers.set("Content-Type", "application/x-www-form-urlencoded");
+    headers
+        .set("Content-Type", "application/x-www-form-urlencoded")
+        .map_err(|e| network("unable to build headers", e))?;
+    // An invalid header name or value fails the request with the browser's
+    // reason, instead of the header going missing and the server refusing it.
     for (name, value) in &request.headers {
-        let _ = headers.set(name, value);
+        headers
+            .set(name, value)
+            .map_err(|e| network(&format!("invalid header {name:?}"), e))?;
     }
     if let Some(provider) = &request.headers_provider {
         let provided = provider
@@ -578,7 +595,12 @@ async fn post_auth(request: AuthRequest) -> Result<(u16, String), (Option<u16>, 
             .await
             .map_err(|e| network("the headersProvider rejected", e))?;
         for (name, value) in object_string_pairs(&provided) {
-            let _ = headers.set(&name, &value);
+            headers.set(&name, &value).map_err(|e| {
+                network(
+                    &format!("invalid header {name:?} from the headersProvider"),
+                    e,
+                )
+            })?;
         }
     }
     let init = web_sys::RequestInit::new();
@@ -656,7 +678,8 @@ fn notify(shared: &Rc<Shared>, notice: &Notice) {
 }
 
 fn set(object: &js_sys::Object, key: &str, value: JsValue) {
-    let _ = js_sys::Reflect::set(object, &JsValue::from_str(key), &value);
+    // Reflect.set on a plain object of ours (not frozen, not a proxy) cannot fail.
+    js_sys::Reflect::set(object, &JsValue::from_str(key), &value).ok();
 }
 
 fn opt_str(value: Option<&str>) -> JsValue {

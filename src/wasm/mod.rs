@@ -51,11 +51,12 @@ pub(crate) fn js_error(error: &Error) -> JsValue {
     let js = js_sys::Error::new(&error.to_string());
     js.set_name("DomViaError");
     // Reflect::set on a fresh Error object cannot fail; ignore rather than panic.
-    let _ = js_sys::Reflect::set(
+    js_sys::Reflect::set(
         &js,
         &JsValue::from_str("code"),
         &JsValue::from_str(error.code()),
-    );
+    )
+    .ok();
     js.into()
 }
 
@@ -110,9 +111,10 @@ pub fn parse_channel_auth_response(
     let auth = protocol::parse_channel_auth_response(app_key, channel_name, body)
         .map_err(|e| js_error(&e))?;
     let result = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&result, &"auth".into(), &auth.auth.into());
+    // Reflect.set on a fresh plain object cannot fail.
+    js_sys::Reflect::set(&result, &"auth".into(), &auth.auth.into()).ok();
     if let Some(channel_data) = auth.channel_data {
-        let _ = js_sys::Reflect::set(&result, &"channel_data".into(), &channel_data.into());
+        js_sys::Reflect::set(&result, &"channel_data".into(), &channel_data.into()).ok();
     }
     Ok(result.into())
 }

@@ -198,7 +198,8 @@ impl Broker {
                 notified.await;
             }
         };
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, all_closed).await;
+        // After the grace period the remaining sockets are cut by the runtime's shutdown.
+        tokio::time::timeout(SHUTDOWN_GRACE, all_closed).await.ok();
     }
 
     /// The number of open (established) WebSocket connections.

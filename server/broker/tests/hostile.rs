@@ -174,7 +174,7 @@ fn drain(
                 return;
             }
         }
-        let _ = tx.send(Received::Closed(None));
+        tx.send(Received::Closed(None)).ok();
     });
     rx
 }

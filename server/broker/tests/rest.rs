@@ -383,7 +383,7 @@ async fn the_router_merges_into_an_app_with_a_fallback() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        axum::serve(listener, app).await.ok();
     });
     assert_eq!(http(addr, "GET", "/healthz", b"").await.0, 200);
     assert_eq!(http(addr, "GET", "/elsewhere", b"").await.0, 404);

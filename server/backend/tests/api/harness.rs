@@ -48,7 +48,7 @@ impl TempDb {
 impl Drop for TempDb {
     fn drop(&mut self) {
         for file in self.files() {
-            let _ = std::fs::remove_file(file);
+            std::fs::remove_file(file).ok();
         }
     }
 }

@@ -58,7 +58,7 @@ async fn start_broker() -> (Broker, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        axum::serve(listener, router).await.ok();
     });
     (broker, format!("http://{address}"))
 }

@@ -45,7 +45,7 @@ pub async fn start(limits: Limits) -> Server {
     let addr = listener.local_addr().unwrap();
     let router = broker.router();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        axum::serve(listener, router).await.ok();
     });
     Server { broker, addr }
 }
@@ -223,12 +223,13 @@ impl Client {
     }
 
     pub async fn close(mut self) {
-        let _ = timeout(WAIT, self.ws.close(None)).await;
+        timeout(WAIT, self.ws.close(None)).await.ok();
         // Read the close reply so the broker sees a clean close.
-        let _ = timeout(WAIT, async {
+        timeout(WAIT, async {
             while let Some(Ok(_)) = self.ws.next().await {}
         })
-        .await;
+        .await
+        .ok();
     }
 }
 
@@ -250,9 +251,9 @@ pub async fn http(addr: SocketAddr, method: &str, target: &str, body: &[u8]) -> 
         );
         stream.write_all(head.as_bytes()).await.unwrap();
         // A broker may answer before reading a refused body; that is fine.
-        let _ = stream.write_all(body).await;
+        stream.write_all(body).await.ok();
         let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response).await;
+        stream.read_to_end(&mut response).await.ok();
         response
     };
     let response = timeout(WAIT, exchange).await.expect("HTTP timed out");
