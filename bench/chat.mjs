@@ -45,7 +45,8 @@ async function installPage({ importMap, key, port, name }) {
   const chat = await import("@domvia/realtime-chat");
   await ready();
 
-  const B = (window.B = { armed: false, states: [] });
+  const B = { armed: false, states: [] };
+  window.B = B;
   // Stamp the first matching frame as the socket hands it to the page: a
   // listener added in the constructor runs before the client's own handler.
   // Both clients create their sockets through window.WebSocket, so both pay it.
@@ -122,11 +123,19 @@ async function installPage({ importMap, key, port, name }) {
       if (B.armed && B.marker === "message.created" && list.childElementCount >= B.expected) B.finish();
     };
     // Re-render at most once per frame, however many notifications came.
-    const unsubscribe = room.subscribe(() => scheduled || ((scheduled = true), requestAnimationFrame(render)));
+    const unsubscribe = room.subscribe(() => {
+      if (scheduled) return;
+      scheduled = true;
+      requestAnimationFrame(render);
+    });
     render();
     // Typing is counted on the SDK's own channel, after the room's listener.
     const unbind = presence ? realtime.channel(`presence-chat.room.${roomId}`).bind("client-typing", B.typed) : () => {};
-    B.close = () => (unbind(), unsubscribe(), room.leave());
+    B.close = () => {
+      unbind();
+      unsubscribe();
+      room.leave();
+    };
   };
 
   // The reference: pusher-js, rendering straight from its event handlers.
@@ -142,12 +151,16 @@ async function installPage({ importMap, key, port, name }) {
       list.appendChild(Object.assign(document.createElement("li"), { textContent: message.text }));
       if (B.armed && list.childElementCount >= B.expected) B.finish();
     });
-    channel.bind("client-typing", (data, metadata) => {
+    channel.bind("client-typing", (_data, metadata) => {
       typing.textContent = `${channel.members.get(metadata.user_id)?.info.name ?? "someone"} typing`;
       B.typed();
     });
     // Wait for the socket's close, so it is not counted in the next measurement.
-    B.close = () => within("pusher-js to disconnect", new Promise((resolve) => (client.connection.bind("disconnected", resolve), client.disconnect())));
+    B.close = () =>
+      within("pusher-js to disconnect", new Promise((resolve) => {
+        client.connection.bind("disconnected", resolve);
+        client.disconnect();
+      }));
   };
 }
 

@@ -18,7 +18,7 @@
 // the optimised server first). BENCH_ITERATIONS (default 2000 per small size)
 // and BENCH_PASSES (default 10: ours and WebCrypto alternate in short passes,
 // so machine noise falls on both alike, after a warm-up that lets V8 tier up).
-import { devApp, launchChromium, repoRoot, startServer } from "../tests/support/harness.mjs";
+import { launchChromium, repoRoot, startServer } from "../tests/support/harness.mjs";
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 2000);
 const PASSES = Number(process.env.BENCH_PASSES ?? 10);
@@ -136,7 +136,7 @@ try {
       const share = made.shares[1].share;
       const creator = ada.record();
       const open = [];
-      let reader = new E2eeRoom(ROOM);
+      const reader = new E2eeRoom(ROOM);
       start = performance.now();
       reader.openShare(bob, share, creator, list);
       const openFirst = performance.now() - start;

@@ -378,7 +378,9 @@ async function openRoom(roomId) {
 function onDevicesChange(channelName, listener) {
   const channel = realtime?.channel(channelName);
   const unbinds = ["epoch.created", "member.added", "member.removed"].map((name) => channel?.bind(name, () => listener()));
-  return () => unbinds.forEach((unbind) => unbind?.());
+  return () => {
+    for (const unbind of unbinds) unbind?.();
+  };
 }
 
 function closeRoom() {

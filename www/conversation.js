@@ -244,7 +244,7 @@ export class Conversation {
   /** Read up to the last stored message, only when someone can actually see it. */
   #markRead() {
     const snapshot = this.#snapshot;
-    if (!snapshot || snapshot.status !== "ready" || document.visibilityState !== "visible") return;
+    if (snapshot?.status !== "ready" || document.visibilityState !== "visible") return;
     // On narrow screens the conversation may be laid out but hidden behind the room list.
     if (!this.#els.scroller.checkVisibility() || !this.#isAtBottom()) return;
     const last = snapshot.messages.findLast((message) => message.message_id !== null);

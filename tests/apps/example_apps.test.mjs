@@ -77,8 +77,8 @@ async function subscriptions(page) {
   for (const frame of frames) {
     const { event, data } = JSON.parse(frame);
     if (event !== "pusher:subscribe" && event !== "pusher:unsubscribe") continue;
-    const channel = (counts[data.channel] ??= { subscribe: 0, unsubscribe: 0 });
-    channel[event === "pusher:subscribe" ? "subscribe" : "unsubscribe"] += 1;
+    counts[data.channel] ??= { subscribe: 0, unsubscribe: 0 };
+    counts[data.channel][event === "pusher:subscribe" ? "subscribe" : "unsubscribe"] += 1;
   }
   return counts;
 }

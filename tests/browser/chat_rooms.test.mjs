@@ -575,7 +575,8 @@ test("the room registry (what the framework bindings share): one room per id by 
       rooms.close();
       out.closed = { status: fourth.room.getSnapshot().status, acquire: codeOf(() => rooms.acquire(roomId)) };
       // The placeholder of a room not open yet: loading, empty, the same object each time.
-      out.placeholder = loadingSnapshot("r_x") === loadingSnapshot("r_x") && loadingSnapshot("r_x").status === "loading";
+      const placeholder = loadingSnapshot("r_x");
+      out.placeholder = placeholder === loadingSnapshot("r_x") && placeholder.status === "loading";
       realtime.dispose();
       return out;
     },

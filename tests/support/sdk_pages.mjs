@@ -135,7 +135,8 @@ export async function recordPosts(page, path, { failFirst = 0 } = {}) {
   await page.evaluate(
     ({ path, failFirst }) => {
       const records = [];
-      (window.recordedPosts ??= {})[path] = records;
+      window.recordedPosts ??= {};
+      window.recordedPosts[path] = records;
       const fetchBefore = window.fetch;
       window.fetch = async (input, init = {}) => {
         const request = new Request(input, init);

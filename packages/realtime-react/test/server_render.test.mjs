@@ -40,7 +40,12 @@ test("SSR: a room renders its loading placeholder; nothing connects, no wasm loa
 
 test("a hook outside its provider throws missing_provider", () => {
   for (const hook of [() => useChatRoom("r_1"), () => useConnectionState(), () => useTyping("r_1"), () => usePresence("r_1")]) {
-    const { error } = render(createElement(() => (hook(), null)));
+    const { error } = render(
+      createElement(() => {
+        hook();
+        return null;
+      }),
+    );
     assert.equal(error?.name, "DomViaError");
     assert.equal(error.code, "missing_provider");
     assert.match(error.message, /inside a <DomViaProvider>/);

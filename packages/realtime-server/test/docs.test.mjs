@@ -60,7 +60,7 @@ test("the docs' contract example and the README's TypeScript type-check", { time
   try {
     writeFileSync(join(dir, "package.json"), '{ "type": "module" }\n');
     writeFileSync(join(dir, "stubs.d.ts"), STUBS);
-    snippets.forEach((snippet, index) => writeFileSync(join(dir, `snippet${index}.ts`), module(snippet)));
+    for (const [index, snippet] of snippets.entries()) writeFileSync(join(dir, `snippet${index}.ts`), module(snippet));
     writeFileSync(
       join(dir, "tsconfig.json"),
       JSON.stringify({

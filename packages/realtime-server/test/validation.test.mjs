@@ -58,7 +58,7 @@ test("authorizePrivateChannel rejects each bad input with its code", async () =>
     [{ channelName: "private-chat room" }, "invalid_channel_name"],
     [{ channelName: "private-chat/room" }, "invalid_channel_name"],
     [{ channelName: "private-é" }, "invalid_channel_name"],
-    [{ channelName: "private-" + "a".repeat(193) }, "invalid_channel_name"],
+    [{ channelName: `private-${"a".repeat(193)}` }, "invalid_channel_name"],
     [{ channelName: undefined }, "invalid_channel_name"],
     [{ channelName: "chat.room.room-42" }, "wrong_channel_kind"],
     [{ channelName: "presence-chat.room.room-42" }, "wrong_channel_kind"],
@@ -74,7 +74,7 @@ test("authorizePrivateChannel rejects each bad input with its code", async () =>
     await rejectsWith(() => authorizePrivateChannel({ ...ok, ...change }), code, JSON.stringify(change));
   }
   // The longest allowed name is fine.
-  await authorizePrivateChannel({ ...ok, channelName: "private-" + "a".repeat(192) });
+  await authorizePrivateChannel({ ...ok, channelName: `private-${"a".repeat(192)}` });
   // Errors are rejections, never synchronous throws.
   const pending = authorizePrivateChannel({ ...ok, socketId: "x" });
   assert.ok(pending instanceof Promise);
@@ -148,7 +148,7 @@ test("buildChatChannelName and chatRoomIdFromChannel are strict inverses", async
     "xprivate-chat.room.x",
     " private-chat.room.x",
     "private-chat.room.x\n",
-    "private-chat.room." + "a".repeat(183),
+    `private-chat.room.${"a".repeat(183)}`,
     "",
     undefined,
     42,
