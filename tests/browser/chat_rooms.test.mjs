@@ -10,7 +10,15 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { devApp, launchBrowser, startServer } from "../support/harness.mjs";
 import { eventually, signIn } from "../support/chat.mjs";
-import { newSdkPage, openChatRoom, openSdkUser, unexpectedErrors } from "../support/sdk_pages.mjs";
+import {
+  newSdkPage,
+  openChatRoom,
+  openSdkUser,
+  postSentinel,
+  sentinelHeard,
+  socketSentinel,
+  unexpectedErrors,
+} from "../support/sdk_pages.mjs";
 
 const MESSAGE_FIELDS = ["client_id", "message_id", "room_id", "sent_at", "seq", "status", "text", "user_id"];
 
@@ -116,10 +124,13 @@ test("messages both ways end 'sent' with the exact fields; onMessage once per me
   assert.equal(adaView.connection, "connected");
   assert.ok(adaLog.notifications > 0, "subscribe() listeners were notified");
 
-  // Nothing more arrives later (no echo of one's own event, no duplicate).
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  assert.equal((await logOf(ada)).messages.length, 2);
-  assert.equal((await logOf(bob)).messages.length, 2);
+  // Nothing more arrives later (no echo of one's own event, no duplicate):
+  // a sentinel posted after both, once heard, is the third and last message.
+  const sentinel = await postSentinel(ada, room.room_id);
+  for (const who of [ada, bob]) {
+    await sentinelHeard(who, sentinel);
+    assert.deepEqual((await logOf(who)).messages, [sent, reply.message, { ...sentinel, status: "sent" }], `${who.name}'s onMessage calls`);
+  }
 
   // The snapshot is the same object until something changes, then a new one, notified once per batch.
   const stability = await ada.page.evaluate(async () => {
@@ -153,7 +164,7 @@ test("messages both ways end 'sent' with the exact fields; onMessage once per me
   assert.equal(empty.code, "invalid_text");
   assert.ok((await snapshot(ada)).messages.every((message) => message.status === "sent"));
 
-  await eventually("Bob to get all four", async () => (await logOf(bob)).messages.length === 4);
+  await eventually("Bob to get all five", async () => (await logOf(bob)).messages.length === 5);
   assert.ok(bob.errors.some((line) => line.includes("app bug in onMessage")), "the listener's throw is reported");
   assert.equal((await snapshot(bob)).status, "ready");
   assert.deepEqual(unexpectedErrors(ada), []);
@@ -323,9 +334,10 @@ test("presence: members update when one leaves the room", async () => {
   // After leave: Bob's page gets nothing more and its calls reject with room_left.
   const leftSend = await send(bob, "after leaving");
   assert.deepEqual({ ok: leftSend.ok, code: leftSend.code }, { ok: false, code: "room_left" });
+  const sentinelArrived = await socketSentinel(bob);
   const bobMessages = (await logOf(bob)).messages.length;
   assert.equal((await send(ada, "are you there?")).ok, true);
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await sentinelArrived();
   assert.equal((await logOf(bob)).messages.length, bobMessages);
   const channels = await bob.page.evaluate((id) => [
     window.realtime.channel(`private-chat.room.${id}`),
@@ -351,10 +363,11 @@ test("a non-member is refused with room_access_denied and receives nothing", asy
   assert.equal(view.error.code, "room_access_denied");
   assert.deepEqual(view.messages, []);
 
+  const sentinelArrived = await socketSentinel(eve);
   const posted = await ada.api("POST", `/api/rooms/${room.room_id}/messages`, { client_id: "c-secret", text: "members only" });
   assert.equal(posted.status, 201);
   await eventually("Bob to get it", async () => (await logOf(bob)).messages.length === 1);
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await sentinelArrived();
   assert.deepEqual((await logOf(eve)).messages, []);
   assert.deepEqual((await snapshot(eve)).messages, []);
   const eveSend = await send(eve, "let me in");
@@ -438,13 +451,23 @@ test("stop the server while a user sends, restart it: the message arrives exactl
     (await snapshot(ada)).connection !== "connected" && (await snapshot(bob)).connection !== "connected");
 
   // Ada sends while the server is down: shown 'sending', retried, not failed.
+  // The second attempt is the sentinel: the first one's failure was handled by then.
   await ada.page.evaluate(() => {
+    window.sendAttempts = 0;
+    const fetchBefore = window.fetch;
+    window.fetch = (input, init = {}) => {
+      // Read the method and URL without new Request(input), which would take a Request's body.
+      const method = init.method ?? (input instanceof Request ? input.method : "GET");
+      const url = new URL(input instanceof Request ? input.url : String(input), location.href);
+      if (method === "POST" && url.pathname.endsWith("/messages")) window.sendAttempts++;
+      return fetchBefore(input, init);
+    };
     window.outageSend = window.room.sendMessage({ text: "during the outage" }).then(
       (message) => ({ ok: true, message }),
       (error) => ({ ok: false, code: error.code }),
     );
   });
-  await new Promise((resolve) => setTimeout(resolve, 1200));
+  await eventually("Ada's page to retry the send", async () => (await ada.page.evaluate(() => window.sendAttempts)) >= 2);
   const pending = (await snapshot(ada)).messages.filter((message) => message.text === "during the outage");
   assert.equal(pending.length, 1);
   assert.equal(pending[0].status, "sending");
@@ -461,23 +484,29 @@ test("stop the server while a user sends, restart it: the message arrives exactl
   const clientId = outcome.message.client_id;
   assert.equal(clientId, pending[0].client_id, "the same client id across the retries");
 
-  const expected = ["before", "sent while away", "during the outage"];
   for (const who of [ada, bob]) {
     await eventually(`${who.name} to hold all three`, async () => (await snapshot(who)).messages.length === 3, 20_000);
-  }
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  const views = [await snapshot(ada), await snapshot(bob)];
-  for (const view of views) {
-    assert.deepEqual(view.messages.map((message) => message.seq), [1, 2, 3]);
-    assert.equal(view.messages.filter((message) => message.client_id === clientId).length, 1);
-    assert.ok(view.messages.every((message) => message.status === "sent"));
-    assert.deepEqual(view.messages.map((message) => message.text).sort(), [...expected].sort());
   }
   for (const who of [ada, bob]) {
     await eventually(`${who.name} connected`, async () => (await snapshot(who)).connection === "connected", 20_000)
       .catch(async (error) => {
         throw new Error(`${error.message}: ${JSON.stringify(await who.page.evaluate(() => window.states))}`);
       });
+  }
+  // No late duplicate: a sentinel posted once both are subscribed again is heard after anything still on its way.
+  for (const who of [ada, bob]) {
+    await eventually(`${who.name} subscribed again`, () =>
+      who.page.evaluate((name) => window.realtime.channel(name)?.state === "subscribed", `private-chat.room.${room.room_id}`));
+  }
+  const sentinel = await postSentinel(bob, room.room_id);
+  for (const who of [ada, bob]) await sentinelHeard(who, sentinel);
+  const expected = ["before", "sent while away", "during the outage", sentinel.text];
+  const views = [await snapshot(ada), await snapshot(bob)];
+  for (const view of views) {
+    assert.deepEqual(view.messages.map((message) => message.seq), [1, 2, 3, 4]);
+    assert.equal(view.messages.filter((message) => message.client_id === clientId).length, 1);
+    assert.ok(view.messages.every((message) => message.status === "sent"));
+    assert.deepEqual(view.messages.map((message) => message.text).sort(), [...expected].sort());
   }
   assert.deepEqual(views[0].messages, views[1].messages);
   const outageSeq = views[0].messages.find((message) => message.client_id === clientId).seq;

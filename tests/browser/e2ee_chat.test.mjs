@@ -121,6 +121,22 @@ async function waitForText(who, text, what) {
   return eventually(what, async () => (await shownTexts(who)).find((message) => message.text === text), 15_000);
 }
 
+/**
+ * For "nothing else arrived" checks: `sender` sends one more message, and
+ * each of `receivers` shows it (opened or not, by client_id). A room applies
+ * its messages in arrival order, so whatever was sent before it has been
+ * applied by then (tests/support/sdk_pages.mjs says why the order holds).
+ */
+async function sendSentinel(sender, receivers) {
+  const sent = await send(sender, secret("sentinel"));
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  for (const who of receivers) {
+    await eventually(`${who.name} to show the sentinel`, async () =>
+      (await snapshot(who)).messages.some((message) => message.client_id === sent.message.client_id), 15_000);
+  }
+  return sent.message;
+}
+
 /** Records every frame the broker sends to a member's socket on the room's private channel. */
 async function recordBroker(member, roomId) {
   const client = await connectPusher(server, devApp, member.session);
@@ -240,15 +256,14 @@ test("a removed member cannot read what is sent after the removal", async () => 
   await waitForText(bob, afterText, "Bob to read the message after the removal");
 
   // Carol's open subscription still delivers the event (the broker does not cut it), but she cannot read it.
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await sendSentinel(ada, [carol]);
   const carolView = await snapshot(carol);
   const carolLog = await logOf(carol);
   assert.ok(!JSON.stringify(carolView).includes(afterText) && !JSON.stringify(carolLog).includes(afterText));
   const atCarol = carolView.messages.find((message) => message.client_id === sent.message.client_id);
-  if (atCarol !== undefined) {
-    assert.equal(atCarol.text, null);
-    assert.equal(typeof atCarol.decryption_error?.code, "string", JSON.stringify(atCarol));
-  }
+  assert.ok(atCarol, "the message reached Carol's page");
+  assert.equal(atCarol.text, null);
+  assert.equal(typeof atCarol.decryption_error?.code, "string", JSON.stringify(atCarol));
   // Nor can her device get a share of the new epoch.
   const share = await carol.api(
     "GET",
@@ -323,11 +338,11 @@ test("the backend refuses a message in the epoch from before a removal; the page
   // Carol cannot open it: no share of the new epoch for her device, no plaintext anywhere in her page.
   const share = await carol.api("GET", `/api/rooms/${roomId}/epochs/${newEpoch}/shares?device_id=${carolDevice.device_id}`);
   assert.ok(share.status === 403 || share.status === 404, JSON.stringify(share));
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  const sentinel = await sendSentinel(ada, [carol]);
   const carolView = JSON.stringify([await snapshot(carol), await logOf(carol)]);
   assert.ok(!carolView.includes(afterText), "Carol's page never shows the text");
   const history = (await ada.api("GET", `/api/rooms/${roomId}/messages`)).body.messages;
-  assert.deepEqual(history.map((message) => message.client_id), [early.message.client_id, sent.message.client_id]);
+  assert.deepEqual(history.map((message) => message.client_id), [early.message.client_id, sent.message.client_id, sentinel.client_id]);
   assert.deepEqual(unexpectedErrors(ada), []);
 });
 
@@ -737,9 +752,9 @@ test("a send retried after a server error re-posts the same envelope and arrives
   assert.deepEqual(bodies[1], bodies[0], "the same client_id and envelope on the retry");
   assert.equal(bodies[0].text, undefined);
   await waitForText(bob, text, "Bob to read it");
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await sendSentinel(ada, [bob]);
   assert.equal((await shownTexts(bob)).filter((message) => message.text === text).length, 1);
-  assert.equal((await ada.api("GET", `/api/rooms/${roomId}/messages`)).body.messages.length, 1);
+  assert.equal((await ada.api("GET", `/api/rooms/${roomId}/messages`)).body.messages.length, 2);
 });
 
 test("a known device with new keys: onKeyChange, sends fail with e2ee_device_key_changed until accepted", async () => {

@@ -128,6 +128,9 @@ test("connect, subscribe through the real auth endpoint, client events between t
   const [typing] = await eventsIn(bob.page, room.presence_channel_name, "client-typing");
   assert.deepEqual(typing[3], { is_typing: true, user_id: "forged" });
   assert.deepEqual(typing[4], { user_id: ada.user.id }, "the broker's stamp, not the payload, names the sender");
+  // Bob's answer on the same channel is the sentinel: an echo to Ada would have come before it.
+  await bob.page.evaluate((name) => window.realtime.channel(name).trigger("client-sentinel", {}), room.presence_channel_name);
+  await eventually("Ada to get Bob's client-sentinel", async () => (await eventsIn(ada.page, room.presence_channel_name, "client-sentinel")).length === 1);
   assert.equal((await eventsIn(ada.page, room.presence_channel_name, "client-typing")).length, 0);
 
   // A message sent over HTTP arrives on the private channel.

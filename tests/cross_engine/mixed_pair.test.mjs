@@ -11,7 +11,15 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { launchBrowser, startServer } from "../support/harness.mjs";
 import { eventually } from "../support/chat.mjs";
-import { openChatRoom, openSdkUser, prepareSdkPage, sendInRoom as send, unexpectedErrors } from "../support/sdk_pages.mjs";
+import {
+  openChatRoom,
+  openSdkUser,
+  postSentinel,
+  prepareSdkPage,
+  sendInRoom as send,
+  sentinelHeard,
+  unexpectedErrors,
+} from "../support/sdk_pages.mjs";
 
 let dataDir;
 let dbFile;
@@ -74,10 +82,15 @@ test("plain room: messages both ways exactly once and in order, typing, read rec
   assert.ok(results.flat().every((message) => message.status === "sent"));
   const stored = (await ada.api("GET", `/api/rooms/${roomId}/messages`)).body.messages;
   assert.equal(stored.length, 10);
-  const inSeqOrder = stored.sort((a, b) => a.seq - b.seq).map((message) => message.text);
   for (const who of [ada, bob]) {
     await eventually(`${who.name} to hold all ten`, async () =>
       (await snapshot(who)).messages.filter((message) => message.status === "sent").length === 10);
+  }
+  // A sentinel after the ten: once heard, no late duplicate can still be on its way.
+  const sentinel = await postSentinel(ada, roomId);
+  const inSeqOrder = [...stored.sort((a, b) => a.seq - b.seq), sentinel].map((message) => message.text);
+  for (const who of [ada, bob]) {
+    await sentinelHeard(who, sentinel);
     const shown = (await snapshot(who)).messages.map((message) => message.text);
     assert.deepEqual(shown, inSeqOrder, `${who.name} shows every message once, in seq order`);
     const once = await heard(who);

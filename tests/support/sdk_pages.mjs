@@ -3,8 +3,9 @@
 // address space, and Chromium's local-network checks would block its
 // WebSocket) given an import map to the server's /sdk/ paths.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { CONNECTION_FAILURE_REPORTS, devApp, recordPageErrors } from "./harness.mjs";
-import { signIn } from "./chat.mjs";
+import { eventually, signIn } from "./chat.mjs";
 
 /** The bare specifiers of the four browser packages, mapped to the dev server's /sdk/ paths. */
 export const SDK_IMPORTS = {
@@ -139,8 +140,11 @@ export async function recordPosts(page, path, { failFirst = 0 } = {}) {
       window.recordedPosts[path] = records;
       const fetchBefore = window.fetch;
       window.fetch = async (input, init = {}) => {
+        // Other requests pass untouched: new Request(input) would take the body of a Request input.
+        const method = init.method ?? (input instanceof Request ? input.method : "GET");
+        const url = new URL(input instanceof Request ? input.url : String(input), location.href);
+        if (method !== "POST" || url.pathname !== path) return fetchBefore(input, init);
         const request = new Request(input, init);
-        if (request.method !== "POST" || new URL(request.url).pathname !== path) return fetchBefore(input, init);
         const body = JSON.parse(await request.clone().text());
         const response = await fetchBefore(request);
         const answer = await response.clone().json().catch(() => null);
@@ -163,4 +167,53 @@ export function sendInRoom(who, text) {
       return { ok: false, code: error.code, message: error.message };
     }
   }, text);
+}
+
+// "Nothing else arrived" checks await a sentinel instead of sleeping: an
+// event sent after the thing that must not arrive, to the same socket. The
+// backend publishes before it answers the POST, the broker writes a socket's
+// frames in the order it was given them, and a room applies its events in
+// arrival order: once the sentinel is there, anything sent before it is too.
+
+/** Posts a plaintext sentinel message to `roomId` as `poster` (its bearer API client); resolves with the stored message. */
+export async function postSentinel(poster, roomId) {
+  const clientId = `c-sentinel-${randomBytes(8).toString("hex")}`;
+  const posted = await poster.api("POST", `/api/rooms/${roomId}/messages`, { client_id: clientId, text: `sentinel ${clientId}` });
+  assert.equal(posted.status, 201, JSON.stringify(posted));
+  return posted.body;
+}
+
+/** Resolves once `message` reached `who`'s onMessage log (`window.log`, see openChatRoom). */
+export function sentinelHeard(who, message) {
+  return eventually(`${who.name} to hear the sentinel ${message.client_id}`, () =>
+    who.page.evaluate((id) => window.log.messages.some((heard) => heard.client_id === id), message.client_id));
+}
+
+/**
+ * A sentinel for a page whose room cannot hear one (it left, or was refused):
+ * a second channel on the page's socket (`window.realtime`), the private
+ * channel of a fresh group room of `who` alone. Resolves with `arrived()`,
+ * which posts a message there and resolves once the page received it.
+ */
+export async function socketSentinel(who) {
+  const created = await who.api("POST", "/api/rooms", { kind: "group", name: "Sentinel", member_ids: [] });
+  assert.equal(created.status, 201, JSON.stringify(created));
+  const { room_id: roomId, channel_name: channelName } = created.body;
+  const subscribed = await who.page.evaluate(
+    (channelName) =>
+      new Promise((resolve) => {
+        window.sentinels = [];
+        const channel = window.realtime.subscribe(channelName);
+        channel.bind("message.created", (data) => window.sentinels.push(data.client_id));
+        channel.bind("pusher:subscription_succeeded", () => resolve("ok"));
+        channel.bind("pusher:subscription_error", (error) => resolve(error));
+      }),
+    channelName,
+  );
+  assert.equal(subscribed, "ok", `${who.name}'s page could not subscribe to the sentinel channel`);
+  return async function arrived() {
+    const message = await postSentinel(who, roomId);
+    await eventually(`${who.name}'s page to receive the sentinel ${message.client_id}`, () =>
+      who.page.evaluate((id) => window.sentinels.includes(id), message.client_id));
+  };
 }
