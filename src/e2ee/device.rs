@@ -18,6 +18,7 @@ use crate::protocol::hex;
 
 /// The private keys of this device with its ids. The secrets are zeroized when
 /// it is dropped; `Debug` shows only the public parts.
+#[derive(Clone)]
 pub struct DeviceKeys {
     user_id: String,
     device_id: String,

@@ -21,6 +21,7 @@ mod epoch;
 pub(crate) mod json;
 pub mod primitives;
 mod room;
+pub mod session;
 
 pub use device::{fingerprint, safety_number, DeviceCheck, DeviceKeys, DeviceRecord, KnownDevices};
 pub use encoding::{
@@ -32,6 +33,7 @@ pub use envelope::{
 pub use epoch::{create_epoch, create_epoch_with, members_digest, EpochKey, KeyShare, NewEpoch};
 pub use rand_core;
 pub use room::{OpenedMessage, RoomKeys, LATE_EPOCH_WINDOW_MS};
+pub use session::RoomSession;
 
 /// The most bytes of a device record as compact JSON (the backend's limit).
 pub const MAX_RECORD_BYTES: usize = 4096;
