@@ -816,6 +816,63 @@ fn the_ledger_refuses_a_genuine_envelope_under_another_backend_id_across_reloads
 }
 
 #[test]
+fn opens_queued_while_the_lock_is_taken_are_one_batch_with_one_ledger_read_and_write() {
+    let mut backend = Backend::with(&[&ada(), &bob()]);
+    let mut bob = Peer::new(bob());
+    bob.rotate(&mut backend, T0);
+    let mut page = Page::new(ada(), "ada");
+    let mut ops = Vec::new();
+    for n in 0..4 {
+        let client_id = format!("b-{n}");
+        let envelope = bob.seal(&client_id, &format!("text {n}")).expect("seal");
+        ops.push(page.session.open(
+            T0,
+            message("u_bob", &client_id, &format!("m_{n}"), &envelope, T0),
+        ));
+    }
+    let mut checks = Vec::new();
+    let mut records = Vec::new();
+    let mut locks = 0;
+    loop {
+        while let Some(action) = page.session.poll_action() {
+            match action {
+                Action::Lock { id } => {
+                    locks += 1;
+                    page.session.locked(T0, id, None, None);
+                }
+                Action::LedgerCheck { id, keys } => {
+                    checks.push(keys.len());
+                    page.session.ledger_result(T0, id, vec![None; keys.len()]);
+                }
+                Action::LedgerRecord { id, entries } => {
+                    records.push(entries.len());
+                    page.session.stored(T0, id);
+                }
+                Action::Persist { id, .. } => page.session.stored(T0, id),
+                Action::Request(request) => page.in_flight.push(request),
+                Action::Unlock => {}
+                Action::Emit(event) => page.events.push(event),
+            }
+        }
+        if page.in_flight.is_empty() {
+            break;
+        }
+        let request = page.in_flight.remove(0);
+        let (status, body) = backend.answer(&request);
+        page.session.response(T0, request.id, status, &body);
+    }
+    assert_eq!(
+        locks, 1,
+        "the four opens are queued before the lock is held"
+    );
+    assert_eq!(checks, vec![4]);
+    assert_eq!(records, vec![4]);
+    for (n, op) in ops.into_iter().enumerate() {
+        assert_eq!(page.opened(op), Ok(format!("text {n}")));
+    }
+}
+
+#[test]
 fn an_unavailable_epoch_is_not_fetched_again_until_a_room_event() {
     let mut backend = Backend::with(&[&ada(), &bob()]);
     let mut bob = Peer::new(bob());

@@ -549,7 +549,8 @@ impl<R: TryCryptoRng> RoomSession<R> {
 
     /// Installs the room's current epoch when this device has none of it yet,
     /// or, when it has no share of it (a device new to the room), creates a
-    /// newer epoch that includes it. Ends with `Done` or `Failed`.
+    /// newer epoch that includes it. Best effort: ends with `Done`, or
+    /// `Failed` only when the stored state cannot be loaded or stored.
     pub fn join(&mut self, now_ms: u64) -> OpId {
         self.submit(now_ms, Op::Join)
     }
@@ -776,13 +777,7 @@ impl<R: TryCryptoRng> RoomSession<R> {
             Op::Open(message) => {
                 ops.push((op, Some(message.message_id.clone())));
                 work.push(Op::Open(message));
-                while let Some((op, Op::Open(_))) = self.queue.front() {
-                    let op = *op;
-                    if let Some((_, Op::Open(message))) = self.queue.pop_front() {
-                        ops.push((op, Some(message.message_id.clone())));
-                        work.push(Op::Open(message));
-                    }
-                }
+                self.take_queued_opens(&mut ops, &mut work);
             }
             other => {
                 ops.push((op, None));
@@ -798,6 +793,17 @@ impl<R: TryCryptoRng> RoomSession<R> {
         })
     }
 
+    /// Moves the opens at the front of the queue into a batch.
+    fn take_queued_opens(&mut self, ops: &mut Vec<(OpId, Option<String>)>, work: &mut Vec<Op>) {
+        while let Some((op, Op::Open(_))) = self.queue.front() {
+            let op = *op;
+            if let Some((_, Op::Open(message))) = self.queue.pop_front() {
+                ops.push((op, Some(message.message_id.clone())));
+                work.push(Op::Open(message));
+            }
+        }
+    }
+
     fn poll_running(&mut self, running: &mut Running) -> Poll<()> {
         loop {
             match std::mem::replace(&mut running.phase, Phase::Taken) {
@@ -807,7 +813,14 @@ impl<R: TryCryptoRng> RoomSession<R> {
                         return Poll::Pending;
                     }
                     Some(Reply::Locked { room, known }) => match self.reload(room, known) {
-                        Ok(()) => running.phase = Phase::Working(self.start_work(work)),
+                        Ok(()) => {
+                            let mut work = work;
+                            // Opens queued while the lock was taken join the batch.
+                            if matches!(work.first(), Some(Op::Open(_))) {
+                                self.take_queued_opens(&mut running.ops, &mut work);
+                            }
+                            running.phase = Phase::Working(self.start_work(work));
+                        }
                         Err(failure) => running.phase = self.finishing(Outcome::Failed(failure)),
                     },
                     Some(Reply::Failed(failure)) => {
@@ -958,18 +971,18 @@ impl<R: TryCryptoRng> RoomSession<R> {
         Ok(())
     }
 
-    fn start_work(&mut self, mut ops: Vec<Op>) -> Work {
-        let Some(first) = ops.pop() else {
+    fn start_work(&mut self, ops: Vec<Op>) -> Work {
+        let mut ops = ops.into_iter();
+        let Some(first) = ops.next() else {
             return Work::Join(JoinStage::Taken);
         };
         match first {
-            Op::Open(last) => {
-                let mut items = Vec::with_capacity(ops.len() + 1);
-                for op in ops.into_iter().chain(std::iter::once(Op::Open(last))) {
-                    if let Op::Open(message) = op {
-                        items.push(message);
-                    }
-                }
+            Op::Open(message) => {
+                let more = ops.filter_map(|op| match op {
+                    Op::Open(message) => Some(message),
+                    _ => None,
+                });
+                let items: Vec<EncryptedMessage> = std::iter::once(message).chain(more).collect();
                 let count = items.len();
                 Work::Open(OpenBatch {
                     items,
@@ -1017,7 +1030,12 @@ impl<R: TryCryptoRng> RoomSession<R> {
 
     fn poll_work(&mut self, work: &mut Work) -> Poll<Outcome> {
         match work {
-            Work::Join(stage) => self.poll_join(stage),
+            // Best effort: the next send tries again (and reports what persists);
+            // only a state that cannot be loaded or stored fails a join.
+            Work::Join(stage) => self.poll_join(stage).map(|outcome| match outcome {
+                Outcome::Failed(_) => Outcome::Done,
+                other => other,
+            }),
             Work::Seal {
                 client_id,
                 text,
