@@ -1,5 +1,5 @@
-//! The E2EE boundary (`E2eeDevice`, `E2eeRoom`, `E2eeKnownDevices`,
-//! `safetyNumber`) in a real headless Chromium (wasm-bindgen-test,
+//! The E2EE boundary (`E2eeDevice`, `E2eeRoomSession`, `E2eeRoom`,
+//! `E2eeKnownDevices`, `safetyNumber`) in a real headless Chromium (wasm-bindgen-test,
 //! `run_in_browser`): randomness from `crypto.getRandomValues`, real JS
 //! objects in, plain JS objects out, refusals as DomViaErrors with `e2ee_*`
 //! codes. The cryptography is tested natively (tests/e2ee.rs); this suite
@@ -9,7 +9,9 @@
 //!   --mode no-install . --test wasm_e2ee
 #![cfg(target_arch = "wasm32")]
 
-use domvia_realtime::wasm::e2ee::{safety_number, E2eeDevice, E2eeKnownDevices, E2eeRoom};
+use domvia_realtime::wasm::e2ee::{
+    safety_number, E2eeDevice, E2eeKnownDevices, E2eeRoom, E2eeRoomSession,
+};
 use js_sys::{Array, Object, Reflect, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
@@ -512,4 +514,190 @@ fn safety_numbers_match_on_both_sides() {
             .unwrap(),
         "e2ee_malformed",
     );
+}
+
+// ---- E2eeRoomSession: the room's policy, pumped -----------------------------------
+
+/// The session's actions since the last poll, as the plain objects JS gets.
+fn poll(session: &mut E2eeRoomSession) -> Vec<JsValue> {
+    let actions = session.poll().expect("poll");
+    assert!(Array::is_array(&actions));
+    actions.iter().collect()
+}
+
+fn kind(action: &JsValue) -> String {
+    string(action, "type")
+}
+
+fn id(action: &JsValue) -> f64 {
+    get(action, "id").as_f64().expect("an id")
+}
+
+/// A Device object of the backend's lists.
+fn device_json(device: &E2eeDevice) -> JsValue {
+    let object = Object::new();
+    set(&object, "device_id", &device.device_id().into());
+    set(&object, "user_id", &device.user_id().into());
+    set(&object, "record", &device.record().unwrap());
+    object.into()
+}
+
+#[wasm_bindgen_test]
+fn a_session_asks_for_the_lock_requests_and_storage_and_emits_plain_objects() {
+    let (ada, bob) = (device("u_ada", "ada-laptop"), device("u_bob", "bob-phone"));
+    let mut session = E2eeRoomSession::new(ROOM, &ada).expect("session");
+    let op = session.seal(T0, "c-1", "hello");
+
+    let actions = poll(&mut session);
+    assert_eq!(actions.len(), 1);
+    assert_plain_object(&actions[0], &["id", "type"]);
+    assert_eq!(kind(&actions[0]), "lock");
+    session.locked(T0, id(&actions[0]), None, None);
+
+    // Every send reads the member devices and the room's epoch.
+    let actions = poll(&mut session);
+    assert_eq!(actions.len(), 2);
+    for action in &actions {
+        assert_plain_object(action, &["id", "method", "operation", "path", "type"]);
+        assert_eq!(kind(action), "request");
+        assert_eq!(string(action, "method"), "GET");
+    }
+    assert_eq!(
+        string(&actions[0], "path"),
+        format!("/api/rooms/{ROOM}/devices")
+    );
+    assert_eq!(
+        string(&actions[1], "path"),
+        format!("/api/rooms/{ROOM}/epoch")
+    );
+    let devices = list(&[device_json(&ada), device_json(&bob)]);
+    // Answered out of order.
+    let epoch = Object::new();
+    set(&epoch, "epoch", &0.into());
+    session.response(T0, id(&actions[1]), 200, epoch.into());
+    assert!(poll(&mut session).is_empty());
+    session.response(T0, id(&actions[0]), 200, devices.clone());
+
+    // Epoch 1, as the body of the POST.
+    let actions = poll(&mut session);
+    assert_eq!(actions.len(), 1);
+    let post = &actions[0];
+    assert_plain_object(post, &["body", "id", "method", "operation", "path", "type"]);
+    assert_eq!(string(post, "method"), "POST");
+    assert_eq!(string(post, "path"), format!("/api/rooms/{ROOM}/epochs"));
+    let body = get(post, "body");
+    assert_plain_object(&body, &["epoch", "shares"]);
+    assert_keys_in_byte_order(&body);
+    let shares: Array = get(&body, "shares").unchecked_into();
+    let bob_share = shares
+        .iter()
+        .find(|s| string(s, "device_id") == "bob-phone")
+        .expect("a share for bob");
+    let mut bob_room = E2eeRoom::new(ROOM).unwrap();
+    let records = list(&[ada.record().unwrap(), bob.record().unwrap()]);
+    bob_room
+        .open_share(
+            &bob,
+            copy(&get(&bob_share, "share")),
+            ada.record().unwrap(),
+            records,
+        )
+        .expect("bob opens his share");
+    session.response(T0, id(post), 201, JsValue::NULL);
+
+    // Persisted (keys and pinned devices), then the lock goes and the envelope comes.
+    let actions = poll(&mut session);
+    assert_eq!(actions.len(), 1);
+    assert_plain_object(&actions[0], &["id", "known_devices", "room_state", "type"]);
+    assert_eq!(kind(&actions[0]), "persist");
+    let state = string(&actions[0], "room_state");
+    session.stored(T0, id(&actions[0]));
+    let actions = poll(&mut session);
+    assert_eq!(
+        actions.iter().map(kind).collect::<Vec<_>>(),
+        ["unlock", "sealed"]
+    );
+    assert_plain_object(&actions[1], &["client_id", "envelope", "op", "type"]);
+    assert_eq!(get(&actions[1], "op").as_f64(), Some(op));
+    let envelope = get(&actions[1], "envelope");
+    let opened = bob_room
+        .open(copy(&envelope), T0, "m_1")
+        .expect("bob opens it");
+    assert_eq!(string(&opened, "text"), "hello");
+    assert!(session.is_idle());
+
+    // Opening: the ledger is read first, the new id recorded, the sender bound.
+    let mut reloaded = E2eeRoomSession::new(ROOM, &ada).expect("session");
+    let from_bob = bob_room.seal(&bob, "b-1", "hi ada").unwrap();
+    let genuine = reloaded.open(T0, "m_2", "u_bob", "b-1", T0, copy(&from_bob));
+    let forged = reloaded.open(T0, "m_3", "u_carol", "b-1", T0, copy(&from_bob));
+    let actions = poll(&mut reloaded);
+    reloaded.locked(T0, id(&actions[0]), Some(state), None);
+    let actions = poll(&mut reloaded);
+    assert_eq!(kind(&actions[0]), "ledger_check");
+    assert_plain_object(&actions[0], &["id", "keys", "type"]);
+    let keys: Array = get(&actions[0], "keys").unchecked_into();
+    assert_eq!(keys.length(), 2);
+    assert_plain_object(&keys.get(0), &["message_id", "sender_user_id"]);
+    reloaded.ledger_result(
+        T0,
+        id(&actions[0]),
+        list(&[JsValue::UNDEFINED, JsValue::UNDEFINED]),
+    );
+    let actions = poll(&mut reloaded);
+    assert_eq!(kind(&actions[0]), "ledger_record");
+    let entries: Array = get(&actions[0], "entries").unchecked_into();
+    assert_eq!(entries.length(), 1, "only what opened is recorded");
+    assert_plain_object(
+        &entries.get(0),
+        &["backend_message_id", "message_id", "sender_user_id"],
+    );
+    assert_eq!(string(&entries.get(0), "backend_message_id"), "m_2");
+    reloaded.stored(T0, id(&actions[0]));
+    let actions = poll(&mut reloaded);
+    let opened: Vec<&JsValue> = actions.iter().filter(|a| kind(a) == "opened").collect();
+    assert_eq!(opened.len(), 2);
+    assert_plain_object(opened[0], &["message_id", "ok", "op", "text", "type"]);
+    assert_eq!(get(opened[0], "op").as_f64(), Some(genuine));
+    assert_eq!(string(opened[0], "text"), "hi ada");
+    assert_plain_object(
+        opened[1],
+        &["code", "message", "message_id", "ok", "op", "type"],
+    );
+    assert_eq!(get(opened[1], "op").as_f64(), Some(forged));
+    assert_eq!(get(opened[1], "ok"), JsValue::FALSE);
+    assert_eq!(string(opened[1], "code"), "e2ee_wrong_sender");
+
+    // A failed request fails the send with its code; a late answer is ignored.
+    let op = reloaded.seal(T0, "c-2", "x");
+    let actions = poll(&mut reloaded);
+    reloaded.locked(T0, id(&actions[0]), None, None);
+    let actions = poll(&mut reloaded);
+    reloaded.request_failed(
+        T0,
+        id(&actions[0]),
+        "network_error",
+        "unable to list the room's devices; offline",
+    );
+    reloaded.response(T0, id(&actions[1]), 200, JsValue::NULL);
+    let actions = poll(&mut reloaded);
+    let failed = actions
+        .iter()
+        .find(|a| kind(a) == "failed")
+        .expect("failed");
+    assert_plain_object(failed, &["code", "message", "op", "type"]);
+    assert_eq!(get(failed, "op").as_f64(), Some(op));
+    assert_eq!(string(failed, "code"), "network_error");
+    assert!(actions.iter().any(|a| kind(a) == "unlock"));
+
+    // Closing fails what waits.
+    let op = reloaded.safety_numbers(T0, "u_bob");
+    reloaded.close();
+    let actions = poll(&mut reloaded);
+    let failed = actions
+        .iter()
+        .find(|a| kind(a) == "failed")
+        .expect("failed");
+    assert_eq!(get(failed, "op").as_f64(), Some(op));
+    assert_eq!(string(failed, "code"), "e2ee_closed");
 }

@@ -1,4 +1,5 @@
-//! End-to-end encryption behind JS classes: `E2eeDevice`, `E2eeRoom`,
+//! End-to-end encryption behind JS classes: `E2eeDevice`, `E2eeRoomSession`
+//! (the room's policy: the TS layer pumps its actions), `E2eeRoom`,
 //! `E2eeKnownDevices` and `safetyNumber`, over the pure core in `src/e2ee`.
 //!
 //! Thin like `chat.rs`: objects (device records, key shares, envelopes) cross
@@ -13,15 +14,16 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use js_sys::{Object, Reflect, Uint8Array, JSON};
+use js_sys::{Array, Object, Reflect, Uint8Array, JSON};
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::e2ee::json::{Json, JsonWriter};
 use crate::e2ee::rand_core::{TryCryptoRng, TryRng};
+use crate::e2ee::session::{Action, EncryptedMessage, Event, Failure, StaleEpoch};
 use crate::e2ee::{
     safety_number as core_safety_number, DeviceCheck, DeviceKeys, DeviceRecord, Envelope, KeyShare,
-    KnownDevices, RoomKeys, MAX_EPOCH,
+    KnownDevices, RoomKeys, RoomSession, MAX_EPOCH,
 };
 use crate::protocol::Error;
 
@@ -34,6 +36,21 @@ export interface E2eeNewEpoch {
   epoch: number;
   shares: { device_id: string; share: object }[];
 }
+/** An action of an `E2eeRoomSession` (see `poll`): the TS layer carries it out and answers. */
+export type E2eeSessionAction =
+  | { type: "request"; id: number; method: "GET" | "POST"; path: string; body?: object; operation: string }
+  | { type: "lock"; id: number }
+  | { type: "persist"; id: number; room_state?: string; known_devices?: string }
+  | { type: "ledger_check"; id: number; keys: { sender_user_id: string; message_id: string }[] }
+  | { type: "ledger_record"; id: number; entries: { sender_user_id: string; message_id: string; backend_message_id: string }[] }
+  | { type: "unlock" }
+  | { type: "sealed"; op: number; client_id: string; envelope: object }
+  | { type: "opened"; op: number; message_id: string; ok: true; text: string }
+  | { type: "opened"; op: number; message_id: string; ok: false; code: string; message: string }
+  | { type: "done"; op: number }
+  | { type: "safety_numbers"; op: number; numbers: { device_id: string; safety_number: string }[] }
+  | { type: "key_change"; user_id: string; device_id: string }
+  | { type: "failed"; op: number; code: string; message: string };
 /** An opened message: compare `user_id` and `message_id` with the backend's `user_id` and `client_id`. */
 export interface E2eeOpenedMessage {
   text: string;
@@ -104,6 +121,327 @@ impl E2eeDevice {
     pub fn fingerprint(&self) -> String {
         self.keys.fingerprint()
     }
+}
+
+/// One room's encryption policy (`e2ee::RoomSession`): methods feed it user
+/// calls, answers and the time; `poll()` returns its actions as plain
+/// objects for the TS layer to carry out. No JS is called from here.
+#[wasm_bindgen(js_name = E2eeRoomSession)]
+pub struct E2eeRoomSession {
+    session: RoomSession<SessionRng>,
+}
+
+#[wasm_bindgen(js_class = E2eeRoomSession)]
+impl E2eeRoomSession {
+    /// A session for `room_id` on the device `me` (its keys are copied).
+    #[wasm_bindgen(constructor)]
+    pub fn new(room_id: &str, me: &E2eeDevice) -> Result<E2eeRoomSession, JsValue> {
+        let session =
+            RoomSession::new(room_id, me.keys.clone(), SessionRng).map_err(|e| js_error(&e))?;
+        Ok(E2eeRoomSession { session })
+    }
+
+    /// Installs the room's current epoch, or creates one that includes this
+    /// device when it has no share of it. Returns the operation's id.
+    pub fn join(&mut self, now_ms: f64) -> f64 {
+        self.session.join(to_u64(now_ms)) as f64
+    }
+
+    pub fn seal(&mut self, now_ms: f64, client_id: &str, text: &str) -> f64 {
+        self.session.seal(to_u64(now_ms), client_id, text) as f64
+    }
+
+    /// After `409 epoch_stale` with the answer's `current_epoch` and `needs_new_epoch`.
+    pub fn reseal(
+        &mut self,
+        now_ms: f64,
+        client_id: &str,
+        text: &str,
+        current_epoch: f64,
+        needs_new_epoch: bool,
+    ) -> f64 {
+        let stale = StaleEpoch {
+            current_epoch: to_u64(current_epoch),
+            needs_new_epoch,
+        };
+        self.session.reseal(to_u64(now_ms), client_id, text, stale) as f64
+    }
+
+    /// A stored message: the backend's `message_id`, `user_id`, `client_id`,
+    /// `sent_at` and the envelope (its `ciphertext`).
+    pub fn open(
+        &mut self,
+        now_ms: f64,
+        message_id: &str,
+        user_id: &str,
+        client_id: &str,
+        sent_at_ms: f64,
+        #[wasm_bindgen(unchecked_param_type = "object")] envelope: JsValue,
+    ) -> f64 {
+        let message = EncryptedMessage {
+            message_id: message_id.to_owned(),
+            user_id: user_id.to_owned(),
+            client_id: client_id.to_owned(),
+            sent_at_ms: to_u64(sent_at_ms),
+            // Not JSON: the session refuses it with `e2ee_malformed`.
+            envelope: json_text(&envelope, "the envelope").unwrap_or_default(),
+        };
+        self.session.open(to_u64(now_ms), message) as f64
+    }
+
+    /// `epoch.created`, `member.added` or `member.removed` with its data.
+    #[wasm_bindgen(js_name = roomEvent)]
+    pub fn room_event(&mut self, now_ms: f64, event: &str, data: JsValue) {
+        let data = json_text(&data, "the event data").unwrap_or_default();
+        self.session.room_event(to_u64(now_ms), event, &data);
+    }
+
+    #[wasm_bindgen(js_name = acceptDeviceChange)]
+    pub fn accept_device_change(&mut self, now_ms: f64, user_id: &str, device_id: &str) -> f64 {
+        self.session
+            .accept_device_change(to_u64(now_ms), user_id, device_id) as f64
+    }
+
+    #[wasm_bindgen(js_name = safetyNumbers)]
+    pub fn safety_numbers(&mut self, now_ms: f64, user_id: &str) -> f64 {
+        self.session.safety_numbers(to_u64(now_ms), user_id) as f64
+    }
+
+    pub fn close(&mut self) {
+        self.session.close();
+    }
+
+    /// Whether no operation runs or waits.
+    #[wasm_bindgen(getter, js_name = isIdle)]
+    pub fn is_idle(&self) -> bool {
+        self.session.is_idle()
+    }
+
+    /// The lock is held: the stored texts that changed since this session read or wrote them.
+    pub fn locked(
+        &mut self,
+        now_ms: f64,
+        id: f64,
+        room_state: Option<String>,
+        known_devices: Option<String>,
+    ) {
+        let room_state = room_state.map(Zeroizing::new);
+        self.session.locked(
+            to_u64(now_ms),
+            to_u64(id),
+            room_state.as_deref().map(String::as_str),
+            known_devices.as_deref(),
+        );
+    }
+
+    /// An HTTP answer with its parsed JSON body (`null` for none).
+    pub fn response(&mut self, now_ms: f64, id: f64, status: u16, body: JsValue) {
+        let body = json_text(&body, "the answer").unwrap_or_default();
+        self.session
+            .response(to_u64(now_ms), to_u64(id), status, &body);
+    }
+
+    /// A request without a usable answer, or refused with `code`.
+    #[wasm_bindgen(js_name = requestFailed)]
+    pub fn request_failed(&mut self, now_ms: f64, id: f64, code: &str, message: &str) {
+        self.session
+            .request_failed(to_u64(now_ms), to_u64(id), code, message);
+    }
+
+    /// A `persist` or `ledger_record` was written.
+    pub fn stored(&mut self, now_ms: f64, id: f64) {
+        self.session.stored(to_u64(now_ms), to_u64(id));
+    }
+
+    /// The ledger's backend message id per key of a `ledger_check` (undefined: none).
+    #[wasm_bindgen(js_name = ledgerResult)]
+    pub fn ledger_result(
+        &mut self,
+        now_ms: f64,
+        id: f64,
+        #[wasm_bindgen(unchecked_param_type = "(string | undefined)[]")] found: JsValue,
+    ) {
+        let found = Array::from(&found).iter().map(|v| v.as_string()).collect();
+        self.session
+            .ledger_result(to_u64(now_ms), to_u64(id), found);
+    }
+
+    /// The lock, a read or a write failed.
+    #[wasm_bindgen(js_name = storageFailed)]
+    pub fn storage_failed(&mut self, now_ms: f64, id: f64, code: &str, message: &str) {
+        self.session
+            .storage_failed(to_u64(now_ms), to_u64(id), code, message);
+    }
+
+    /// Every action since the last call, oldest first.
+    #[wasm_bindgen(unchecked_return_type = "E2eeSessionAction[]")]
+    pub fn poll(&mut self) -> Result<Array, JsValue> {
+        let out = Array::new();
+        while let Some(action) = self.session.poll_action() {
+            out.push(&action_object(action)?);
+        }
+        Ok(out)
+    }
+}
+
+/// `crypto.getRandomValues` as the session's fallible rng: a failure is
+/// the session's `e2ee_random_unavailable`, never a panic.
+struct SessionRng;
+
+#[derive(Debug)]
+struct RandomUnavailable;
+
+impl std::fmt::Display for RandomUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("crypto.getRandomValues is unavailable")
+    }
+}
+
+impl std::error::Error for RandomUnavailable {}
+
+impl TryRng for SessionRng {
+    type Error = RandomUnavailable;
+
+    fn try_next_u32(&mut self) -> Result<u32, RandomUnavailable> {
+        let mut bytes = [0u8; 4];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, RandomUnavailable> {
+        let mut bytes = [0u8; 8];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), RandomUnavailable> {
+        getrandom::fill(dst).map_err(|_| RandomUnavailable)
+    }
+}
+
+impl TryCryptoRng for SessionRng {}
+
+/// A session action as a plain object (`E2eeSessionAction`).
+fn action_object(action: Action) -> Result<JsValue, JsValue> {
+    let object = Object::new();
+    let kind = match action {
+        Action::Request(request) => {
+            set(&object, "id", &(request.id as f64).into());
+            set(&object, "method", &request.method.as_str().into());
+            set(&object, "path", &request.path.into());
+            if let Some(body) = request.body {
+                set(&object, "body", &from_json(&body)?);
+            }
+            set(&object, "operation", &request.operation.into());
+            "request"
+        }
+        Action::Lock { id } => {
+            set(&object, "id", &(id as f64).into());
+            "lock"
+        }
+        Action::Persist {
+            id,
+            room_state,
+            known_devices,
+        } => {
+            set(&object, "id", &(id as f64).into());
+            if let Some(state) = room_state {
+                set(&object, "room_state", &state.as_str().into());
+            }
+            if let Some(state) = known_devices {
+                set(&object, "known_devices", &state.into());
+            }
+            "persist"
+        }
+        Action::LedgerCheck { id, keys } => {
+            set(&object, "id", &(id as f64).into());
+            let list = Array::new();
+            for key in keys {
+                let entry = Object::new();
+                set(&entry, "sender_user_id", &key.sender_user_id.into());
+                set(&entry, "message_id", &key.message_id.into());
+                list.push(&entry);
+            }
+            set(&object, "keys", &list);
+            "ledger_check"
+        }
+        Action::LedgerRecord { id, entries } => {
+            set(&object, "id", &(id as f64).into());
+            let list = Array::new();
+            for (key, backend_message_id) in entries {
+                let entry = Object::new();
+                set(&entry, "sender_user_id", &key.sender_user_id.into());
+                set(&entry, "message_id", &key.message_id.into());
+                set(&entry, "backend_message_id", &backend_message_id.into());
+                list.push(&entry);
+            }
+            set(&object, "entries", &list);
+            "ledger_record"
+        }
+        Action::Unlock => "unlock",
+        Action::Emit(event) => event_fields(&object, event)?,
+    };
+    set(&object, "type", &kind.into());
+    Ok(object.into())
+}
+
+fn event_fields(object: &Object, event: Event) -> Result<&'static str, JsValue> {
+    let failure = |object: &Object, failure: Failure| {
+        set(object, "code", &failure.code.into());
+        set(object, "message", &failure.message.into());
+    };
+    Ok(match event {
+        Event::Sealed {
+            op,
+            client_id,
+            envelope,
+        } => {
+            set(object, "op", &(op as f64).into());
+            set(object, "client_id", &client_id.into());
+            set(object, "envelope", &from_json(&envelope)?);
+            "sealed"
+        }
+        Event::Opened {
+            op,
+            message_id,
+            result,
+        } => {
+            set(object, "op", &(op as f64).into());
+            set(object, "message_id", &message_id.into());
+            set(object, "ok", &result.is_ok().into());
+            match result {
+                Ok(text) => set(object, "text", &Zeroizing::new(text).as_str().into()),
+                Err(error) => failure(object, error),
+            }
+            "opened"
+        }
+        Event::Done { op } => {
+            set(object, "op", &(op as f64).into());
+            "done"
+        }
+        Event::SafetyNumbers { op, numbers } => {
+            set(object, "op", &(op as f64).into());
+            let list = Array::new();
+            for number in numbers {
+                let entry = Object::new();
+                set(&entry, "device_id", &number.device_id.into());
+                set(&entry, "safety_number", &number.safety_number.into());
+                list.push(&entry);
+            }
+            set(object, "numbers", &list);
+            "safety_numbers"
+        }
+        Event::KeyChange { user_id, device_id } => {
+            set(object, "user_id", &user_id.into());
+            set(object, "device_id", &device_id.into());
+            "key_change"
+        }
+        Event::Failed { op, failure: error } => {
+            set(object, "op", &(op as f64).into());
+            failure(object, error);
+            "failed"
+        }
+    })
 }
 
 /// One room's epochs, members and seen message ids on this device.
