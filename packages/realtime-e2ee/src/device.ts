@@ -1,24 +1,17 @@
 /**
  * This browser profile's device for one user: its keys (created on first use,
- * kept encrypted in IndexedDB), the devices it has pinned, and the key
- * changes waiting for the user's acceptance. One per user per page, shared by
- * every encrypted room of the page.
+ * kept encrypted in IndexedDB) and its registration. One per user per page,
+ * shared by every encrypted room of the page. The pinned devices and key
+ * changes are each room session's (stored as `known_devices`, room.ts).
  */
-import { callCore, E2eeDevice, E2eeKnownDevices, ready } from "./runtime.js";
-import { codeOf, e2eeError } from "./errors.js";
+import { callCore, E2eeDevice, ready } from "./runtime.js";
+import { e2eeError } from "./errors.js";
 import { withLock } from "./lock.js";
 import { deleteStored, KeyStore } from "./store.js";
-import type { DeviceKeyChange, RoomEncryptionContext } from "./types.js";
+import type { RoomEncryptionContext } from "./types.js";
 
 /** A device record as the backend lists it (`record` of a Device): a signed JSON object. */
 export type DeviceRecord = Readonly<Record<string, unknown>>;
-
-/** The backend's Device object. */
-export interface DeviceJson {
-  device_id: string;
-  user_id: string;
-  record: DeviceRecord;
-}
 
 interface StoredDevice {
   device_id: string;
@@ -27,7 +20,6 @@ interface StoredDevice {
 }
 
 const DEVICE_ENTRY = "device";
-const KNOWN_ENTRY = "known_devices";
 
 function toBase64(bytes: Uint8Array): string {
   let binary = "";
@@ -45,10 +37,6 @@ function newDeviceId(): string {
   return `d-${Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
 }
 
-function changeKey(userId: string, deviceId: string): string {
-  return `${userId}\u0000${deviceId}`;
-}
-
 const devices = new Map<string, Promise<LocalDevice>>();
 
 /** The device of one user in this browser profile. */
@@ -56,19 +44,13 @@ export class LocalDevice {
   readonly userId: string;
   readonly store: KeyStore;
   readonly #keys: E2eeDevice;
-  #known: E2eeKnownDevices;
-  #knownRev: number;
-  /** Devices whose keys changed, with their new record, until accepted. */
-  readonly #changes = new Map<string, DeviceRecord>();
   #registration: Promise<void> | undefined;
   #freed = false;
 
-  private constructor(userId: string, store: KeyStore, keys: E2eeDevice, known: E2eeKnownDevices, knownRev: number) {
+  private constructor(userId: string, store: KeyStore, keys: E2eeDevice) {
     this.userId = userId;
     this.store = store;
     this.#keys = keys;
-    this.#known = known;
-    this.#knownRev = knownRev;
   }
 
   /** The user's device, loaded (or created) once per page. */
@@ -99,12 +81,7 @@ export class LocalDevice {
         const entry: StoredDevice = { device_id: deviceId, secret: toBase64(keys.exportSecret()) };
         await store.write(DEVICE_ENTRY, entry, 1);
       }
-      const knownEntry = await store.read<string>(KNOWN_ENTRY);
-      const known =
-        knownEntry === undefined
-          ? new E2eeKnownDevices()
-          : callCore("restore the known devices", () => E2eeKnownDevices.restore(knownEntry.value));
-      return new LocalDevice(userId, store, keys, known, knownEntry?.rev ?? 0);
+      return new LocalDevice(userId, store, keys);
     });
   }
 
@@ -144,103 +121,10 @@ export class LocalDevice {
     return this.#registration;
   }
 
-  /**
-   * Pins new devices among `records` and notes known ones whose keys changed.
-   * Hold the user's lock. Returns the pending changes among `records`.
-   */
-  async checkRecordsLocked(records: readonly DeviceRecord[]): Promise<DeviceKeyChange[]> {
-    const changes: DeviceKeyChange[] = [];
-    await this.#pinLocked(records, (differing, device) => {
-      const key = changeKey(device.user_id, device.device_id);
-      if (differing === undefined) {
-        this.#changes.delete(key);
-      } else {
-        this.#changes.set(key, differing);
-        changes.push(device);
-      }
-    });
-    return changes;
-  }
-
-  /**
-   * Pins new devices among an epoch's `records` (as they were when the epoch
-   * was created) and returns those whose keys differ from the pinned ones, as
-   * `user_id\u0000device_id`. Unlike {@link checkRecordsLocked} it notes no
-   * pending change: an old record offers no new keys to accept. Hold the user's lock.
-   */
-  async checkEpochRecordsLocked(records: readonly DeviceRecord[]): Promise<Set<string>> {
-    const differing = new Set<string>();
-    await this.#pinLocked(records, (changed, device) => {
-      if (changed !== undefined) differing.add(changeKey(device.user_id, device.device_id));
-    });
-    return differing;
-  }
-
-  /**
-   * Checks each of `records` against the pinned keys, pinning new devices
-   * (saved once), and tells `seen` about each: with the record when its keys
-   * differ from the pinned ones, without when they match (or it is new).
-   */
-  async #pinLocked(
-    records: readonly DeviceRecord[],
-    seen: (differing: DeviceRecord | undefined, device: DeviceKeyChange) => void,
-  ): Promise<void> {
-    await this.#syncKnownLocked();
-    let pinned = false;
-    for (const record of records) {
-      const device = {
-        user_id: typeof record.user_id === "string" ? record.user_id : "",
-        device_id: typeof record.device_id === "string" ? record.device_id : "",
-      };
-      try {
-        if (callCore("check a device", () => this.#known.check(record)) === "new") pinned = true;
-      } catch (thrown) {
-        if (codeOf(thrown) !== "e2ee_device_key_changed") throw thrown;
-        seen(record, device);
-        continue;
-      }
-      seen(undefined, device);
-    }
-    if (pinned) await this.#saveKnownLocked();
-  }
-
-  /** Whether this device's keys changed and the change is not accepted yet. */
-  hasChange(userId: string, deviceId: string): boolean {
-    return this.#changes.has(changeKey(userId, deviceId));
-  }
-
-  /** Pins the new keys of a changed device. Hold the user's lock. False when no change is pending. */
-  async acceptLocked(userId: string, deviceId: string): Promise<boolean> {
-    const record = this.#changes.get(changeKey(userId, deviceId));
-    if (record === undefined) return false;
-    await this.#syncKnownLocked();
-    callCore("accept a device's new keys", () => this.#known.acceptChange(record));
-    this.#changes.delete(changeKey(userId, deviceId));
-    await this.#saveKnownLocked();
-    return true;
-  }
-
-  async #syncKnownLocked(): Promise<void> {
-    if ((await this.store.revision(KNOWN_ENTRY)) === this.#knownRev) return;
-    const entry = await this.store.read<string>(KNOWN_ENTRY);
-    if (entry === undefined || entry.rev === this.#knownRev) return;
-    const known = callCore("restore the known devices", () => E2eeKnownDevices.restore(entry.value));
-    this.#known.free();
-    this.#known = known;
-    this.#knownRev = entry.rev;
-  }
-
-  async #saveKnownLocked(): Promise<void> {
-    const rev = this.#knownRev + 1;
-    await this.store.write(KNOWN_ENTRY, this.#known.exportState(), rev);
-    this.#knownRev = rev;
-  }
-
   #free(): void {
     if (this.#freed) return;
     this.#freed = true;
     this.#keys.free();
-    this.#known.free();
   }
 
   /** Forgets the user's device in this page and deletes everything stored for the user. */

@@ -37,3 +37,15 @@ export function withLock<T>(userId: string, task: () => Promise<T>): Promise<T> 
   });
   return run;
 }
+
+/**
+ * Takes the user's lock and resolves with the function that releases it: for
+ * a holder that is not one async function (the room's session takes the lock
+ * with one action and releases it with a later one). Rejects when the lock
+ * cannot be requested.
+ */
+export function acquireLock(userId: string): Promise<() => void> {
+  return new Promise((acquired, failed) => {
+    withLock(userId, () => new Promise<void>((release) => acquired(() => release()))).catch(failed);
+  });
+}

@@ -10,9 +10,9 @@ import initWasm from "../wasm/domvia_e2ee.js";
 import { wasmRuntime } from "@domvia/realtime/core";
 import type { WasmRuntime } from "@domvia/realtime/core";
 
-export { E2eeDevice, E2eeKnownDevices, E2eeRoom } from "../wasm/domvia_e2ee.js";
+export { E2eeDevice, E2eeRoomSession } from "../wasm/domvia_e2ee.js";
 import { safetyNumber as wasmSafetyNumber } from "../wasm/domvia_e2ee.js";
-export type { E2eeNewEpoch, E2eeOpenedMessage } from "../wasm/domvia_e2ee.js";
+export type { E2eeSessionAction } from "../wasm/domvia_e2ee.js";
 export type { WasmSource } from "@domvia/realtime/core";
 
 const runtime = wasmRuntime(
