@@ -33,7 +33,7 @@
 //! of a finished operation) is ignored. The session never panics on any
 //! input: a malformed answer is a failure with a code.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::fmt;
 use std::task::Poll;
@@ -432,6 +432,47 @@ fn random_unavailable(operation: &str) -> Failure {
 
 type DeviceKey = (String, String);
 
+/// A small map as a vector of pairs: a session holds a few entries of each,
+/// and every B-tree type is its own copy of the B-tree code in the wasm module.
+struct Pairs<K, V>(Vec<(K, V)>);
+
+impl<K: PartialEq, V> Pairs<K, V> {
+    fn new() -> Self {
+        Pairs(Vec::new())
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn contains_key(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Inserts or replaces; true when the key is new.
+    fn insert(&mut self, key: K, value: V) -> bool {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => {
+                *v = value;
+                false
+            }
+            None => {
+                self.0.push((key, value));
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &K) -> Option<V> {
+        let at = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.swap_remove(at).1)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 fn key_of(record: &DeviceRecord) -> DeviceKey {
     (record.user_id().to_owned(), record.device_id().to_owned())
 }
@@ -452,22 +493,22 @@ pub struct RoomSession<R> {
     devices_at_ms: u64,
     /// The devices each epoch was created for (they never change); `None`
     /// when the backend has none (`epoch_devices_unknown`).
-    epoch_devices: BTreeMap<u64, Option<Vec<DeviceRecord>>>,
+    epoch_devices: Pairs<u64, Option<Vec<DeviceRecord>>>,
     /// The newest epoch the backend is known to have.
     latest_epoch: u64,
     /// Epochs whose share this device cannot get, with why; cleared by room events.
-    unavailable: BTreeMap<u64, Failure>,
+    unavailable: Pairs<u64, Failure>,
     /// Known devices whose keys changed, with the new record, until accepted.
-    changes: BTreeMap<DeviceKey, DeviceRecord>,
-    reported: BTreeSet<DeviceKey>,
+    changes: Pairs<DeviceKey, DeviceRecord>,
+    reported: Pairs<DeviceKey, ()>,
     /// Records already signature-checked, by their compact JSON text.
     verified: BTreeMap<String, DeviceRecord>,
     room_dirty: bool,
     known_dirty: bool,
     queue: VecDeque<(OpId, Op)>,
     running: Option<Running>,
-    awaited: BTreeSet<ActionId>,
-    replies: BTreeMap<ActionId, Reply>,
+    awaited: Pairs<ActionId, ()>,
+    replies: Pairs<ActionId, Reply>,
     next_id: u64,
     actions: VecDeque<Action>,
     closed: bool,
@@ -503,18 +544,18 @@ impl<R: TryCryptoRng> RoomSession<R> {
             now_ms: 0,
             devices: None,
             devices_at_ms: 0,
-            epoch_devices: BTreeMap::new(),
+            epoch_devices: Pairs::new(),
             latest_epoch: 0,
-            unavailable: BTreeMap::new(),
-            changes: BTreeMap::new(),
-            reported: BTreeSet::new(),
+            unavailable: Pairs::new(),
+            changes: Pairs::new(),
+            reported: Pairs::new(),
             verified: BTreeMap::new(),
             room_dirty: false,
             known_dirty: false,
             queue: VecDeque::new(),
             running: None,
-            awaited: BTreeSet::new(),
-            replies: BTreeMap::new(),
+            awaited: Pairs::new(),
+            replies: Pairs::new(),
             next_id: 1,
             actions: VecDeque::new(),
             closed: false,
@@ -739,7 +780,7 @@ impl<R: TryCryptoRng> RoomSession<R> {
 
     fn deliver(&mut self, now_ms: u64, id: ActionId, reply: Reply) {
         self.now_ms = self.now_ms.max(now_ms);
-        if self.closed || !self.awaited.remove(&id) {
+        if self.closed || self.awaited.remove(&id).is_none() {
             return;
         }
         self.replies.insert(id, reply);
@@ -785,7 +826,7 @@ impl<R: TryCryptoRng> RoomSession<R> {
             }
         }
         let id = self.next_action_id();
-        self.awaited.insert(id);
+        self.awaited.insert(id, ());
         self.actions.push_back(Action::Lock { id });
         Some(Running {
             ops,
@@ -883,7 +924,7 @@ impl<R: TryCryptoRng> RoomSession<R> {
         let (room, known) = (self.room_dirty, self.known_dirty);
         let id = self.next_action_id();
         let persist = self.persist_action(id);
-        self.awaited.insert(id);
+        self.awaited.insert(id, ());
         self.actions.push_back(persist);
         Phase::Persisting(id, outcome, room, known)
     }
@@ -1160,7 +1201,7 @@ impl<R: TryCryptoRng> RoomSession<R> {
         operation: &'static str,
     ) -> ActionId {
         let id = self.next_action_id();
-        self.awaited.insert(id);
+        self.awaited.insert(id, ());
         self.actions.push_back(Action::Request(Request {
             id,
             method,
@@ -1305,7 +1346,7 @@ impl<R: TryCryptoRng> RoomSession<R> {
                 }
                 Err(_) => {
                     self.changes.insert(key.clone(), record.clone());
-                    if self.reported.insert(key.clone()) {
+                    if self.reported.insert(key.clone(), ()) {
                         self.actions.push_back(Action::Emit(Event::KeyChange {
                             user_id: key.0,
                             device_id: key.1,
@@ -1319,14 +1360,14 @@ impl<R: TryCryptoRng> RoomSession<R> {
     /// Pins new devices among an epoch's `records` (as they were when it was
     /// created) and returns those whose keys differ from the pinned ones; an
     /// old record offers no new keys to accept, so no change is noted.
-    fn pin_epoch_devices(&mut self, records: &[DeviceRecord]) -> BTreeSet<DeviceKey> {
-        let mut differing = BTreeSet::new();
+    fn pin_epoch_devices(&mut self, records: &[DeviceRecord]) -> Vec<DeviceKey> {
+        let mut differing = Vec::new();
         for record in records {
             match self.known.check(record) {
                 Ok(DeviceCheck::New) => self.known_dirty = true,
                 Ok(DeviceCheck::Unchanged) => {}
                 Err(_) => {
-                    differing.insert(key_of(record));
+                    differing.push(key_of(record));
                 }
             }
         }
@@ -1754,7 +1795,7 @@ impl<R: TryCryptoRng> RoomSession<R> {
             LedgerStage::NotYet => {
                 let keys = batch.items.iter().map(seen_key).collect();
                 let id = self.next_action_id();
-                self.awaited.insert(id);
+                self.awaited.insert(id, ());
                 self.actions.push_back(Action::LedgerCheck { id, keys });
                 batch.ledger = LedgerStage::Checking { id };
                 Some(Poll::Pending)
@@ -1797,20 +1838,21 @@ impl<R: TryCryptoRng> RoomSession<R> {
                 ))),
             },
             _ => {
-                let mut fresh: BTreeMap<SeenKey, String> = BTreeMap::new();
+                let mut fresh: Pairs<SeenKey, String> = Pairs::new();
                 for (i, message) in batch.items.iter().enumerate() {
-                    if batch.first_ids[i].is_none() && matches!(batch.results[i], Some(Ok(_))) {
-                        fresh
-                            .entry(seen_key(message))
-                            .or_insert_with(|| message.message_id.clone());
+                    let key = seen_key(message);
+                    let opened =
+                        batch.first_ids[i].is_none() && matches!(batch.results[i], Some(Ok(_)));
+                    if opened && !fresh.contains_key(&key) {
+                        fresh.insert(key, message.message_id.clone());
                     }
                 }
-                if fresh.is_empty() {
+                if fresh.0.is_empty() {
                     return Poll::Ready(self.opened_outcome(batch));
                 }
                 let id = self.next_action_id();
-                self.awaited.insert(id);
-                let entries = fresh.into_iter().collect();
+                self.awaited.insert(id, ());
+                let entries = fresh.0;
                 self.actions.push_back(Action::LedgerRecord { id, entries });
                 batch.ledger = LedgerStage::Recording { id };
                 Poll::Pending
