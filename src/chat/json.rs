@@ -11,7 +11,7 @@ use crate::protocol::push_json_string;
 
 fn push_u64(out: &mut String, n: u64) {
     // Writing to a String cannot fail.
-    let _ = write!(out, "{n}");
+    write!(out, "{n}").ok();
 }
 
 fn push_optional_string(out: &mut String, text: Option<&str>) {

@@ -836,7 +836,7 @@ fn from_json(text: &str) -> Result<JsValue, JsValue> {
 
 fn set(object: &JsValue, key: &str, value: &JsValue) {
     // Reflect::set on a fresh plain object cannot fail.
-    let _ = Reflect::set(object, &key.into(), value);
+    Reflect::set(object, &key.into(), value).ok();
 }
 
 /// A JS number as an epoch: an integer from 1 to 2^53 - 1, else `e2ee_malformed`.

@@ -213,7 +213,8 @@ impl Publisher {
         let stream = TcpStream::connect(&self.address)
             .await
             .map_err(|e| fail("cannot connect to the broker", &e))?;
-        let _ = stream.set_nodelay(true);
+        // Best effort: without it events only wait a little longer.
+        stream.set_nodelay(true).ok();
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| fail("HTTP handshake failed", &e))?;
