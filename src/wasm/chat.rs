@@ -76,7 +76,16 @@ export type ChatRoomSessionEvent =
   | { type: "older_failed"; code: string; message: string }
   | { type: "ignored"; message: string };
 /** A message as the room shows it; `decryption_error` when an encrypted one did not open. */
-export interface ChatRoomViewMessage extends ChatRoomMessage {
+export interface ChatRoomViewMessage {
+  message_id: string | null;
+  room_id: string;
+  seq: number | null;
+  user_id: string;
+  text: string | null;
+  ciphertext?: object;
+  sent_at: number;
+  client_id: string;
+  status: "sending" | "sent" | "failed";
   decryption_error?: { code: string; message: string };
 }
 "#;
