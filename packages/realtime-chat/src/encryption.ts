@@ -27,7 +27,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 async function loadEncryption(): Promise<RoomEncryptionModule> {
   let loaded: unknown;
   try {
-    // @ts-expect-error would fail once @domvia/realtime-e2ee's dist/ exists (the build order makes it so); the types this package uses are in types.ts.
+    // Not ts-expect-error: that fails once @domvia/realtime-e2ee's dist/ exists (the build order makes it so); the types this package uses are in types.ts.
     // biome-ignore lint/suspicious/noTsIgnore: resolved at run time only, and present or not at compile time depending on the build order.
     // @ts-ignore -- resolved at run time only
     loaded = await import("@domvia/realtime-e2ee");

@@ -6,6 +6,15 @@ export function e2eeError(code: DomViaErrorCode, message: string, options?: { ca
   return new DomViaError(code, message, options);
 }
 
+/**
+ * A failure the room's E2EE session reported: its code is the core's, one of
+ * the session's `e2ee_*` codes, or a backend's passed through from a refused
+ * request, which no type can know in advance. The one unchecked code here.
+ */
+export function sessionError(code: string, message: string): DomViaError {
+  return new DomViaError(code as DomViaErrorCode, message);
+}
+
 /** Whatever was thrown, as a `DomViaError` (core errors keep their `e2ee_*` code). */
 export function asError(thrown: unknown): DomViaError {
   return toDomViaError(thrown);

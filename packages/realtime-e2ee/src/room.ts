@@ -14,7 +14,7 @@ import { Listeners } from "@domvia/realtime/core";
 import { callCore, E2eeRoomSession, ready } from "./runtime.js";
 import type { E2eeSessionAction } from "./runtime.js";
 import { LocalDevice } from "./device.js";
-import { asError, e2eeError } from "./errors.js";
+import { asError, e2eeError, sessionError } from "./errors.js";
 import { acquireLock } from "./lock.js";
 import type {
   DeviceKeyChange,
@@ -66,7 +66,7 @@ export class DefaultRoomEncryption implements RoomEncryption {
     if (this.#closed) throw closedError("prepare the room's keys");
     this.#session = callCore("start the room's encryption", () => new E2eeRoomSession(this.#context.roomId, device.keys));
     const joined = await this.#run((session, now) => session.join(now));
-    if (joined.type === "failed") throw e2eeError(joined.code, joined.message);
+    if (joined.type === "failed") throw sessionError(joined.code, joined.message);
   }
 
   get fingerprint(): string | undefined {
@@ -89,7 +89,7 @@ export class DefaultRoomEncryption implements RoomEncryption {
 
   static #sealed(outcome: Outcome): object {
     if (outcome.type === "sealed") return outcome.envelope;
-    if (outcome.type === "failed") throw e2eeError(outcome.code, outcome.message);
+    if (outcome.type === "failed") throw sessionError(outcome.code, outcome.message);
     throw e2eeError("e2ee_malformed", `unable to encrypt the message; unexpected outcome ${outcome.type}`);
   }
 
@@ -132,12 +132,12 @@ export class DefaultRoomEncryption implements RoomEncryption {
 
   async acceptDeviceChange(userId: string, deviceId: string): Promise<void> {
     const outcome = await this.#run((session, now) => session.acceptDeviceChange(now, userId, deviceId));
-    if (outcome.type === "failed") throw e2eeError(outcome.code, outcome.message);
+    if (outcome.type === "failed") throw sessionError(outcome.code, outcome.message);
   }
 
   async safetyNumber(userId: string): Promise<DeviceSafetyNumber[]> {
     const outcome = await this.#run((session, now) => session.safetyNumbers(now, userId));
-    if (outcome.type === "failed") throw e2eeError(outcome.code, outcome.message);
+    if (outcome.type === "failed") throw sessionError(outcome.code, outcome.message);
     return outcome.type === "safety_numbers" ? outcome.numbers : [];
   }
 
