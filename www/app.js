@@ -3,7 +3,7 @@
 // modules against the built SDK (see the import map in index.html).
 import { api, describeError } from "./api.js";
 import { Conversation } from "./conversation.js";
-import { avatar, encryptedMark, formatListTime, h, icon } from "./ui.js";
+import { avatar, encryptedMark, formatListTime, h, icon, placeChildren } from "./ui.js";
 
 /** The room list has no realtime feed of its own (events are per room): refresh it this often. */
 const ROOMS_REFRESH_MS = 15_000;
@@ -237,12 +237,32 @@ function upsertRoom(room) {
 
 function renderRooms() {
   const focused = document.activeElement?.closest?.("[data-room-id]")?.dataset.roomId;
-  els.roomList.replaceChildren(...rooms.map(roomItem));
+  placeChildren(els.roomList, rooms.map(roomItem));
+  for (const roomId of roomRows.keys()) if (!rooms.some((room) => room.room_id === roomId)) roomRows.delete(roomId);
   els.roomsEmpty.hidden = rooms.length > 0;
   if (focused) els.roomList.querySelector(`[data-room-id="${CSS.escape(focused)}"]`)?.focus();
 }
 
+// One row per room, kept across redraws (the rooms poll redraws the list while
+// the user may be clicking it): its button stays, and its content is replaced
+// only when what it shows changed.
+const roomRows = new Map();
+
 function roomItem(room) {
+  const fresh = roomButton(room);
+  let row = roomRows.get(room.room_id);
+  if (!row) {
+    row = { item: h("li", {}, fresh), button: fresh };
+    roomRows.set(room.room_id, row);
+  } else if (!row.button.isEqualNode(fresh)) {
+    for (const name of row.button.getAttributeNames()) if (!fresh.hasAttribute(name)) row.button.removeAttribute(name);
+    for (const name of fresh.getAttributeNames()) row.button.setAttribute(name, fresh.getAttribute(name));
+    row.button.replaceChildren(...fresh.childNodes);
+  }
+  return row.item;
+}
+
+function roomButton(room) {
   const open = conversation?.roomId === room.room_id;
   const unread = open && live ? live.unreadCount : room.unread_count;
   const last = (open && live?.lastMessage) || room.last_message;
@@ -459,6 +479,8 @@ els.peopleSearch.addEventListener("input", () => {
 function openPeople(mode) {
   picked.clear();
   results = [];
+  resultRows.clear();
+  delete els.peopleResults.dataset.query;
   els.groupName.value = "";
   els.peopleSearch.value = "";
   els.peopleError.textContent = "";
@@ -485,10 +507,14 @@ function setMode(mode) {
 
 async function search() {
   const seq = ++searchSeq;
+  const query = els.peopleSearch.value.trim();
   try {
-    const answer = await api("GET", `/api/users?query=${encodeURIComponent(els.peopleSearch.value.trim())}`);
+    const answer = await api("GET", `/api/users?query=${encodeURIComponent(query)}`);
     if (seq !== searchSeq) return; // an older answer arriving after a newer one
     results = answer.users;
+    // Which query the list answers: the list reflows when it arrives, so a
+    // script (or a test) clicks a row only once the list is the one it asked for.
+    els.peopleResults.dataset.query = query;
     els.peopleError.textContent = "";
     renderResults();
   } catch (error) {
@@ -496,30 +522,48 @@ async function search() {
   }
 }
 
+// One row per user, kept across renders and updated in place (see placeChildren):
+// a newer search answers while the user may be clicking a row of the older one.
+const resultRows = new Map();
+
+function resultRow(user) {
+  let row = resultRows.get(user.id);
+  if (!row) {
+    const name = h("span", { class: "person-name" });
+    const action = h("span", { class: "result-action" });
+    const button = h("button", {
+      type: "button",
+      class: "person-result",
+      "data-testid": "user-result",
+      dataset: { userId: user.id },
+      onclick: () => choose(row.user),
+    }, avatar(user.id, user.name, "sm"), name, action);
+    row = { item: h("li", {}, button), button, name, action, user };
+    resultRows.set(user.id, row);
+  }
+  row.user = user;
+  return row;
+}
+
 function renderResults() {
   const members = new Set(peopleMode === "add" ? currentInfo()?.members.map((member) => member.id) : []);
-  const action = { direct: "Message", group: "Add", add: "Add" }[peopleMode];
-  els.peopleResults.replaceChildren(...results.map((user) => {
+  const actionText = { direct: "Message", group: "Add", add: "Add" }[peopleMode];
+  const items = results.map((user) => {
+    const row = resultRow(user);
     const member = members.has(user.id);
     const chosen = picked.has(user.id);
-    return h("li", {},
-      h("button", {
-        type: "button",
-        class: "person-result",
-        "data-testid": "user-result",
-        dataset: { userId: user.id },
-        disabled: member,
-        "aria-pressed": peopleMode === "group" ? String(chosen) : undefined,
-        onclick: () => choose(user),
-      },
-      avatar(user.id, user.name, "sm"),
-      h("span", { class: "person-name" }, user.name),
-      h("span", { class: "result-action" }, member ? "Member" : chosen ? "Added ✓" : action)));
-  }));
+    row.button.disabled = member;
+    if (peopleMode === "group") row.button.setAttribute("aria-pressed", String(chosen));
+    else row.button.removeAttribute("aria-pressed");
+    if (row.name.textContent !== user.name) row.name.textContent = user.name;
+    row.action.textContent = member ? "Member" : chosen ? "Added ✓" : actionText;
+    return row.item;
+  });
   if (results.length === 0) {
     const query = els.peopleSearch.value.trim();
-    els.peopleResults.append(h("li", { class: "muted small empty-result" }, query ? `No one named “${query}…” yet.` : "No one else has signed in yet."));
+    items.push(h("li", { class: "muted small empty-result" }, query ? `No one named “${query}…” yet.` : "No one else has signed in yet."));
   }
+  placeChildren(els.peopleResults, items);
 }
 
 function renderPicked() {

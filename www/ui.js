@@ -17,6 +17,21 @@ export function h(tag, props = {}, ...children) {
   return element;
 }
 
+/**
+ * Makes `parent`'s children exactly `items`, in order, without touching a child
+ * that stays: lists here are redrawn when a poll or a newer search answers, and
+ * a row removed and inserted again between mousedown and mouseup loses the
+ * click (seen in Firefox).
+ */
+export function placeChildren(parent, items) {
+  const keep = new Set(items);
+  for (const child of [...parent.children]) if (!keep.has(child)) child.remove();
+  items.forEach((item, index) => {
+    const at = parent.children[index];
+    if (at !== item) parent.insertBefore(item, at ?? null);
+  });
+}
+
 // Constant, trusted SVG (24x24, stroked with currentColor).
 const ICONS = {
   clock: '<circle cx="12" cy="12" r="8.5"/><path d="M12 7.5V12l3 2"/>',

@@ -64,6 +64,17 @@ async function sentMessage(page, text) {
   return row.evaluate((element) => ({ ...element.dataset, mine: element.classList.contains("mine") }));
 }
 
+/**
+ * Types `query` in the people dialog and clicks the person named `name` once the
+ * list answers that query: the rows above reflow when it arrives, and a click
+ * aimed before that can land beside the row.
+ */
+async function pickPerson(page, query, name) {
+  await page.getByTestId("people-search").fill(query);
+  await page.locator(`[data-testid=people-results][data-query="${query}"]`).waitFor({ timeout: WAIT_MS });
+  await page.getByTestId("user-result").filter({ hasText: name }).click({ timeout: WAIT_MS });
+}
+
 async function waitForText(locator, expected, timeout = WAIT_MS) {
   const element = await locator.elementHandle({ timeout });
   await locator.page().waitForFunction(
@@ -81,8 +92,7 @@ test("two people chat through the demo: direct room, sent messages both ways, ty
 
   // Ada starts a direct chat with Bob from the people picker.
   await ada.page.getByTestId("new-chat").click();
-  await ada.page.getByTestId("people-search").fill("bo");
-  await ada.page.getByTestId("user-result").filter({ hasText: "Bob" }).click({ timeout: WAIT_MS });
+  await pickPerson(ada.page, "bo", "Bob");
   await ada.page.waitForFunction(() => location.hash.length > 1, null, { timeout: WAIT_MS });
   const roomId = await ada.page.evaluate(() => decodeURIComponent(location.hash.slice(1)));
   assert.match(roomId, /^r_[0-9a-f]{32}$/);
@@ -234,8 +244,7 @@ test("an end-to-end encrypted group made in the dialog: members read it, the ser
   await iris.page.getByTestId("mode-group").click();
   await iris.page.getByTestId("group-name").fill("Secret plans");
   await iris.page.getByTestId("encrypted-toggle").check();
-  await iris.page.getByTestId("people-search").fill("ju");
-  await iris.page.getByTestId("user-result").filter({ hasText: "Jude" }).click({ timeout: WAIT_MS });
+  await pickPerson(iris.page, "ju", "Jude");
   await iris.page.getByTestId("create-group").click();
   await iris.page.waitForFunction(() => location.hash.length > 1, null, { timeout: WAIT_MS });
   const roomId = await iris.page.evaluate(() => decodeURIComponent(location.hash.slice(1)));
@@ -302,8 +311,7 @@ test("an end-to-end encrypted group made in the dialog: members read it, the ser
   // The direct mode takes the checkbox too: a second, encrypted, direct room.
   await jude.page.getByTestId("new-chat").click();
   await jude.page.getByTestId("encrypted-toggle").check();
-  await jude.page.getByTestId("people-search").fill("iri");
-  await jude.page.getByTestId("user-result").filter({ hasText: "Iris" }).click({ timeout: WAIT_MS });
+  await pickPerson(jude.page, "iri", "Iris");
   await jude.page.waitForFunction((groupId) => location.hash.length > 1 && !location.hash.includes(groupId), roomId, { timeout: WAIT_MS });
   const directId = await jude.page.evaluate(() => decodeURIComponent(location.hash.slice(1)));
   const direct = (await irisApi.api("GET", `/api/rooms/${directId}`)).body;
