@@ -3,7 +3,7 @@
 // modules against the built SDK (see the import map in index.html).
 import { api, describeError } from "./api.js";
 import { Conversation } from "./conversation.js";
-import { avatar, encryptedMark, formatListTime, h, icon, placeChildren } from "./ui.js";
+import { avatar, encryptedMark, formatListTime, h, icon, keptItems, placeChildren } from "./ui.js";
 
 /** The room list has no realtime feed of its own (events are per room): refresh it this often. */
 const ROOMS_REFRESH_MS = 15_000;
@@ -237,30 +237,14 @@ function upsertRoom(room) {
 
 function renderRooms() {
   const focused = document.activeElement?.closest?.("[data-room-id]")?.dataset.roomId;
-  placeChildren(els.roomList, rooms.map(roomItem));
-  for (const roomId of roomRows.keys()) if (!rooms.some((room) => room.room_id === roomId)) roomRows.delete(roomId);
+  placeChildren(els.roomList, keptItems(roomRows, rooms.map((room) => [room.room_id, roomButton(room)])));
   els.roomsEmpty.hidden = rooms.length > 0;
+  // A room moved up (a new message) was taken out and put back, which drops focus.
   if (focused) els.roomList.querySelector(`[data-room-id="${CSS.escape(focused)}"]`)?.focus();
 }
 
-// One row per room, kept across redraws (the rooms poll redraws the list while
-// the user may be clicking it): its button stays, and its content is replaced
-// only when what it shows changed.
+// The rooms poll redraws the list while the user may be clicking it: rows are kept (keptItems).
 const roomRows = new Map();
-
-function roomItem(room) {
-  const fresh = roomButton(room);
-  let row = roomRows.get(room.room_id);
-  if (!row) {
-    row = { item: h("li", {}, fresh), button: fresh };
-    roomRows.set(room.room_id, row);
-  } else if (!row.button.isEqualNode(fresh)) {
-    for (const name of row.button.getAttributeNames()) if (!fresh.hasAttribute(name)) row.button.removeAttribute(name);
-    for (const name of fresh.getAttributeNames()) row.button.setAttribute(name, fresh.getAttribute(name));
-    row.button.replaceChildren(...fresh.childNodes);
-  }
-  return row.item;
-}
 
 function roomButton(room) {
   const open = conversation?.roomId === room.room_id;
@@ -269,28 +253,27 @@ function roomButton(room) {
   const from = !last ? "" : last.status === "failed" ? "Not sent: " : last.user_id === me.id ? "You: "
     : room.kind === "group" ? `${room.members.find((member) => member.id === last.user_id)?.name ?? "Someone"}: ` : "";
   const preview = last ? `${from}${last.text ?? "Encrypted message"}` : room.kind === "group" ? "New group" : "Say hello";
-  return h("li", {},
-    h("button", {
-      type: "button",
-      class: "room-item",
-      "data-testid": "room-item",
-      dataset: { roomId: room.room_id, unread: String(unread), encrypted: String(room.encrypted === true) },
-      "aria-current": open ? "page" : undefined,
-      onclick: () => navigate(room.room_id),
-    },
-    roomAvatar(room, "md"),
-    h("span", { class: "room-main" },
-      h("span", { class: "room-top" },
-        room.encrypted ? encryptedMark() : null,
-        h("span", { class: "room-name" }, roomTitle(room)),
-        last ? h("time", { class: "room-time", datetime: new Date(last.sent_at).toISOString() }, formatListTime(last.sent_at)) : null),
-      h("span", { class: "room-bottom" },
-        h("span", { class: "room-preview" }, preview),
-        unread > 0
-          ? h("span", { class: "badge", "data-testid": "unread-badge", dataset: { count: String(unread) } },
-            h("span", { "aria-hidden": "true" }, unread > 99 ? "99+" : String(unread)),
-            h("span", { class: "visually-hidden" }, `, ${unread} unread`))
-          : null))));
+  return h("button", {
+    type: "button",
+    class: "room-item",
+    "data-testid": "room-item",
+    dataset: { roomId: room.room_id, unread: String(unread), encrypted: String(room.encrypted === true) },
+    "aria-current": open ? "page" : undefined,
+    onclick: () => navigate(room.room_id),
+  },
+  roomAvatar(room, "md"),
+  h("span", { class: "room-main" },
+    h("span", { class: "room-top" },
+      room.encrypted ? encryptedMark() : null,
+      h("span", { class: "room-name" }, roomTitle(room)),
+      last ? h("time", { class: "room-time", datetime: new Date(last.sent_at).toISOString() }, formatListTime(last.sent_at)) : null),
+    h("span", { class: "room-bottom" },
+      h("span", { class: "room-preview" }, preview),
+      unread > 0
+        ? h("span", { class: "badge", "data-testid": "unread-badge", dataset: { count: String(unread) } },
+          h("span", { "aria-hidden": "true" }, unread > 99 ? "99+" : String(unread)),
+          h("span", { class: "visually-hidden" }, `, ${unread} unread`))
+        : null)));
 }
 
 /** From the open room's snapshot: redraw the list only when what it shows changed. */
@@ -479,7 +462,6 @@ els.peopleSearch.addEventListener("input", () => {
 function openPeople(mode) {
   picked.clear();
   results = [];
-  resultRows.clear();
   delete els.peopleResults.dataset.query;
   els.groupName.value = "";
   els.peopleSearch.value = "";
@@ -522,43 +504,29 @@ async function search() {
   }
 }
 
-// One row per user, kept across renders and updated in place (see placeChildren):
-// a newer search answers while the user may be clicking a row of the older one.
+// A newer search answers while the user may be clicking a row of the older one: rows are kept (keptItems).
 const resultRows = new Map();
 
-function resultRow(user) {
-  let row = resultRows.get(user.id);
-  if (!row) {
-    const name = h("span", { class: "person-name" });
-    const action = h("span", { class: "result-action" });
-    const button = h("button", {
+function renderResults() {
+  const members = new Set(peopleMode === "add" ? currentInfo()?.members.map((member) => member.id) : []);
+  const action = { direct: "Message", group: "Add", add: "Add" }[peopleMode];
+  const items = keptItems(resultRows, results.map((user) => {
+    const member = members.has(user.id);
+    const chosen = picked.has(user.id);
+    return [user.id, h("button", {
       type: "button",
       class: "person-result",
       "data-testid": "user-result",
       dataset: { userId: user.id },
-      onclick: () => choose(row.user),
-    }, avatar(user.id, user.name, "sm"), name, action);
-    row = { item: h("li", {}, button), button, name, action, user };
-    resultRows.set(user.id, row);
-  }
-  row.user = user;
-  return row;
-}
-
-function renderResults() {
-  const members = new Set(peopleMode === "add" ? currentInfo()?.members.map((member) => member.id) : []);
-  const actionText = { direct: "Message", group: "Add", add: "Add" }[peopleMode];
-  const items = results.map((user) => {
-    const row = resultRow(user);
-    const member = members.has(user.id);
-    const chosen = picked.has(user.id);
-    row.button.disabled = member;
-    if (peopleMode === "group") row.button.setAttribute("aria-pressed", String(chosen));
-    else row.button.removeAttribute("aria-pressed");
-    if (row.name.textContent !== user.name) row.name.textContent = user.name;
-    row.action.textContent = member ? "Member" : chosen ? "Added ✓" : actionText;
-    return row.item;
-  });
+      disabled: member,
+      "aria-pressed": peopleMode === "group" ? String(chosen) : undefined,
+      // A kept row keeps its first listener: it looks the person up by id.
+      onclick: () => choose(results.find((other) => other.id === user.id) ?? user),
+    },
+    avatar(user.id, user.name, "sm"),
+    h("span", { class: "person-name" }, user.name),
+    h("span", { class: "result-action" }, member ? "Member" : chosen ? "Added ✓" : action))];
+  }));
   if (results.length === 0) {
     const query = els.peopleSearch.value.trim();
     items.push(h("li", { class: "muted small empty-result" }, query ? `No one named “${query}…” yet.` : "No one else has signed in yet."));

@@ -32,6 +32,34 @@ export function placeChildren(parent, items) {
   });
 }
 
+/**
+ * The list items for `entries` ([key, freshly built content]), one kept per key
+ * in `rows` across redraws (for placeChildren): a kept item's content element
+ * stays too, and takes the fresh one's attributes and children only when they
+ * differ. Its listeners stay the first ones, so they must depend on the key only.
+ * Keys no longer listed are forgotten.
+ */
+export function keptItems(rows, entries) {
+  const items = entries.map(([key, fresh]) => {
+    const row = rows.get(key);
+    if (!row) {
+      const item = h("li", {}, fresh);
+      rows.set(key, { item, content: fresh });
+      return item;
+    }
+    const { content } = row;
+    if (!content.isEqualNode(fresh)) {
+      for (const name of content.getAttributeNames()) if (!fresh.hasAttribute(name)) content.removeAttribute(name);
+      for (const name of fresh.getAttributeNames()) content.setAttribute(name, fresh.getAttribute(name));
+      content.replaceChildren(...fresh.childNodes);
+    }
+    return row.item;
+  });
+  const listed = new Set(entries.map(([key]) => key));
+  for (const key of rows.keys()) if (!listed.has(key)) rows.delete(key);
+  return items;
+}
+
 // Constant, trusted SVG (24x24, stroked with currentColor).
 const ICONS = {
   clock: '<circle cx="12" cy="12" r="8.5"/><path d="M12 7.5V12l3 2"/>',

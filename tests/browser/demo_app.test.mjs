@@ -102,6 +102,12 @@ test("two people chat through the demo: direct room, sent messages both ways, ty
   // Bob reloads (the session cookie resumes him) and finds the room in his list.
   await bob.page.reload();
   await bob.page.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click({ timeout: WAIT_MS });
+  // Each room is one item of the list: <ul> > <li> > button (the rows are kept across redraws).
+  for (const user of [ada, bob]) {
+    const items = user.page.getByTestId("room-item");
+    assert.equal(await user.page.locator("[data-testid=room-list] > li > [data-testid=room-item]").count(), await items.count(), `${user.name}: one <li> per room`);
+    assert.ok(await items.count() >= 1);
+  }
   await waitForText(bob.page.getByTestId("room-title"), "Ada");
   // A plaintext room: no lock, no verification panel.
   for (const user of [ada, bob]) {
