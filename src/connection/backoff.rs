@@ -9,12 +9,12 @@
 /// caller seeds it (the boundary from `crypto.getRandomValues`, tests with
 /// constants), so the core draws no randomness of its own.
 #[derive(Clone, Debug)]
-pub(crate) struct Jitter {
+pub struct Jitter {
     state: u64,
 }
 
 impl Jitter {
-    pub(crate) fn new(seed: u64) -> Jitter {
+    pub fn new(seed: u64) -> Jitter {
         // splitmix64 of the seed, so that nearby seeds (1, 2, 3...) start far
         // apart; xorshift must never hold 0.
         let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -36,7 +36,7 @@ impl Jitter {
     }
 
     /// A number in `[0, max]`, both ends included.
-    pub(crate) fn up_to(&mut self, max: u64) -> u64 {
+    pub fn up_to(&mut self, max: u64) -> u64 {
         match max.checked_add(1) {
             Some(span) => self.next() % span,
             None => self.next(),
@@ -46,7 +46,7 @@ impl Jitter {
 
 /// The upper bound of the delay before retry `attempt` (0 for the first):
 /// `min(cap, base * 2^attempt)`, saturating instead of overflowing.
-pub(crate) fn bound(base_ms: u64, cap_ms: u64, attempt: u32) -> u64 {
+pub fn bound(base_ms: u64, cap_ms: u64, attempt: u32) -> u64 {
     let factor = 1u64.checked_shl(attempt).unwrap_or(u64::MAX);
     base_ms.saturating_mul(factor).min(cap_ms)
 }

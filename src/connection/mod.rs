@@ -25,7 +25,7 @@
 //! - `now_ms` is any millisecond clock that does not jump backwards by much
 //!   (`Date.now()` or `performance.now()`); the machine never panics on it.
 
-pub(crate) mod backoff;
+pub mod backoff;
 mod machine;
 
 use std::collections::BTreeMap;

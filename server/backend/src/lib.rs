@@ -32,6 +32,7 @@ mod extract;
 mod ids;
 mod names;
 pub mod publisher;
+mod relay;
 mod routes;
 mod session;
 mod store;
@@ -45,6 +46,7 @@ use serde_json::Value;
 use error::ApiError;
 pub use error::BackendError;
 use publisher::Publisher;
+use relay::Relay;
 
 pub use domvia_realtime::protocol::AppCredentials;
 
@@ -85,7 +87,9 @@ pub struct Backend {
 struct Inner {
     db: Arc<Mutex<Connection>>,
     app: AppCredentials,
-    publisher: Option<Publisher>,
+    /// Publishes the outbox; `None` when no broker is configured (the outbox
+    /// is then not written at all).
+    relay: Option<Relay>,
     session_secret: Vec<u8>,
 }
 
@@ -93,7 +97,7 @@ impl fmt::Debug for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Backend")
             .field("app", &self.inner.app)
-            .field("publisher", &self.inner.publisher)
+            .field("relay", &self.inner.relay)
             .finish_non_exhaustive()
     }
 }
@@ -117,14 +121,38 @@ impl Backend {
             .map(|url| Publisher::new(url, &config.app))
             .transpose()?;
         let conn = store::schema::open(&config.database)?;
-        Ok(Backend {
+        let backend = Backend {
             inner: Arc::new(Inner {
                 db: Arc::new(Mutex::new(conn)),
                 app: config.app,
-                publisher,
+                relay: publisher.map(Relay::new),
                 session_secret: config.session_secret,
             }),
+        };
+        // Events a previous run stored but could not publish go out now (or
+        // at the first write, when opened outside a tokio runtime).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            backend.wake_relay();
+        }
+        Ok(backend)
+    }
+
+    /// How many events wait in the outbox to be published.
+    pub async fn waiting_events(&self) -> Result<i64, BackendError> {
+        let db = Arc::clone(&self.inner.db);
+        tokio::task::spawn_blocking(move || {
+            let conn = db.lock().unwrap_or_else(PoisonError::into_inner);
+            store::outbox::waiting(&conn)
         })
+        .await
+        .map_err(|error| BackendError::Config(format!("a database task failed: {error}")))?
+        .map_err(BackendError::Database)
+    }
+
+    fn wake_relay(&self) {
+        if let Some(relay) = &self.inner.relay {
+            relay.wake(&self.inner.db);
+        }
     }
 
     /// The HTTP API: `/api/...` and `/realtime/...` (see `API.md`).
@@ -166,15 +194,25 @@ impl Backend {
     }
 
     /// Runs `work` in one immediate transaction on a blocking thread; commits
-    /// if it returns `Ok`. Immediate takes the write lock at the start, so
-    /// what `work` checks still holds when it writes (a `seq`, an epoch).
+    /// if it returns `Ok`, then wakes the outbox relay for the events `work`
+    /// enqueued ([`Outbox::publish`]). Immediate takes the write lock
+    /// at the start, so what `work` checks still holds when it writes (a
+    /// `seq`, an epoch).
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Transaction<'_>, &Outbox) -> Result<T, ApiError> + Send + 'static,
     {
-        self.db(move |conn| store::in_transaction(conn, TransactionBehavior::Immediate, work))
-            .await
+        let outbox = Outbox {
+            enabled: self.inner.relay.is_some(),
+        };
+        let value = self
+            .db(move |conn| {
+                store::in_transaction(conn, TransactionBehavior::Immediate, |tx| work(tx, &outbox))
+            })
+            .await?;
+        self.wake_relay();
+        Ok(value)
     }
 
     pub(crate) fn app(&self) -> &AppCredentials {
@@ -184,24 +222,30 @@ impl Backend {
     pub(crate) fn session_secret(&self) -> &[u8] {
         &self.inner.session_secret
     }
+}
 
-    /// Publishes an event if a broker is configured. A failure is logged to
-    /// stderr and otherwise ignored: clients catch up from the history API.
-    pub(crate) async fn publish(
+/// The outbox as a write transaction sees it: [`Outbox::publish`] adds an
+/// event that is published once (and only if) the transaction commits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outbox {
+    /// False without a broker: nothing would ever take the events out.
+    enabled: bool,
+}
+
+impl Outbox {
+    /// Publishes event `name` with `data` on `channel` after the commit,
+    /// leaving out the connection `socket_id` (the sender's own socket).
+    pub(crate) fn publish(
         &self,
+        tx: &Transaction<'_>,
         channel: &str,
         name: &str,
         data: &Value,
         socket_id: Option<&str>,
-    ) {
-        let Some(publisher) = &self.inner.publisher else {
-            return;
-        };
-        if let Err(error) = publisher
-            .publish(channel, name, data, socket_id, ids::now_unix())
-            .await
-        {
-            eprintln!("domvia-backend: unable to publish {name} on {channel}; {error}");
+    ) -> Result<(), ApiError> {
+        if self.enabled {
+            store::outbox::enqueue(tx, channel, name, &data.to_string(), socket_id, ids::now_ms())?;
         }
+        Ok(())
     }
 }

@@ -1,43 +1,86 @@
 //! Publishes events to the broker through its Pusher-compatible HTTP API:
-//! `POST {broker_url}/apps/{app_id}/events`, signed with
+//! `POST {broker_url}/apps/{app_id}/batch_events`, signed with
 //! [`sign_query`](domvia_realtime::protocol::sign_query).
 //!
-//! Plain `http://` only, one short-lived HTTP/1.1 connection per event, 5 s
+//! Plain `http://` only, one short-lived HTTP/1.1 connection per batch, 5 s
 //! timeout for the whole exchange. A broker in another network should be
-//! reached through a TLS-terminating proxy on the same host.
+//! reached through a TLS-terminating proxy on the same host. The backend never
+//! calls this from a request: the outbox relay (`crate::relay`) does, and
+//! retries what fails.
 
 use std::fmt;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
+use hyper::header::{CONTENT_TYPE, HOST, RETRY_AFTER};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
 use domvia_realtime::protocol::sign_query;
 
+use crate::store::outbox::OutboxEvent;
 use crate::{AppCredentials, BackendError};
 
 /// How long one publish may take, from connect to the end of the response.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most events one batch carries: Pusher's limit for `batch_events`,
+/// which sockudo and the embedded broker share.
+pub const MAX_BATCH_EVENTS: usize = 10;
+
 /// The most of a broker's response body that is read (and then ignored).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// Why a publish failed.
+/// The longest `Retry-After` honoured: a broker asking for more is asked
+/// again after this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Why a publish failed, and whether the same events may succeed later.
 #[derive(Debug)]
-pub struct PublishError(String);
+pub struct PublishError {
+    message: String,
+    /// `None`: the broker refused these events themselves (400, 413, 422);
+    /// sending them again cannot succeed. `Some(after)`: try again, not
+    /// before `after` when the broker said so (`Retry-After`).
+    retry: Option<Option<Duration>>,
+}
+
+impl PublishError {
+    /// Whether the same events may succeed later (the broker was
+    /// unreachable, slow, overloaded, rate-limiting, or misconfigured).
+    pub fn retryable(&self) -> bool {
+        self.retry.is_some()
+    }
+
+    /// How long the broker asked to wait (`Retry-After`), at most
+    /// [`MAX_RETRY_AFTER`].
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry.flatten()
+    }
+}
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for PublishError {}
+
+/// Whether a broker's refusal is about the events themselves. Everything
+/// else (429, 5xx, 401/403/404 from a misconfigured app) may pass later.
+fn refuses_the_events(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 413 | 422)
+}
+
+/// A `Retry-After` in seconds (the HTTP-date form is not used by brokers).
+fn retry_after(value: Option<&hyper::header::HeaderValue>) -> Option<Duration> {
+    let seconds: u64 = value?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
 
 /// A client of one broker app's REST API.
 #[derive(Debug, Clone)]
@@ -46,8 +89,8 @@ pub struct Publisher {
     address: String,
     /// The `Host` header: the authority as written in the URL.
     host: String,
-    /// The path of the events endpoint, such as `/apps/1/events`.
-    events_path: String,
+    /// The path of the batch endpoint, such as `/apps/1/batch_events`.
+    batch_path: String,
     key: String,
     secret: String,
 }
@@ -156,59 +199,67 @@ impl Publisher {
         Ok(Publisher {
             address: format!("{}:{}", url.host, url.port),
             host: url.authority,
-            events_path: format!("{}/apps/{}/events", url.prefix, app.id),
+            batch_path: format!("{}/apps/{}/batch_events", url.prefix, app.id),
             key: app.key.clone(),
             secret: app.secret.clone(),
         })
     }
 
-    /// The JSON body of one event: `data` is the payload as a JSON string.
-    pub fn event_body(channel: &str, name: &str, data: &Value, socket_id: Option<&str>) -> Vec<u8> {
-        let mut body = json!({
-            "name": name,
-            "channels": [channel],
-            "data": data.to_string(),
-        });
-        if let (Some(socket_id), Value::Object(map)) = (socket_id, &mut body) {
-            map.insert("socket_id".into(), Value::from(socket_id));
-        }
-        body.to_string().into_bytes()
+    /// The JSON body of a `batch_events` request: each event's `data` is its
+    /// payload as a JSON string.
+    pub(crate) fn batch_body(events: &[OutboxEvent]) -> Vec<u8> {
+        let batch: Vec<Value> = events
+            .iter()
+            .map(|event| {
+                let mut item = json!({
+                    "channel": event.channel,
+                    "name": event.name,
+                    "data": event.data,
+                });
+                if let (Some(socket_id), Value::Object(map)) = (&event.socket_id, &mut item) {
+                    map.insert("socket_id".into(), Value::from(socket_id.as_str()));
+                }
+                item
+            })
+            .collect();
+        json!({ "batch": batch }).to_string().into_bytes()
     }
 
-    /// Publishes event `name` with `data` on `channel`, leaving out the
-    /// connection `socket_id` (the sender's own socket) if given.
-    pub async fn publish(
+    /// Publishes `events` (at most [`MAX_BATCH_EVENTS`]) in one request, in
+    /// order; the broker delivers all or none.
+    pub(crate) async fn publish_batch(
         &self,
-        channel: &str,
-        name: &str,
-        data: &Value,
-        socket_id: Option<&str>,
+        events: &[OutboxEvent],
         now_unix: u64,
     ) -> Result<(), PublishError> {
-        let body = Self::event_body(channel, name, data, socket_id);
+        let body = Self::batch_body(events);
         let query = sign_query(
             &self.key,
             &self.secret,
             "POST",
-            &self.events_path,
+            &self.batch_path,
             &[],
             Some(&body),
             now_unix,
         );
-        let uri = format!("{}?{query}", self.events_path);
+        let uri = format!("{}?{query}", self.batch_path);
         match tokio::time::timeout(PUBLISH_TIMEOUT, self.send(uri, body)).await {
             Ok(result) => result,
-            Err(_) => Err(PublishError(format!(
-                "the broker at {} did not answer within {} s",
-                self.address,
-                PUBLISH_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(PublishError {
+                message: format!(
+                    "the broker at {} did not answer within {} s",
+                    self.address,
+                    PUBLISH_TIMEOUT.as_secs()
+                ),
+                retry: Some(None),
+            }),
         }
     }
 
     async fn send(&self, uri: String, body: Vec<u8>) -> Result<(), PublishError> {
-        let fail = |what: &str, error: &dyn fmt::Display| {
-            PublishError(format!("{what} ({}): {error}", self.address))
+        let fail = |what: &str, error: &dyn fmt::Display| PublishError {
+            message: format!("{what} ({}): {error}", self.address),
+            retry: Some(None),
         };
         let stream = TcpStream::connect(&self.address)
             .await
@@ -232,17 +283,20 @@ impl Publisher {
                 .await
                 .map_err(|e| fail("request failed", &e))?;
             let status = response.status();
+            let wait = retry_after(response.headers().get(RETRY_AFTER));
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
                 .map(|collected| collected.to_bytes())
                 .unwrap_or_default();
             if status.is_success() {
-                Ok(())
-            } else {
-                let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-                Err(fail(&format!("the broker answered {status}"), &text))
+                return Ok(());
             }
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            Err(PublishError {
+                message: format!("the broker ({}) answered {status}: {text}", self.address),
+                retry: (!refuses_the_events(status)).then_some(wait),
+            })
         }
         .await;
         drop(sender);
@@ -267,11 +321,11 @@ mod tests {
     fn parses_broker_urls() {
         let p = Publisher::new("http://127.0.0.1:7420", &app()).unwrap();
         assert_eq!(p.address, "127.0.0.1:7420");
-        assert_eq!(p.events_path, "/apps/app-1/events");
+        assert_eq!(p.batch_path, "/apps/app-1/batch_events");
         let p = Publisher::new("HTTP://broker.local/pusher/", &app()).unwrap();
         assert_eq!(p.address, "broker.local:80");
         assert_eq!(p.host, "broker.local");
-        assert_eq!(p.events_path, "/pusher/apps/app-1/events");
+        assert_eq!(p.batch_path, "/pusher/apps/app-1/batch_events");
         let p = Publisher::new("http://[::1]:6001", &app()).unwrap();
         assert_eq!(p.address, "[::1]:6001");
         let p = Publisher::new("http://[::1]", &app()).unwrap();
@@ -310,28 +364,49 @@ mod tests {
     }
 
     #[test]
-    fn event_bodies_carry_data_as_a_string() {
-        let body = Publisher::event_body(
-            "private-chat.room.r",
-            "message.created",
-            &json!({"seq": 1}),
-            Some("1.2"),
-        );
+    fn batch_bodies_carry_data_as_a_string() {
+        let event = |channel: &str, data: &str, socket_id: Option<&str>| OutboxEvent {
+            id: 0,
+            channel: channel.into(),
+            name: "message.created".into(),
+            data: data.into(),
+            socket_id: socket_id.map(str::to_owned),
+        };
+        let body = Publisher::batch_body(&[
+            event("private-chat.room.r", "{\"seq\":1}", Some("1.2")),
+            event("c", "{}", None),
+        ]);
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             value,
-            json!({"name": "message.created", "channels": ["private-chat.room.r"], "data": "{\"seq\":1}", "socket_id": "1.2"})
+            json!({"batch": [
+                {"name": "message.created", "channel": "private-chat.room.r", "data": "{\"seq\":1}", "socket_id": "1.2"},
+                {"name": "message.created", "channel": "c", "data": "{}"},
+            ]})
         );
-        let body = Publisher::event_body("c", "e", &json!({}), None);
-        let value: Value = serde_json::from_slice(&body).unwrap();
-        assert!(value.get("socket_id").is_none());
+    }
+
+    #[test]
+    fn refusals_of_the_events_are_final_and_the_rest_retry() {
+        for status in [400, 413, 422] {
+            assert!(refuses_the_events(StatusCode::from_u16(status).unwrap()));
+        }
+        for status in [401, 403, 404, 408, 429, 500, 502, 503] {
+            assert!(!refuses_the_events(StatusCode::from_u16(status).unwrap()));
+        }
+        let header = |text: &str| hyper::header::HeaderValue::from_str(text).unwrap();
+        assert_eq!(retry_after(Some(&header("3"))), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(Some(&header("86400"))), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(Some(&header("Wed, 21 Oct 2015 07:28:00 GMT"))), None);
+        assert_eq!(retry_after(None), None);
     }
 
     #[tokio::test]
-    async fn an_unreachable_broker_is_an_error() {
+    async fn an_unreachable_broker_is_a_retryable_error() {
         // Port 9 (discard) on localhost is closed on test machines; either way
         // the publish must end in an error, never hang past the timeout.
         let p = Publisher::new("http://127.0.0.1:9", &app()).unwrap();
-        assert!(p.publish("c", "e", &json!({}), None, 0).await.is_err());
+        let error = p.publish_batch(&[], 0).await.unwrap_err();
+        assert!(error.retryable(), "{error}");
     }
 }

@@ -61,7 +61,7 @@ pub(crate) async fn put_device(
     )?;
     let record_value = body.0.get("record").cloned().unwrap_or_default();
     let (created, device) = backend
-        .write(move |tx| {
+        .write(move |tx, _| {
             let stored = e2ee::find_device_record(tx, &device_id)?;
             // Both texts are serde_json's compact form of a value (object
             // keys sorted), so equal texts are equal values.
@@ -229,7 +229,7 @@ fn read_shares(body: &Body) -> Result<Vec<(String, String)>, ApiError> {
 /// `POST /api/rooms/{room_id}/epochs` `{"epoch", "shares"}`: compare-and-set.
 /// Accepted (201) only when `epoch` is the current epoch + 1 (else 409
 /// `epoch_conflict`) and the shares are for exactly the current member devices
-/// (else 409 `shares_incomplete`); then publishes `epoch.created`.
+/// (else 409 `shares_incomplete`); then publishes `epoch.created` (through the outbox).
 pub(crate) async fn create_epoch(
     State(backend): State<Backend>,
     CurrentUser(me): CurrentUser,
@@ -246,8 +246,9 @@ pub(crate) async fn create_epoch(
         ));
     }
     let shares = read_shares(&body)?;
+    let socket_id = socket_id_header(&headers);
     let created = backend
-        .write(move |tx| {
+        .write(move |tx, outbox| {
             if !rooms::member_room(tx, &room_id, &me.id)?.encrypted {
                 return Err(ApiError::room_not_encrypted("create the epoch"));
             }
@@ -278,6 +279,13 @@ pub(crate) async fn create_epoch(
             // The epoch also keeps the member devices it covers, as they are
             // now (exactly the shares' devices).
             e2ee::insert_epoch(tx, &room_id, epoch, &me.id, now, &shares)?;
+            outbox.publish(
+                tx,
+                &room_channel(&room_id)?,
+                "epoch.created",
+                &json!({ "room_id": room_id, "epoch": epoch }),
+                socket_id.as_deref(),
+            )?;
             Ok(json!({
                 "room_id": room_id,
                 "epoch": epoch,
@@ -286,19 +294,6 @@ pub(crate) async fn create_epoch(
             }))
         })
         .await?;
-    let room_id = created
-        .get("room_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let event = json!({ "room_id": room_id, "epoch": epoch });
-    backend
-        .publish(
-            &room_channel(room_id)?,
-            "epoch.created",
-            &event,
-            socket_id_header(&headers).as_deref(),
-        )
-        .await;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

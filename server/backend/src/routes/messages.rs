@@ -126,7 +126,8 @@ fn check_room_kind(encrypted: bool, content: &Content) -> Result<(), ApiError> {
 }
 
 /// `POST /api/rooms/{room_id}/messages` `{"client_id", "text" | "ciphertext"}`:
-/// stores the message (201), then publishes `message.created`. The same
+/// stores the message (201) and, in the same transaction, its
+/// `message.created` event in the outbox. The same
 /// `client_id` again returns the stored message (200), or 409 if the content
 /// differs. A new ciphertext must be in a current epoch ([`check_epoch`]).
 pub(crate) async fn send(
@@ -141,8 +142,9 @@ pub(crate) async fn send(
     validate_client_id(&client_id).map_err(refused_send)?;
     let content = content(&body)?;
     let message_id = ids::random_id("m_")?;
+    let socket_id = socket_id_header(&headers);
     let (created, message) = backend
-        .write(move |tx| {
+        .write(move |tx, outbox| {
             let room = rooms::member_room(tx, &room_id, &me.id)?;
             check_room_kind(room.encrypted, &content)?;
             let existing = messages::find_by_client_id(tx, &room_id, &me.id, &client_id)?;
@@ -174,21 +176,20 @@ pub(crate) async fn send(
                 client_id,
             };
             messages::insert(tx, &message)?;
+            let data = serde_json::to_value(&message).map_err(ApiError::internal)?;
+            outbox.publish(
+                tx,
+                &room_channel(&message.room_id)?,
+                "message.created",
+                &data,
+                socket_id.as_deref(),
+            )?;
             Ok((true, message))
         })
         .await?;
     if !created {
         return Ok((StatusCode::OK, Json(message)));
     }
-    let data = serde_json::to_value(&message).map_err(ApiError::internal)?;
-    backend
-        .publish(
-            &room_channel(&message.room_id)?,
-            "message.created",
-            &data,
-            socket_id_header(&headers).as_deref(),
-        )
-        .await;
     Ok((StatusCode::CREATED, Json(message)))
 }
 
@@ -235,7 +236,9 @@ pub(crate) async fn history(
 }
 
 /// `POST /api/rooms/{room_id}/read` `{"seq"}`: moves my read position forward
-/// (never back) and publishes `receipt.updated` when it moved.
+/// (never back) and publishes `receipt.updated` when it moved. The event
+/// carries the room's `latest_seq`, so a member whose connection missed a
+/// `message.created` learns of it from the next receipt.
 pub(crate) async fn mark_read(
     State(backend): State<Backend>,
     CurrentUser(me): CurrentUser,
@@ -251,9 +254,9 @@ pub(crate) async fn mark_read(
             "unable to mark the room read; seq must not be negative",
         ));
     }
-    let user_id = me.id.clone();
-    let (last_read_seq, unread, advanced) = backend
-        .write(move |tx| {
+    let socket_id = socket_id_header(&headers);
+    let (last_read_seq, unread) = backend
+        .write(move |tx, outbox| {
             rooms::member_room(tx, &room_id, &me.id)?;
             let latest = messages::latest_seq(tx, &room_id)?;
             if seq > latest {
@@ -266,34 +269,28 @@ pub(crate) async fn mark_read(
             // A member always has a read position; member_room checked that.
             let current = rooms::last_read_seq(tx, &room_id, &me.id)?
                 .ok_or_else(|| ApiError::internal("a member has no read position"))?;
-            let advanced = if seq > current {
+            if seq > current {
                 rooms::set_last_read_seq(tx, &room_id, &me.id, seq)?;
-                let message_id = messages::message_id_at(tx, &room_id, seq)?;
-                Some((room_id.clone(), message_id))
-            } else {
-                None
-            };
+                let event = json!({
+                    "room_id": room_id,
+                    "user_id": me.id,
+                    "seq": seq,
+                    "message_id": messages::message_id_at(tx, &room_id, seq)?,
+                    "latest_seq": latest,
+                });
+                outbox.publish(
+                    tx,
+                    &room_channel(&room_id)?,
+                    "receipt.updated",
+                    &event,
+                    socket_id.as_deref(),
+                )?;
+            }
             let last_read_seq = seq.max(current);
             let unread = messages::unread_count(tx, &room_id, &me.id, last_read_seq)?;
-            Ok((last_read_seq, unread, advanced))
+            Ok((last_read_seq, unread))
         })
         .await?;
-    if let Some((room_id, message_id)) = advanced {
-        let event = json!({
-            "room_id": room_id,
-            "user_id": user_id,
-            "seq": last_read_seq,
-            "message_id": message_id,
-        });
-        backend
-            .publish(
-                &room_channel(&room_id)?,
-                "receipt.updated",
-                &event,
-                socket_id_header(&headers).as_deref(),
-            )
-            .await;
-    }
     Ok(Json(
         json!({ "last_read_seq": last_read_seq, "unread_count": unread }),
     ))

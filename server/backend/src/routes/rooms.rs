@@ -105,7 +105,7 @@ pub(crate) async fn create(
             }
             let other = other.clone();
             let (status, view) = backend
-                .write(move |tx| {
+                .write(move |tx, _| {
                     if !users::exists(tx, &other)? {
                         return Err(unknown_user(&other));
                     }
@@ -145,7 +145,7 @@ pub(crate) async fn create(
             let mut members: BTreeSet<String> = member_ids.into_iter().collect();
             members.remove(&me.id);
             let view = backend
-                .write(move |tx| {
+                .write(move |tx, _| {
                     for user in &members {
                         if !users::exists(tx, user)? {
                             return Err(unknown_user(user));
@@ -238,8 +238,9 @@ pub(crate) async fn add_member(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let room_id = path(room_id)?;
     let user_id = body.string("user_id", "invalid_user_id")?.to_owned();
-    let (added, view, room_id, user_id) = backend
-        .write(move |tx| {
+    let socket_id = socket_id_header(&headers);
+    let (added, view) = backend
+        .write(move |tx, outbox| {
             let room = rooms::member_room(tx, &room_id, &me.id)?;
             if room.kind != "group" {
                 return Err(direct_room_is_fixed());
@@ -251,24 +252,24 @@ pub(crate) async fn add_member(
             if added {
                 rooms::add_member(tx, &room.id, &user_id, ids::now_ms())?;
                 e2ee::room_devices_changed(tx, &room.id)?;
+                outbox.publish(
+                    tx,
+                    &room_channel(&room.id)?,
+                    "member.added",
+                    &json!({ "room_id": room.id, "user_id": user_id }),
+                    socket_id.as_deref(),
+                )?;
             }
             let view = room_view(tx, &room, &me.id)?;
-            Ok((added, view, room.id, user_id))
+            Ok((added, view))
         })
         .await?;
-    if !added {
-        return Ok((StatusCode::OK, Json(view)));
-    }
-    let event = json!({ "room_id": room_id, "user_id": user_id });
-    backend
-        .publish(
-            &room_channel(&room_id)?,
-            "member.added",
-            &event,
-            socket_id_header(&headers).as_deref(),
-        )
-        .await;
-    Ok((StatusCode::CREATED, Json(view)))
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
 }
 
 /// `DELETE /api/rooms/{room_id}/members/{user_id}`: a member may remove
@@ -280,8 +281,9 @@ pub(crate) async fn remove_member(
     member: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let (room_id, user_id) = path(member)?;
+    let socket_id = socket_id_header(&headers);
     let (removed, room_id, user_id) = backend
-        .write(move |tx| {
+        .write(move |tx, outbox| {
             let room = rooms::member_room(tx, &room_id, &me.id)?;
             if room.kind != "group" {
                 return Err(direct_room_is_fixed());
@@ -295,21 +297,17 @@ pub(crate) async fn remove_member(
             let removed = rooms::remove_member(tx, &room.id, &user_id)?;
             if removed {
                 e2ee::room_devices_changed(tx, &room.id)?;
+                outbox.publish(
+                    tx,
+                    &room_channel(&room.id)?,
+                    "member.removed",
+                    &json!({ "room_id": room.id, "user_id": user_id }),
+                    socket_id.as_deref(),
+                )?;
             }
             Ok((removed, room.id, user_id))
         })
         .await?;
-    let event = json!({ "room_id": room_id, "user_id": user_id });
-    if removed {
-        backend
-            .publish(
-                &room_channel(&room_id)?,
-                "member.removed",
-                &event,
-                socket_id_header(&headers).as_deref(),
-            )
-            .await;
-    }
     Ok(Json(
         json!({ "room_id": room_id, "user_id": user_id, "removed": removed }),
     ))

@@ -35,7 +35,7 @@ pub(crate) async fn sign_in(
     .to_owned();
     let new_id = ids::random_id("u_")?;
     let user = backend
-        .write(move |tx| {
+        .write(move |tx, _| {
             Ok(users::find_or_create_by_name(
                 tx,
                 &name,

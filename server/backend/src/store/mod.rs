@@ -12,9 +12,11 @@
 //! - [`rooms`]: rooms, members and read positions.
 //! - [`messages`]: messages and history pages.
 //! - [`e2ee`]: device records, epochs and key shares.
+//! - [`outbox`]: events waiting to be published.
 
 pub(crate) mod e2ee;
 pub(crate) mod messages;
+pub(crate) mod outbox;
 pub(crate) mod rooms;
 pub(crate) mod schema;
 pub(crate) mod users;

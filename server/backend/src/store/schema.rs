@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::BackendError;
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Version 1: users, rooms, members with read positions, messages with a
 /// gap-free per-room `seq`, and the opaque E2EE records.
@@ -127,6 +127,20 @@ UPDATE rooms SET direct_key = direct_key || ':e2ee'
  WHERE encrypted = 1 AND direct_key IS NOT NULL;
 ";
 
+/// Version 5: the outbox of events to publish (see `store::outbox`), written
+/// in the same transaction as the change each describes. AUTOINCREMENT so that
+/// an id is never reused: the publisher deletes "through" the last id it sent.
+const SCHEMA_V5: &str = "
+CREATE TABLE outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    socket_id   TEXT,
+    created_at  INTEGER NOT NULL
+);
+";
+
 /// Opens `database` (a path or `:memory:`) with WAL, `synchronous=FULL`,
 /// foreign keys and a 5 s busy timeout, then creates or migrates the schema.
 pub(crate) fn open(database: &str) -> Result<Connection, BackendError> {
@@ -163,6 +177,9 @@ fn migrate(conn: &mut Connection) -> Result<(), BackendError> {
     }
     if version < 4 {
         tx.execute_batch(SCHEMA_V4)?;
+    }
+    if version < 5 {
+        tx.execute_batch(SCHEMA_V5)?;
     }
     // Later versions add `if version < N { ... }` steps here.
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

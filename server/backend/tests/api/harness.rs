@@ -135,6 +135,15 @@ impl TestApp {
         }
     }
 
+    /// A test app over `backend`, whose database file the caller owns.
+    pub fn from_backend(backend: Backend) -> TestApp {
+        TestApp {
+            router: backend.router(),
+            backend,
+            db: TempDb::new(),
+        }
+    }
+
     /// Sends a request with an optional bearer token and JSON body.
     pub async fn call(
         &self,
