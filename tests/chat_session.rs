@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use domvia_realtime::chat::{
     Action, Opened, Request, RoomEvent, RoomSession, SessionConfig, StaleEpoch, TypingSettings,
-    EPOCH_STALE_ATTEMPTS, READ_DEBOUNCE_MS, RETRY_CAP_MS,
+    EPOCH_STALE_ATTEMPTS, READ_DEBOUNCE_MS, RETRY_CAP_MS, TAIL_CHECK_MS,
 };
 
 const ROOM: &str = "r1";
@@ -128,20 +128,27 @@ struct Harness {
     emitted: Vec<u64>,
     delivered: BTreeMap<String, u64>,
     failed: BTreeMap<String, String>,
-    typing: Vec<(String, bool)>,
+    typing: Vec<(String, bool, bool)>,
     room_failed: Option<String>,
     ready: bool,
 }
 
 impl Harness {
+    /// A plaintext or encrypted private room, without the tail check (so
+    /// that [`Harness::settle`] ends).
     fn new(encrypted: bool) -> Harness {
+        Harness::configured(encrypted, false, 0)
+    }
+
+    fn configured(encrypted: bool, presence: bool, tail_check_ms: u64) -> Harness {
         let session = RoomSession::new(SessionConfig {
             room_id: ROOM.into(),
             user_id: None,
             encrypted,
-            presence: false,
+            presence,
             page_size: 3,
             typing: TypingSettings::default(),
+            tail_check_ms,
             jitter_seed: 7,
         });
         Harness {
@@ -181,7 +188,12 @@ impl Harness {
             match action {
                 Action::Request(request) => self.requests.push(request),
                 Action::StartTimer { name, delay_ms } => {
-                    assert!(delay_ms <= RETRY_CAP_MS + 5_001, "a timer of {delay_ms} ms");
+                    let longest = if name == "tail" {
+                        TAIL_CHECK_MS
+                    } else {
+                        RETRY_CAP_MS + 5_001
+                    };
+                    assert!(delay_ms <= longest, "a {name} timer of {delay_ms} ms");
                     self.timers.insert(name, self.now + delay_ms);
                 }
                 Action::PrepareEncryption { user_id } => {
@@ -217,9 +229,11 @@ impl Harness {
                             "failed twice"
                         );
                     }
-                    RoomEvent::Typing { user_id, is_typing } => {
-                        self.typing.push((user_id, is_typing))
-                    }
+                    RoomEvent::Typing {
+                        user_id,
+                        is_typing,
+                        verified,
+                    } => self.typing.push((user_id, is_typing, verified)),
                     _ => {}
                 },
             }
@@ -597,11 +611,18 @@ fn typing_starts_and_expires_on_its_timer() {
     h.session
         .client_typing(&json!({"user_id": ME, "is_typing": true}), None, h.now);
     h.collect();
-    assert_eq!(h.typing, [(ADA.to_owned(), true)]);
+    // A private room's signal names its sender: reported, but unverified.
+    assert_eq!(h.typing, [(ADA.to_owned(), true, false)]);
     h.advance(4_000);
     assert_eq!(h.typing.len(), 1);
     h.advance(1_001);
-    assert_eq!(h.typing, [(ADA.to_owned(), true), (ADA.to_owned(), false)]);
+    assert_eq!(
+        h.typing,
+        [
+            (ADA.to_owned(), true, false),
+            (ADA.to_owned(), false, false)
+        ]
+    );
 
     h.session.typing_input(None, h.now);
     h.session.typing_input(None, h.now + 10);
@@ -611,6 +632,88 @@ fn typing_starts_and_expires_on_its_timer() {
         [json!({"user_id": ME, "is_typing": true})],
         "throttled"
     );
+}
+
+#[test]
+fn a_broker_stamp_wins_and_an_unstamped_presence_signal_is_unverified() {
+    let mut h = Harness::configured(false, true, 0);
+    h.session.start();
+    h.session.subscribed(false);
+    h.session.subscribed(true);
+    h.collect();
+    h.answer_all();
+    assert!(h.ready);
+    // The broker stamped the sender: the payload's claim does not count.
+    h.session.client_typing(
+        &json!({"user_id": "u_someone_else", "is_typing": true}),
+        Some(ADA),
+        h.now,
+    );
+    h.collect();
+    assert_eq!(h.typing, [(ADA.to_owned(), true, true)]);
+    // A broker that does not stamp presence client events (sockudo 5.2):
+    // typing still works, reported as unverified.
+    h.session
+        .client_typing(&json!({"user_id": "u_bob", "is_typing": true}), None, h.now);
+    h.collect();
+    assert_eq!(h.typing[1], ("u_bob".to_owned(), true, false));
+    // Nothing names a sender: dropped.
+    h.session
+        .client_typing(&json!({"is_typing": true}), None, h.now);
+    h.collect();
+    assert_eq!(h.typing.len(), 2);
+    // My own signal on a presence room still names me, for such brokers.
+    h.session.typing_input(Some("u_not_me"), h.now);
+    h.collect();
+    assert_eq!(h.typing_sent, [json!({"user_id": ME, "is_typing": true})]);
+}
+
+#[test]
+fn a_quiet_room_catches_up_on_a_missed_tail_within_the_tail_check_period() {
+    let mut h = Harness::configured(false, false, TAIL_CHECK_MS);
+    h.start();
+    h.answer_all();
+    assert!(h.ready);
+    // A message the broker never delivered: nothing reveals the gap.
+    h.ada_sends(1);
+    h.events.clear();
+    h.advance(TAIL_CHECK_MS - 1);
+    assert_eq!(h.gets("after="), 0, "no poll while within the period");
+    h.advance(1);
+    assert_eq!(h.gets("after=0"), 1);
+    h.answer_all();
+    assert_eq!(h.emitted, [1]);
+
+    // Messages heard push the next check back: an active room never polls.
+    for _ in 0..5 {
+        h.advance(TAIL_CHECK_MS / 2);
+        h.ada_sends(1);
+        h.deliver_event(0);
+    }
+    assert_eq!(h.gets("after="), 0);
+    assert_eq!(h.emitted, [1, 2, 3, 4, 5, 6]);
+    h.advance(TAIL_CHECK_MS);
+    assert_eq!(h.gets("after=6"), 1, "quiet again for a whole period");
+}
+
+#[test]
+fn a_receipt_naming_a_later_message_fetches_it() {
+    let mut h = Harness::ready(0);
+    h.ada_sends(2);
+    h.events.clear();
+    // A receipt without latest_seq (an older backend) changes nothing.
+    h.session
+        .receipt(json!({"user_id": ADA, "seq": 0, "message_id": ""}), h.now);
+    h.collect();
+    assert_eq!(h.gets("after="), 0);
+    h.session.receipt(
+        json!({"user_id": ADA, "seq": 2, "message_id": "m2", "latest_seq": 2}),
+        h.now,
+    );
+    h.collect();
+    assert_eq!(h.gets("after=0"), 1);
+    h.answer_all();
+    assert_eq!(h.emitted, [1, 2]);
 }
 
 #[test]

@@ -50,6 +50,9 @@ pub const CATCH_UP_PAGE_SIZE: u32 = 100;
 pub const READ_DEBOUNCE_MS: u64 = 300;
 /// Sends of one message refused with `epoch_stale` before it fails with that code.
 pub const EPOCH_STALE_ATTEMPTS: u32 = 3;
+/// A room that heard no message for this long asks the backend whether it
+/// missed one (the default of [`SessionConfig::tail_check_ms`]).
+pub const TAIL_CHECK_MS: u64 = 60_000;
 
 /// How a session is set up.
 #[derive(Clone, Debug)]
@@ -65,6 +68,11 @@ pub struct SessionConfig {
     /// Messages per history page.
     pub page_size: u32,
     pub typing: TypingSettings,
+    /// After this long without hearing a message, catch up anyway (0: never).
+    /// A broker may drop an event without dropping the connection (a cluster
+    /// node's pub/sub hiccup), and no later event would reveal the gap in a
+    /// quiet room; this bounds how long such a message stays unseen.
+    pub tail_check_ms: u64,
     /// Seeds the retry jitter (the boundary draws it from `crypto.getRandomValues`).
     pub jitter_seed: u64,
 }
@@ -119,6 +127,10 @@ pub enum RoomEvent {
     Typing {
         user_id: String,
         is_typing: bool,
+        /// The broker stamped the sender (a presence channel on a broker
+        /// that stamps client events). False: the sender named itself in the
+        /// payload, and any member of the room could have sent it.
+        verified: bool,
     },
     /// Another member's read position moved.
     Receipt {
@@ -230,7 +242,11 @@ struct Loading {
 enum Live {
     Created(Value),
     Receipt(Value),
-    Typing { user_id: String, is_typing: bool },
+    Typing {
+        user_id: String,
+        is_typing: bool,
+        verified: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,6 +312,10 @@ pub struct RoomSession {
     typing_reported: Vec<String>,
     /// The deadline the running typing timer fires at.
     typing_timer_at: Option<u64>,
+    /// Typists whose last signal the broker did not stamp.
+    typing_unverified: BTreeSet<String>,
+    /// When the room last heard a message (live or caught up), for the tail check.
+    heard_at: u64,
 }
 
 fn delay_until(deadline: u64, now_ms: u64) -> u64 {
@@ -330,6 +350,8 @@ impl RoomSession {
             read: ReadFlush::default(),
             typing_reported: Vec::new(),
             typing_timer_at: None,
+            typing_unverified: BTreeSet::new(),
+            heard_at: 0,
         }
     }
 
@@ -567,6 +589,10 @@ impl RoomSession {
         // The history is not news: onMessage reports what comes after it.
         self.emitted_through = state.catch_up_cursor();
         self.phase = Phase::Ready;
+        self.heard_at = now_ms;
+        if self.config.tail_check_ms > 0 {
+            self.start_timer("tail", self.config.tail_check_ms);
+        }
         self.emit(RoomEvent::Ready);
         self.emit(RoomEvent::Changed);
         for live in std::mem::take(&mut self.loading.buffered) {
@@ -822,6 +848,9 @@ impl RoomSession {
         if added > 0 {
             self.emit(RoomEvent::Changed);
         }
+        if matches!(batch.kind, BatchKind::Created | BatchKind::CatchUp { .. }) {
+            self.heard_at = now_ms;
+        }
         if !applied.typing_stopped.is_empty() {
             self.sync_typing(now_ms);
         }
@@ -947,14 +976,17 @@ impl RoomSession {
     }
 
     /// A `client-typing` event: `data` as sent, `stamped_user_id` the sender
-    /// the broker stamped (presence channels). On a presence channel only the
-    /// stamp counts: the payload cannot lie about who typed.
+    /// the broker stamped (presence channels). A stamp always wins over the
+    /// payload's `user_id`, which any member could have written: without a
+    /// stamp (a private channel, or a broker such as sockudo 5.2 that does not
+    /// stamp presence client events) the claim is used but reported as
+    /// `verified: false`, never silently trusted.
     pub fn client_typing(&mut self, data: &Value, stamped_user_id: Option<&str>, now_ms: u64) {
         let is_typing = data.get("is_typing").and_then(Value::as_bool) == Some(true);
-        let user_id = if self.config.presence {
-            stamped_user_id
-        } else {
-            data.get("user_id").and_then(Value::as_str)
+        let stamped = stamped_user_id.filter(|id| !id.is_empty());
+        let (user_id, verified) = match stamped {
+            Some(id) => (Some(id), true),
+            None => (data.get("user_id").and_then(Value::as_str), false),
         };
         let Some(user_id) = user_id.filter(|id| !id.is_empty()) else {
             return;
@@ -962,6 +994,7 @@ impl RoomSession {
         let live = Live::Typing {
             user_id: user_id.to_owned(),
             is_typing,
+            verified,
         };
         self.live(live, now_ms);
     }
@@ -987,6 +1020,15 @@ impl RoomSession {
                 else {
                     return;
                 };
+                // The backend says how far the room goes: a message this
+                // connection never heard of is fetched now.
+                let latest = data.get("latest_seq").and_then(Value::as_u64);
+                if latest.is_some_and(|latest| latest > state.catch_up_cursor()) {
+                    self.start_catch_up();
+                }
+                let Some(state) = self.state.as_mut() else {
+                    return;
+                };
                 if !state.receipt_received(user_id, seq) {
                     return;
                 }
@@ -1000,11 +1042,20 @@ impl RoomSession {
                     });
                 }
             }
-            Live::Typing { user_id, is_typing } => {
+            Live::Typing {
+                user_id,
+                is_typing,
+                verified,
+            } => {
                 let Some(state) = self.state.as_mut() else {
                     return;
                 };
                 state.typing_received(&user_id, is_typing, now_ms);
+                if verified {
+                    self.typing_unverified.remove(&user_id);
+                } else {
+                    self.typing_unverified.insert(user_id);
+                }
                 self.sync_typing(now_ms);
             }
         }
@@ -1082,6 +1133,7 @@ impl RoomSession {
         match name {
             "load" => self.load_step(),
             "catch_up" => self.start_catch_up(),
+            "tail" => self.tail_check(now_ms),
             "read" => self.flush_read(false),
             "typing" => {
                 self.typing_timer_at = None;
@@ -1097,6 +1149,23 @@ impl RoomSession {
                 }
             }
         }
+    }
+
+    /// The tail check's timer: catch up if the room heard no message for
+    /// `tail_check_ms`, and run again `tail_check_ms` after the last one
+    /// heard. One timer per period, not one per message. A missed message is
+    /// fetched at most `tail_check_ms` (plus one request) after it was sent.
+    fn tail_check(&mut self, now_ms: u64) {
+        let period = self.config.tail_check_ms;
+        if period == 0 || self.phase != Phase::Ready {
+            return;
+        }
+        if now_ms.saturating_sub(self.heard_at) >= period {
+            self.heard_at = now_ms;
+            self.start_catch_up();
+        }
+        let next = self.heard_at.saturating_add(period);
+        self.start_timer("tail", next.saturating_sub(now_ms).max(1));
     }
 
     // ---- sending ----------------------------------------------------------
@@ -1419,13 +1488,17 @@ impl RoomSession {
         }
     }
 
+    /// The signal always names its sender: a broker that stamps presence
+    /// client events makes the name redundant, one that does not (sockudo
+    /// 5.2) leaves receivers only the name (reported unverified).
     fn send_typing(&mut self, is_typing: bool, claimed_user_id: Option<&str>) {
-        let data = if self.config.presence {
-            json!({ "is_typing": is_typing })
+        let me = self.loading.user_id.as_deref().unwrap_or("");
+        let user_id = if self.config.presence {
+            me
         } else {
-            let me = self.loading.user_id.as_deref().unwrap_or("");
-            json!({ "user_id": claimed_user_id.unwrap_or(me), "is_typing": is_typing })
+            claimed_user_id.unwrap_or(me)
         };
+        let data = json!({ "user_id": user_id, "is_typing": is_typing });
         self.actions.push(Action::SendTyping { data });
     }
 
@@ -1454,15 +1527,19 @@ impl RoomSession {
             self.emit(RoomEvent::Changed);
         }
         for user_id in stopped {
+            let verified = !self.typing_unverified.remove(&user_id);
             self.emit(RoomEvent::Typing {
                 user_id,
                 is_typing: false,
+                verified,
             });
         }
         for user_id in started {
+            let verified = !self.typing_unverified.contains(&user_id);
             self.emit(RoomEvent::Typing {
                 user_id,
                 is_typing: true,
+                verified,
             });
         }
         self.typing_reported = now;

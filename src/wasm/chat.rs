@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::chat::{
     read_positions_to_json, Action, ChatMessage, Opened, RoomEvent, RoomSession, RoomState,
-    SessionConfig, TypingSettings,
+    SessionConfig, TypingSettings, TAIL_CHECK_MS,
 };
 use crate::protocol::Error;
 
@@ -68,7 +68,7 @@ export type ChatRoomSessionEvent =
   | { type: "failed"; code: string; message: string }
   | { type: "changed" }
   | { type: "message"; message: ChatRoomViewMessage }
-  | { type: "typing"; user_id: string; is_typing: boolean }
+  | { type: "typing"; user_id: string; is_typing: boolean; verified: boolean }
   | { type: "receipt"; user_id: string; message_id: string; seq: number }
   | { type: "delivered"; client_id: string; message: ChatRoomViewMessage }
   | { type: "send_failed"; client_id: string; code: string; message: string }
@@ -100,7 +100,7 @@ pub struct ChatRoomSession {
 #[wasm_bindgen(js_class = ChatRoomSession)]
 impl ChatRoomSession {
     /// `config`: `{room_id, user_id?, encrypted, presence, page_size,
-    /// typing_throttle_ms, typing_timeout_ms, jitter_seed}`.
+    /// typing_throttle_ms, typing_timeout_ms, tail_check_ms, jitter_seed}`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "object")] config: JsValue,
@@ -128,6 +128,7 @@ impl ChatRoomSession {
                     throttle_ms: number("typing_throttle_ms", defaults.throttle_ms),
                     timeout_ms: number("typing_timeout_ms", defaults.timeout_ms),
                 },
+                tail_check_ms: number("tail_check_ms", TAIL_CHECK_MS),
                 jitter_seed: number("jitter_seed", 0),
             }),
         })
@@ -390,8 +391,12 @@ impl ChatRoomSession {
             RoomEvent::Message(message) => {
                 json!({ "type": "message", "message": self.message_json(message) })
             }
-            RoomEvent::Typing { user_id, is_typing } => {
-                json!({ "type": "typing", "user_id": user_id, "is_typing": is_typing })
+            RoomEvent::Typing {
+                user_id,
+                is_typing,
+                verified,
+            } => {
+                json!({ "type": "typing", "user_id": user_id, "is_typing": is_typing, "verified": verified })
             }
             RoomEvent::Receipt {
                 user_id,

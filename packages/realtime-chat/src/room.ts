@@ -151,6 +151,7 @@ export class DefaultChatRoom implements ChatRoom {
             page_size: options.historyPageSize,
             typing_throttle_ms: options.typing?.throttleMs,
             typing_timeout_ms: options.typing?.timeoutMs,
+            tail_check_ms: options.tailCheckMs,
             jitter_seed: jitterSeed(),
           }),
       );
@@ -237,7 +238,7 @@ export class DefaultChatRoom implements ChatRoom {
       case "typing":
         this.#typingUserIds = Object.freeze(this.#session?.typingUsers() ?? []);
         this.#changed(false);
-        this.#typingListeners.emit({ user_id: event.user_id, is_typing: event.is_typing });
+        this.#typingListeners.emit({ user_id: event.user_id, is_typing: event.is_typing, verified: event.verified });
         return;
       case "receipt":
         this.#receiptListeners.emit({ user_id: event.user_id, message_id: event.message_id, seq: event.seq });

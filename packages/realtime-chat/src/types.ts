@@ -47,6 +47,14 @@ export interface ChatMember {
 export interface TypingEvent {
   user_id: string;
   is_typing: boolean;
+  /**
+   * The broker stamped who sent it (presence rooms on a broker that stamps
+   * client events, such as the embedded one and Pusher). False when only
+   * the signal's own `user_id` says who typed: private rooms, and presence
+   * rooms on brokers that do not stamp (sockudo 5.2); any member of the
+   * room could have sent such a signal in another member's name.
+   */
+  verified: boolean;
 }
 
 /** Another member's read position moved forward. */
@@ -107,6 +115,14 @@ export interface ChatRoomOptions {
   };
   /** Messages per history request (1-100). Default 50. */
   historyPageSize?: number;
+  /**
+   * A room that heard no message for this many ms asks the backend whether
+   * it missed one (a broker can drop an event without dropping the
+   * connection; nothing else would reveal it in a quiet room). A missed
+   * message shows at most this long after it was sent. One request per quiet
+   * period; a busy room never asks. Default 60000; 0 turns it off.
+   */
+  tailCheckMs?: number;
   /** Your user id; default: asked from `GET /api/session`. */
   userId?: string;
 }

@@ -244,7 +244,14 @@ impl Outbox {
         socket_id: Option<&str>,
     ) -> Result<(), ApiError> {
         if self.enabled {
-            store::outbox::enqueue(tx, channel, name, &data.to_string(), socket_id, ids::now_ms())?;
+            store::outbox::enqueue(
+                tx,
+                channel,
+                name,
+                &data.to_string(),
+                socket_id,
+                ids::now_ms(),
+            )?;
         }
         Ok(())
     }

@@ -395,9 +395,15 @@ mod tests {
             assert!(!refuses_the_events(StatusCode::from_u16(status).unwrap()));
         }
         let header = |text: &str| hyper::header::HeaderValue::from_str(text).unwrap();
-        assert_eq!(retry_after(Some(&header("3"))), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(Some(&header("3"))),
+            Some(Duration::from_secs(3))
+        );
         assert_eq!(retry_after(Some(&header("86400"))), Some(MAX_RETRY_AFTER));
-        assert_eq!(retry_after(Some(&header("Wed, 21 Oct 2015 07:28:00 GMT"))), None);
+        assert_eq!(
+            retry_after(Some(&header("Wed, 21 Oct 2015 07:28:00 GMT"))),
+            None
+        );
         assert_eq!(retry_after(None), None);
     }
 

@@ -134,7 +134,9 @@ async fn run(db: Weak<Mutex<Connection>>, publisher: Publisher, wake: Arc<Notify
                 }
                 let bound = backoff::bound(RETRY_BASE_MS, RETRY_CAP_MS, failures);
                 let backoff = Duration::from_millis(jitter.up_to(bound));
-                let delay = error.retry_after().map_or(backoff, |asked| asked.max(backoff));
+                let delay = error
+                    .retry_after()
+                    .map_or(backoff, |asked| asked.max(backoff));
                 failures = failures.saturating_add(1);
                 tokio::time::sleep(delay).await;
                 continue;
@@ -160,7 +162,9 @@ async fn run(db: Weak<Mutex<Connection>>, publisher: Publisher, wake: Arc<Notify
             Some(Ok(())) => {}
             // The events go again: at least once, and clients drop duplicates.
             Some(Err(error)) => {
-                eprintln!("domvia-backend: unable to delete published events from the outbox; {error}");
+                eprintln!(
+                    "domvia-backend: unable to delete published events from the outbox; {error}"
+                );
                 tokio::time::sleep(DATABASE_RETRY).await;
             }
         }

@@ -349,7 +349,10 @@ async fn an_event_the_broker_refuses_for_good_is_dropped_alone() {
         .iter()
         .map(|event| data_of(event)["client_id"].clone())
         .collect();
-    assert_eq!(clients, [json!("c0"), json!("c1"), json!("c3"), json!("c4")]);
+    assert_eq!(
+        clients,
+        [json!("c0"), json!("c1"), json!("c3"), json!("c4")]
+    );
 }
 
 #[tokio::test]
