@@ -217,11 +217,12 @@ test("typing: shown and gone on stopTyping, on expiry, and when the typist's mes
   assert.deepEqual(await typingAt(ada), [], "own typing is never listed");
   await ada.page.evaluate(() => window.room.stopTyping());
   await eventually("Ada's typing to end at Bob", async () => (await typingAt(bob)).length === 0);
+  // The embedded broker stamps the sender: the signal is verified, and the stamp wins over the claim.
   assert.deepEqual(
-    (await logOf(bob)).typing.map(({ user_id, is_typing }) => ({ user_id, is_typing })),
+    (await logOf(bob)).typing.map(({ user_id, is_typing, verified }) => ({ user_id, is_typing, verified })),
     [
-      { user_id: ada.user.id, is_typing: true },
-      { user_id: ada.user.id, is_typing: false },
+      { user_id: ada.user.id, is_typing: true, verified: true },
+      { user_id: ada.user.id, is_typing: false, verified: true },
     ],
   );
 
