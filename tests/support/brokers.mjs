@@ -125,14 +125,15 @@ export function sockudoEnv(port, { redisUrl, app = devApp } = {}) {
 /**
  * One sockudo node on `port` (a free one by default). `restart()` kills it
  * (SIGKILL: a crash, no goodbye to its clients) and starts it again on the
- * same port; `stop()` kills it.
+ * same port; `stop()` kills it. `env` adds to (or overrides) what
+ * `sockudoEnv` sets, e.g. `{ RATE_LIMITER_ENABLED: "false" }` for a benchmark.
  */
-export async function startSockudo({ port, redisUrl } = {}) {
+export async function startSockudo({ port, redisUrl, env = {} } = {}) {
   if (!sockudoInstalled()) throw new Error(`sockudo is not installed at ${sockudoBinary}: run bash scripts/setup`);
   port ??= await freePort();
   let node;
   const start = async () => {
-    node = spawnKept(sockudoBinary, [], sockudoEnv(port, { redisUrl }));
+    node = spawnKept(sockudoBinary, [], { ...sockudoEnv(port, { redisUrl }), ...env });
     const early = once(node.child, "exit").then(([code]) => {
       throw new Error(`sockudo exited early with ${code}:\n${node.output()}`);
     });
