@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { createServer, request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { homedir } from "node:os";
-import { devApp, startServer } from "./harness.mjs";
+import { devApp, freePort, startServer } from "./harness.mjs";
 
 const STARTUP_LIMIT_MS = 20_000;
 
@@ -20,17 +20,6 @@ export const sockudoBinary =
   process.env.DOMVIA_SOCKUDO_BIN ?? `${homedir()}/.cache/domvia/sockudo-${SOCKUDO_VERSION}/bin/sockudo`;
 
 export const sockudoInstalled = () => existsSync(sockudoBinary);
-
-/** A free loopback port (bound, read, released). */
-export async function freePort() {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address();
-  server.close();
-  await once(server, "close");
-  return port;
-}
 
 /** Resolves once something accepts TCP connections on `port`, within `ms`. */
 async function accepting(port, what, ms = STARTUP_LIMIT_MS) {

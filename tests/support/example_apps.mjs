@@ -4,9 +4,9 @@
 // scripts/examples installs them from the npm tarballs and builds them first.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./harness.mjs";
 import { serveStatic } from "./static_server.mjs";
 
 const START_LIMIT_MS = 180_000;
@@ -67,15 +67,6 @@ export const EXAMPLE_APPS = [
   },
 ];
 
-/** A free loopback port (the OS picks; released just before the app binds it). */
-async function freePort() {
-  const probe = createServer();
-  await new Promise((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address();
-  await new Promise((resolve) => probe.close(resolve));
-  return String(port);
-}
-
 /**
  * Starts `app` in `mode` (with `env` added to its environment: DOMVIA_SERVER
  * for a server-rendered app); resolves once its page answers, with its URL,
@@ -88,7 +79,7 @@ export async function startApp(app, mode, env = {}) {
     const server = await serveStatic(join(dir, served.static));
     return { url: server.url, log: () => "", stop: server.stop };
   }
-  const port = await freePort();
+  const port = String(await freePort());
   const [command, ...args] = served(app.dir, port);
   // Its own process group, so stop() also ends the workers a dev server starts.
   const child = spawn(command, args, {

@@ -4,6 +4,7 @@
 // build cannot be downloaded here, Debian's firefox-esr can be installed).
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { chromium, firefox } from "playwright-core";
@@ -12,6 +13,15 @@ export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 const STARTUP_LIMIT_MS = 20_000;
 const STOP_LIMIT_MS = 10_000;
+
+/** A free loopback port (the OS picks; released just before the caller binds it). */
+export async function freePort() {
+  const probe = createServer();
+  await new Promise((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
 
 /** The development app credentials the server uses unless told otherwise. */
 export const devApp = { id: "domvia-dev", key: "domvia-dev-key", secret: "domvia-dev-secret" };

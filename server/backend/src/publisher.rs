@@ -38,27 +38,36 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// again after this long.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// Whether the same events may succeed if sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// The broker refused these events themselves (400, 413, 422).
+    Never,
+    /// Later: the broker was unreachable, slow, overloaded, rate-limiting
+    /// or misconfigured; not before the wait it asked for (`Retry-After`).
+    Later(Option<Duration>),
+}
+
 /// Why a publish failed, and whether the same events may succeed later.
 #[derive(Debug)]
 pub struct PublishError {
     message: String,
-    /// `None`: the broker refused these events themselves (400, 413, 422);
-    /// sending them again cannot succeed. `Some(after)`: try again, not
-    /// before `after` when the broker said so (`Retry-After`).
-    retry: Option<Option<Duration>>,
+    retry: Retry,
 }
 
 impl PublishError {
-    /// Whether the same events may succeed later (the broker was
-    /// unreachable, slow, overloaded, rate-limiting, or misconfigured).
+    /// Whether the same events may succeed later.
     pub fn retryable(&self) -> bool {
-        self.retry.is_some()
+        self.retry != Retry::Never
     }
 
     /// How long the broker asked to wait (`Retry-After`), at most
     /// [`MAX_RETRY_AFTER`].
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry.flatten()
+        match self.retry {
+            Retry::Later(wait) => wait,
+            Retry::Never => None,
+        }
     }
 }
 
@@ -251,7 +260,7 @@ impl Publisher {
                     self.address,
                     PUBLISH_TIMEOUT.as_secs()
                 ),
-                retry: Some(None),
+                retry: Retry::Later(None),
             }),
         }
     }
@@ -259,7 +268,7 @@ impl Publisher {
     async fn send(&self, uri: String, body: Vec<u8>) -> Result<(), PublishError> {
         let fail = |what: &str, error: &dyn fmt::Display| PublishError {
             message: format!("{what} ({}): {error}", self.address),
-            retry: Some(None),
+            retry: Retry::Later(None),
         };
         let stream = TcpStream::connect(&self.address)
             .await
@@ -295,7 +304,11 @@ impl Publisher {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             Err(PublishError {
                 message: format!("the broker ({}) answered {status}: {text}", self.address),
-                retry: (!refuses_the_events(status)).then_some(wait),
+                retry: if refuses_the_events(status) {
+                    Retry::Never
+                } else {
+                    Retry::Later(wait)
+                },
             })
         }
         .await;
