@@ -175,6 +175,14 @@ for (const setup of SETUPS) {
       const statesBefore = await ada.page.evaluate(() => window.states.length);
       const node = deployment.nodes.find((candidate) => candidate.port === ada.port);
       const restarted = node.restart();
+      // Bob sends only once Ada has seen her node go: the embedded broker
+      // shuts down gracefully, and sends that beat the shutdown would reach
+      // Ada live and prove nothing about catching up.
+      await eventually(
+        "Ada to see her node go down",
+        async () => (await ada.page.evaluate(() => window.states.length)) > statesBefore,
+        RECONNECT_LIMIT_MS,
+      );
       for (let i = 0; i < 5; i++) {
         const sent = await sendInRoom(bob, `during the restart ${i}`);
         assert.equal(sent.ok, true, JSON.stringify(sent));
