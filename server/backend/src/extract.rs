@@ -26,12 +26,17 @@ impl FromRequestParts<Backend> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, backend: &Backend) -> Result<Self, ApiError> {
         let token = session::token_of(&parts.headers).ok_or_else(ApiError::not_signed_in)?;
-        let user_id = session::verify(backend.session_secret(), token, ids::now_unix())
+        let claims = session::verify(backend.session_secret(), token, ids::now_unix())
             .ok_or_else(ApiError::not_signed_in)?;
-        let user = backend
-            .db(move |conn| Ok(users::find(conn, &user_id)?))
+        let user_id = claims.user_id;
+        let found = backend
+            .db(move |conn| Ok(users::find_with_generation(conn, &user_id)?))
             .await?;
-        user.map(CurrentUser).ok_or_else(ApiError::not_signed_in)
+        // A token of an earlier generation was revoked by a sign-out.
+        match found {
+            Some((user, generation)) if generation == claims.generation => Ok(CurrentUser(user)),
+            _ => Err(ApiError::not_signed_in()),
+        }
     }
 }
 

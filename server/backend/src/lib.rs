@@ -255,4 +255,19 @@ impl Outbox {
         }
         Ok(())
     }
+
+    /// After the commit (and after every event enqueued before it), asks the
+    /// broker to close every connection `user_id` signed in on, so that
+    /// access the transaction revoked ends now rather than when the socket
+    /// does: the clients reconnect and are authorized again.
+    pub(crate) fn terminate_connections(
+        &self,
+        tx: &Transaction<'_>,
+        user_id: &str,
+    ) -> Result<(), ApiError> {
+        if self.enabled {
+            store::outbox::enqueue_terminate(tx, user_id, ids::now_ms())?;
+        }
+        Ok(())
+    }
 }

@@ -156,7 +156,8 @@ impl Broker {
     /// The routes of the broker: `GET /app/{key}` (WebSocket) and the REST API
     /// (`POST /apps/{app_id}/events`, `POST /apps/{app_id}/batch_events`,
     /// `GET /apps/{app_id}/channels`, `GET /apps/{app_id}/channels/{channel}`,
-    /// `GET /apps/{app_id}/channels/{channel}/users`).
+    /// `GET /apps/{app_id}/channels/{channel}/users`,
+    /// `POST /apps/{app_id}/users/{user_id}/terminate_connections`).
     ///
     /// The router has no fallback, so it can be merged into another router.
     pub fn router(&self) -> Router {
@@ -169,6 +170,10 @@ impl Broker {
             .route(
                 "/apps/{app_id}/channels/{channel_name}/users",
                 get(rest::users),
+            )
+            .route(
+                "/apps/{app_id}/users/{user_id}/terminate_connections",
+                post(rest::terminate_connections),
             )
             .with_state(Arc::clone(&self.inner))
     }

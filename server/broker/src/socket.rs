@@ -666,17 +666,16 @@ impl Session {
     fn sign_in(&mut self, auth: &str, user_data: String) {
         let app = &self.inner.app;
         let verified = verify_user_auth(&app.key, &app.secret, &self.socket_id, auth, &user_data);
-        let has_id = serde_json::from_str::<Value>(&user_data)
+        let user_id = serde_json::from_str::<Value>(&user_data)
             .ok()
-            .and_then(|data| {
-                data.get("id")
-                    .and_then(Value::as_str)
-                    .map(|id| !id.is_empty())
-            })
-            .unwrap_or(false);
-        match verified {
-            Ok(()) if has_id => self.send(&Event::SigninSuccess { user_data }),
-            Ok(()) => {
+            .and_then(|data| data.get("id").and_then(Value::as_str).map(str::to_owned))
+            .filter(|id| !id.is_empty());
+        match (verified, user_id) {
+            (Ok(()), Some(user_id)) => {
+                self.inner.hub.signed_in(self.id, &user_id);
+                self.send(&Event::SigninSuccess { user_data });
+            }
+            (Ok(()), None) => {
                 self.error(
                     4009,
                     "unable to sign in; user_data needs a non-empty string id".to_owned(),
@@ -687,7 +686,7 @@ impl Session {
                     flush: true,
                 });
             }
-            Err(err) => {
+            (Err(err), _) => {
                 self.error(4009, format!("unable to sign in; {err}"));
                 self.close_after_replies(Closing::Frame {
                     code: 4009,

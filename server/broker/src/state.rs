@@ -34,6 +34,16 @@ pub(crate) enum Closing {
 }
 
 impl Closing {
+    /// The close of a connection whose user the app terminated: 4009, as
+    /// Pusher and sockudo close it. Queued frames go first.
+    pub(crate) fn terminated() -> Closing {
+        Closing::Frame {
+            code: 4009,
+            reason: "You got disconnected by the app",
+            flush: true,
+        }
+    }
+
     /// The close of a client whose queue is full: it does not read, so
     /// nothing more is written before the close frame.
     pub(crate) fn over_capacity() -> Closing {
@@ -129,6 +139,9 @@ struct Connection {
     outlet: Outlet,
     /// Subscribed channels, with the presence user id for presence channels.
     subscriptions: HashMap<String, Option<String>>,
+    /// The user this connection signed in as (`pusher:signin`), if any: the
+    /// REST API terminates a user's connections by this.
+    signed_in_as: Option<String>,
 }
 
 struct Member {
@@ -286,6 +299,7 @@ impl Hub {
                 socket_id: socket_id.clone(),
                 outlet,
                 subscriptions: HashMap::new(),
+                signed_in_as: None,
             },
         );
         Ok((id, socket_id))
@@ -310,6 +324,29 @@ impl Hub {
 
     pub(crate) fn connection_count(&self) -> usize {
         self.lock().connections.len()
+    }
+
+    /// Connection `id` signed in as `user_id` (a later sign-in replaces it).
+    pub(crate) fn signed_in(&self, id: ConnId, user_id: &str) {
+        if let Some(connection) = self.lock().connections.get_mut(&id) {
+            connection.signed_in_as = Some(user_id.to_owned());
+        }
+    }
+
+    /// Closes every connection signed in as `user_id` with 4009, as Pusher
+    /// and sockudo do for `terminate_connections`; returns how many. Only
+    /// signed-in connections are the user's: a presence `user_id` is the
+    /// app's claim about a channel, not about the connection.
+    pub(crate) fn terminate_user(&self, user_id: &str) -> usize {
+        let state = self.lock();
+        let mut closed = 0;
+        for connection in state.connections.values() {
+            if connection.signed_in_as.as_deref() == Some(user_id) {
+                connection.outlet.close(Closing::terminated());
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Refuses new connections and asks every open one to close.

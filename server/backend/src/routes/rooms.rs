@@ -304,6 +304,10 @@ pub(crate) async fn remove_member(
                     &json!({ "room_id": room.id, "user_id": user_id }),
                     socket_id.as_deref(),
                 )?;
+                // The removed user's open sockets are still subscribed to
+                // the room's channels: close them (after the event above), so
+                // their clients reconnect and are refused the room.
+                outbox.terminate_connections(tx, &user_id)?;
             }
             Ok((removed, room.id, user_id))
         })

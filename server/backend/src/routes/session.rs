@@ -34,18 +34,21 @@ pub(crate) async fn sign_in(
     )?
     .to_owned();
     let new_id = ids::random_id("u_")?;
-    let user = backend
+    let (user, generation) = backend
         .write(move |tx, _| {
-            Ok(users::find_or_create_by_name(
-                tx,
-                &name,
-                &new_id,
-                ids::now_ms(),
-            )?)
+            let user = users::find_or_create_by_name(tx, &name, &new_id, ids::now_ms())?;
+            let (_, generation) = users::find_with_generation(tx, &user.id)?
+                .ok_or_else(|| ApiError::internal("the user vanished while signing in"))?;
+            Ok((user, generation))
         })
         .await?;
-    let token = session::issue(backend.session_secret(), &user.id, ids::now_unix())
-        .ok_or_else(|| ApiError::internal("unable to key the session MAC"))?;
+    let token = session::issue(
+        backend.session_secret(),
+        &user.id,
+        generation,
+        ids::now_unix(),
+    )
+    .ok_or_else(|| ApiError::internal("unable to key the session MAC"))?;
     let cookie = session::set_cookie(&token);
     Ok((
         [(SET_COOKIE, cookie)],
@@ -59,14 +62,27 @@ pub(crate) async fn me(CurrentUser(user): CurrentUser) -> Json<Value> {
     Json(json!({ "user": user }))
 }
 
-/// `DELETE /api/session`: clears the cookie (tokens are stateless, so a
-/// bearer token stays valid until it expires).
-pub(crate) async fn sign_out() -> Response {
-    (
+/// `DELETE /api/session`: signs the user out everywhere: every token of
+/// theirs stops working (cookie or bearer, on every device), the broker
+/// closes the connections they signed in on, and the cookie is cleared.
+/// Without a valid session it only clears the cookie.
+pub(crate) async fn sign_out(
+    State(backend): State<Backend>,
+    me: Result<CurrentUser, ApiError>,
+) -> Result<Response, ApiError> {
+    if let Ok(CurrentUser(me)) = me {
+        backend
+            .write(move |tx, outbox| {
+                users::revoke_sessions(tx, &me.id)?;
+                outbox.terminate_connections(tx, &me.id)
+            })
+            .await?;
+    }
+    Ok((
         StatusCode::NO_CONTENT,
         [(SET_COOKIE, session::clear_cookie())],
     )
-        .into_response()
+        .into_response())
 }
 
 /// `GET /api/users?query=`: other users whose name starts with `query`

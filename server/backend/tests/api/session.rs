@@ -268,3 +268,34 @@ async fn users_are_found_by_name_prefix() {
         .await
         .expect_error(401, "not_signed_in");
 }
+
+#[tokio::test]
+async fn sign_out_revokes_every_token_of_the_user() {
+    let app = TestApp::new();
+    let laptop = app.sign_in("Ada").await;
+    let phone = app.sign_in("Ada").await;
+    let bob = app.sign_in("Bob").await;
+    app.get("/api/session", &phone).await.expect(200);
+    app.call(Method::DELETE, "/api/session", Some(&laptop.token), None)
+        .await
+        .expect(204);
+    // Both of Ada's tokens, the one that signed out and the other device's.
+    for token in [&laptop.token, &phone.token] {
+        app.call(Method::GET, "/api/session", Some(token), None)
+            .await
+            .expect_error(401, "not_signed_in");
+        app.call(
+            Method::POST,
+            "/realtime/auth",
+            Some(token),
+            Some(json!({"socket_id": "1.2", "channel_name": "private-chat.room.r"})),
+        )
+        .await
+        .expect_error(401, "not_signed_in");
+    }
+    // Others are untouched, and Ada can sign in again.
+    app.get("/api/session", &bob).await.expect(200);
+    let again = app.sign_in("Ada").await;
+    assert_eq!(again.id, laptop.id);
+    app.get("/api/session", &again).await.expect(200);
+}
