@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import Pusher from "pusher";
+import { createRealtimeClient } from "../../packages/realtime-server/dist/index.js";
 import { devApp, startServer } from "../support/harness.mjs";
 import { collect, connectPusher, eventually, refused, signIn, subscribed, within } from "../support/chat.mjs";
 
@@ -205,4 +206,15 @@ test("signing out revokes every token of the user and closes their signed-in soc
   }
   const again = await client(dave);
   assert.equal((await refused(again, made.body.channel_name)).status, 401);
+});
+
+test("@domvia/realtime-server's terminateUserConnections closes only that user's signed-in sockets", async () => {
+  const erin = await signIn(server.url, "Erin");
+  const erinClient = await signedInClient(erin);
+  const adaClient = await signedInClient(ada);
+  const closed = closedWith(erinClient);
+  const rest = createRealtimeClient({ appId: devApp.id, key: devApp.key, secret: devApp.secret, host: "127.0.0.1", port: server.port, useTLS: false });
+  await rest.terminateUserConnections(erin.id);
+  assert.equal(await closed, 4009);
+  assert.equal(adaClient.connection.state, "connected");
 });
