@@ -45,6 +45,23 @@ const CODE_RATE_LIMITED: u16 = 4301;
 const CODE_REJECTED: u16 = 4302;
 const CODE_MALFORMED: u16 = 4303;
 
+/// The longest client-event name, in bytes: the REST API's limit on event
+/// names, so that a name a client may send is one the server could send too,
+/// and a client cannot make the broker relay 64 KiB names to every subscriber.
+const MAX_CLIENT_EVENT_NAME_BYTES: usize = 200;
+
+/// The start of `name`, short enough to quote in an error message.
+fn name_preview(name: &str) -> &str {
+    const PREVIEW_BYTES: usize = 40;
+    let end = name
+        .char_indices()
+        .map(|(at, c)| at + c.len_utf8())
+        .take_while(|end| *end <= PREVIEW_BYTES)
+        .last()
+        .unwrap_or(0);
+    &name[..end]
+}
+
 /// A timeout in seconds from the limits: at least 1 s, at most `u32::MAX` s
 /// (what `activity_timeout` can announce).
 fn seconds(secs: u64) -> Duration {
@@ -379,6 +396,17 @@ fn data_len(data: Option<&Value>) -> usize {
 /// rate limit; returns its channel, or the `pusher:error` code and message.
 fn check_client_event<'a>(limits: &Limits, frame: &'a Frame) -> Result<&'a str, (u16, String)> {
     let name = frame.event.as_str();
+    if name.len() > MAX_CLIENT_EVENT_NAME_BYTES {
+        // Quote only the start: echoing the name would send it back whole.
+        return Err((
+            CODE_REJECTED,
+            format!(
+                "unable to send client event {:?}...; the name has {} bytes, more than the limit of {MAX_CLIENT_EVENT_NAME_BYTES}",
+                name_preview(name),
+                name.len()
+            ),
+        ));
+    }
     let reject = |reason: String| {
         (
             CODE_REJECTED,
@@ -561,11 +589,17 @@ impl Session {
             name if name.starts_with("pusher:") || name.starts_with("pusher_internal:") => self
                 .error(
                     CODE_REJECTED,
-                    format!("unable to handle event {name:?}; clients may not send it to the broker"),
+                    format!(
+                        "unable to handle event {:?}; clients may not send it to the broker",
+                        name_preview(name)
+                    ),
                 ),
             name => self.error(
                 CODE_REJECTED,
-                format!("unable to send event {name:?}; events from clients need the \"client-\" prefix"),
+                format!(
+                    "unable to send event {:?}; events from clients need the \"client-\" prefix",
+                    name_preview(name)
+                ),
             ),
         }
     }
@@ -759,6 +793,15 @@ mod tests {
             unlimited.record(start);
             assert!(unlimited.allows(start));
         }
+    }
+
+    #[test]
+    fn name_previews_cut_on_a_character_boundary() {
+        assert_eq!(name_preview("client-x"), "client-x");
+        let long = format!("client-{}", "é".repeat(100));
+        let preview = name_preview(&long);
+        assert!(preview.len() <= 40 && preview.len() >= 39, "{preview}");
+        assert!(long.starts_with(preview));
     }
 
     #[test]
