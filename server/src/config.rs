@@ -28,10 +28,35 @@ pub struct Config {
     pub external_broker: Option<String>,
     /// Client events per second per connection on the embedded broker (0 = unlimited).
     pub client_events_per_second: u32,
+    /// Listening on an address other than loopback was asked for explicitly:
+    /// dev sign-in lets anyone who reaches the port be anyone.
+    pub allow_remote: bool,
+    /// Host names (`name` or `name:port`) accepted in the `Host` header
+    /// besides `localhost` and IP addresses (see `routes::HostCheck`).
+    pub allowed_hosts: Vec<String>,
+    /// Open TCP connections (HTTP and WebSocket) from one IP address; 0 = unlimited.
+    pub max_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers, counted from the
+    /// connection's opening or the end of the previous response (so it is
+    /// also the keep-alive idle timeout).
+    pub header_timeout_secs: u64,
 }
 
+/// Connections one IP address may hold open by default: far above what a
+/// browser opens (6 HTTP connections per host, plus its WebSockets), far below
+/// the file descriptors of a process. Benchmarks that open 1,000 sockets from
+/// one address set 0 (unlimited).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
+/// Seconds to send a request's headers by default: a browser sends them at
+/// once, a client on a bad network within a few seconds.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+
+/// The flag that takes no value.
+const ALLOW_REMOTE_FLAG: &str = "--allow-remote";
+
 /// Every setting: (flag, environment variable, what it is).
-const SETTINGS: [(&str, &str, &str); 9] = [
+const SETTINGS: [(&str, &str, &str); 13] = [
     (
         "--host",
         "DOMVIA_HOST",
@@ -61,6 +86,26 @@ const SETTINGS: [(&str, &str, &str); 9] = [
         "DOMVIA_CLIENT_EVENTS_PER_SECOND",
         "client-event limit (10)",
     ),
+    (
+        ALLOW_REMOTE_FLAG,
+        "DOMVIA_ALLOW_REMOTE",
+        "(no value; env 1) allow a --host other than loopback",
+    ),
+    (
+        "--allowed-hosts",
+        "DOMVIA_ALLOWED_HOSTS",
+        "more Host header names, comma-separated (localhost and IPs)",
+    ),
+    (
+        "--max-connections-per-ip",
+        "DOMVIA_MAX_CONNECTIONS_PER_IP",
+        "open connections per client IP (256; 0 = unlimited)",
+    ),
+    (
+        "--header-timeout",
+        "DOMVIA_HEADER_TIMEOUT",
+        "seconds to send request headers, and keep-alive idle time (10)",
+    ),
 ];
 
 impl Config {
@@ -78,11 +123,15 @@ impl Config {
             let Some(index) = SETTINGS.iter().position(|(name, _, _)| *name == flag) else {
                 return Err(format!("unknown argument {flag:?}\n{}", usage()));
             };
-            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let value = if flag == ALLOW_REMOTE_FLAG {
+                "1".to_owned()
+            } else {
+                args.next().ok_or_else(|| format!("{flag} needs a value"))?
+            };
             values[index] = Some(value);
         }
-        let [host, port, root, database, app_id, app_key, app_secret, broker, client_events] =
-            <[Option<String>; 9]>::try_from(values).map_err(|_| usage())?;
+        let [host, port, root, database, app_id, app_key, app_secret, broker, client_events, allow_remote, allowed_hosts, per_ip, header_timeout] =
+            <[Option<String>; 13]>::try_from(values).map_err(|_| usage())?;
 
         let host = host.unwrap_or_else(|| "127.0.0.1".to_owned());
         let host = host
@@ -115,6 +164,45 @@ impl Config {
                 ));
             }
         }
+        let allow_remote = match allow_remote.as_deref() {
+            None | Some("" | "0" | "false") => false,
+            Some("1" | "true") => true,
+            Some(other) => {
+                return Err(format!(
+                    "DOMVIA_ALLOW_REMOTE {other:?} is not 1 or 0 (or true or false)"
+                ))
+            }
+        };
+        // Dev sign-in lets whoever reaches the port be any user: listening
+        // beyond this machine must be asked for.
+        if !allow_remote && !is_loopback(host) {
+            return Err(format!(
+                "refusing to listen on {host}: it is not a loopback address, and this server's dev sign-in lets anyone who reaches it act as any user; pass --allow-remote (DOMVIA_ALLOW_REMOTE=1) to listen beyond this machine"
+            ));
+        }
+        let allowed_hosts = allowed_hosts
+            .unwrap_or_default()
+            .split(',')
+            .map(|name| name.trim().to_ascii_lowercase())
+            .filter(|name| !name.is_empty())
+            .collect();
+        let max_connections_per_ip = match per_ip {
+            Some(value) => value.parse().map_err(|_| {
+                format!("DOMVIA_MAX_CONNECTIONS_PER_IP/--max-connections-per-ip {value:?} is not a whole number")
+            })?,
+            None => DEFAULT_MAX_CONNECTIONS_PER_IP,
+        };
+        let header_timeout_secs = match header_timeout {
+            Some(value) => match value.parse() {
+                Ok(secs) if secs > 0 => secs,
+                _ => {
+                    return Err(format!(
+                        "DOMVIA_HEADER_TIMEOUT/--header-timeout {value:?} is not a whole number of seconds above 0"
+                    ))
+                }
+            },
+            None => DEFAULT_HEADER_TIMEOUT_SECS,
+        };
         Ok(Config {
             host,
             port,
@@ -125,6 +213,10 @@ impl Config {
             app_secret: app_secret.unwrap_or_else(|| DEV_APP_SECRET.to_owned()),
             external_broker,
             client_events_per_second,
+            allow_remote,
+            allowed_hosts,
+            max_connections_per_ip,
+            header_timeout_secs,
         })
     }
 
@@ -132,6 +224,11 @@ impl Config {
     pub fn uses_dev_credentials(&self) -> bool {
         self.app_secret == DEV_APP_SECRET
     }
+}
+
+/// 127.0.0.0/8, ::1, and ::ffff:127.0.0.0/104 (IPv4 loopback written as IPv6).
+fn is_loopback(host: IpAddr) -> bool {
+    host.to_canonical().is_loopback()
 }
 
 fn usage() -> String {
@@ -214,5 +311,49 @@ mod tests {
         assert!(parse(&[("DOMVIA_CLIENT_EVENTS_PER_SECOND", "-1")], &[])
             .unwrap_err()
             .contains("whole number"));
+        assert!(parse(&[], &["--header-timeout", "0"])
+            .unwrap_err()
+            .contains("above 0"));
+        assert!(parse(&[("DOMVIA_ALLOW_REMOTE", "yes")], &[])
+            .unwrap_err()
+            .contains("DOMVIA_ALLOW_REMOTE"));
+    }
+
+    #[test]
+    fn listening_off_loopback_needs_allow_remote() {
+        for host in ["0.0.0.0", "::", "192.168.1.5"] {
+            let err = parse(&[], &["--host", host]).unwrap_err();
+            assert!(err.contains("--allow-remote"), "{err}");
+            assert!(parse(&[], &["--host", host, "--allow-remote"]).is_ok());
+            assert!(parse(&[("DOMVIA_ALLOW_REMOTE", "1")], &["--host", host]).is_ok());
+        }
+        for host in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert!(parse(&[], &["--host", host]).is_ok(), "{host}");
+        }
+    }
+
+    #[test]
+    fn connection_limits() {
+        let config = parse(&[], &[]).unwrap();
+        assert!(!config.allow_remote);
+        assert!(config.allowed_hosts.is_empty());
+        assert_eq!(config.max_connections_per_ip, 256);
+        assert_eq!(config.header_timeout_secs, 10);
+        let config = parse(
+            &[
+                ("DOMVIA_MAX_CONNECTIONS_PER_IP", "0"),
+                ("DOMVIA_ALLOWED_HOSTS", "a.test"),
+            ],
+            &[
+                "--allowed-hosts",
+                " Chat.Test ,,b.test:8080",
+                "--header-timeout",
+                "2",
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.max_connections_per_ip, 0);
+        assert_eq!(config.allowed_hosts, ["chat.test", "b.test:8080"]);
+        assert_eq!(config.header_timeout_secs, 2);
     }
 }

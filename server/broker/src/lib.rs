@@ -72,6 +72,17 @@ pub struct Limits {
     /// its queue fill up (it does not read) is closed with 4100 (default 256).
     /// Values below 1 count as 1.
     pub outbound_queue_messages: usize,
+    /// Bytes of messages waiting to be written to one connection: the same
+    /// close (4100) as a full queue, so a slow reader holds at most this much
+    /// memory whatever the size of its frames (default 1 MiB). Values below
+    /// 1 count as 1; a message larger than the whole budget is let through
+    /// alone.
+    pub outbound_queue_bytes: usize,
+    /// Seconds a connection may stay open without subscribing to any
+    /// channel: it is then closed with 4202 (default 120, the activity
+    /// timeout; 0 = never). A client that connected and never subscribed
+    /// costs a socket and buffers and gets nothing from the broker.
+    pub subscribe_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -91,6 +102,8 @@ impl Default for Limits {
             max_batch_events: 10,
             max_rest_channels: 100,
             outbound_queue_messages: 256,
+            outbound_queue_bytes: 1024 * 1024,
+            subscribe_timeout_secs: 120,
         }
     }
 }
