@@ -747,6 +747,10 @@ impl Session {
             .filter(|id| !id.is_empty());
         match (verified, user_id) {
             (Ok(()), Some(user_id)) => {
+                // A signed-in connection is an authorized one (as in Pusher's
+                // "authorized connections"): the app knows it, and may keep
+                // it open with no room subscribed yet.
+                self.subscribe_by = None;
                 self.inner.hub.signed_in(self.id, &user_id);
                 self.send(&Event::SigninSuccess { user_data });
             }

@@ -48,13 +48,28 @@ async fn sockets_that_never_subscribe_are_closed_with_4202() {
     let mut idle = Client::connect(&server).await;
     let mut subscribed = Client::connect(&server).await;
     subscribed.subscribe("news").await;
+    // Signed in counts too: the app knows the connection.
+    let mut signed_in = Client::connect(&server).await;
+    let user = serde_json::json!({ "id": "u1" });
+    let auth = domvia_realtime::protocol::authenticate_user(
+        common::KEY,
+        common::SECRET,
+        &signed_in.socket_id,
+        &user,
+    )
+    .unwrap();
+    signed_in
+        .send(serde_json::json!({"event": "pusher:signin", "data": {"auth": auth.auth, "user_data": auth.user_data}}))
+        .await;
+    signed_in.expect("pusher:signin_success").await;
     // Pings keep a socket alive, not subscribed: it still gets nothing.
     idle.ping().await;
     assert_eq!(idle.expect_close().await, Some(4202));
-    // A subscribed socket is left alone past the deadline.
+    // A subscribed or signed-in socket is left alone past the deadline.
     tokio::time::sleep(Duration::from_millis(500)).await;
     subscribed.ping().await;
-    assert_eq!(server.broker.connection_count(), 1);
+    signed_in.ping().await;
+    assert_eq!(server.broker.connection_count(), 2);
 }
 
 #[tokio::test]
