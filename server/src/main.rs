@@ -82,6 +82,7 @@ async fn run(config: Config) -> Result<(), String> {
         app,
         broker_url: Some(broker_url.clone()),
         session_secret: session_secret(&config.app_secret),
+        limits: config.backend_limits(),
     })
     .map_err(|err| format!("unable to open the database {}; {err}", config.database))?;
 
@@ -120,6 +121,8 @@ async fn run(config: Config) -> Result<(), String> {
         stream.set_nodelay(true).ok();
     });
     let stopping_broker = broker.clone();
+    // The peer address is what the backend's per-IP rate limits count.
+    let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown_requested().await;
