@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use domvia_backend::{Limits, Rate};
+
 /// The port the demo uses when none is given. `0` asks the OS for a free one.
 pub const DEFAULT_PORT: u16 = 7420;
 
@@ -40,6 +42,12 @@ pub struct Config {
     /// connection's opening or the end of the previous response (so it is
     /// also the keep-alive idle timeout).
     pub header_timeout_secs: u64,
+    /// Whether the backend's HTTP rate limits are on (`API.md`, "Limits").
+    pub rate_limits: bool,
+    /// Messages per second one user may send (the burst is 5 times that).
+    pub sends_per_second: u32,
+    /// Device records per user (one more replaces the least recently registered).
+    pub devices_per_user: usize,
 }
 
 /// Connections one IP address may hold open by default: far above what a
@@ -56,7 +64,7 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 const ALLOW_REMOTE_FLAG: &str = "--allow-remote";
 
 /// Every setting: (flag, environment variable, what it is).
-const SETTINGS: [(&str, &str, &str); 13] = [
+const SETTINGS: [(&str, &str, &str); 16] = [
     (
         "--host",
         "DOMVIA_HOST",
@@ -106,6 +114,21 @@ const SETTINGS: [(&str, &str, &str); 13] = [
         "DOMVIA_HEADER_TIMEOUT",
         "seconds to send request headers, and keep-alive idle time (10)",
     ),
+    (
+        "--rate-limits",
+        "DOMVIA_RATE_LIMITS",
+        "backend HTTP rate limits: on or off (on)",
+    ),
+    (
+        "--sends-per-second",
+        "DOMVIA_SENDS_PER_SECOND",
+        "messages per second per user, burst 5x (20)",
+    ),
+    (
+        "--devices-per-user",
+        "DOMVIA_DEVICES_PER_USER",
+        "E2EE device records per user (10)",
+    ),
 ];
 
 impl Config {
@@ -130,8 +153,8 @@ impl Config {
             };
             values[index] = Some(value);
         }
-        let [host, port, root, database, app_id, app_key, app_secret, broker, client_events, allow_remote, allowed_hosts, per_ip, header_timeout] =
-            <[Option<String>; 13]>::try_from(values).map_err(|_| usage())?;
+        let [host, port, root, database, app_id, app_key, app_secret, broker, client_events, allow_remote, allowed_hosts, per_ip, header_timeout, rate_limits, sends, devices] =
+            <[Option<String>; 16]>::try_from(values).map_err(|_| usage())?;
 
         let host = host.unwrap_or_else(|| "127.0.0.1".to_owned());
         let host = host
@@ -155,6 +178,23 @@ impl Config {
                 format!("DOMVIA_CLIENT_EVENTS_PER_SECOND {value:?} is not a whole number")
             })?,
             None => 10,
+        };
+        let rate_limits = match rate_limits.as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => return Err(format!("DOMVIA_RATE_LIMITS {other:?} must be on or off")),
+        };
+        let sends_per_second = match sends {
+            Some(value) => value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("DOMVIA_SENDS_PER_SECOND {value:?} is not a whole number above 0")
+            })?,
+            None => 20,
+        };
+        let devices_per_user = match devices {
+            Some(value) => value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("DOMVIA_DEVICES_PER_USER {value:?} is not a whole number above 0")
+            })?,
+            None => Limits::default().devices_per_user,
         };
         let external_broker = broker.filter(|url| !url.is_empty());
         if let Some(url) = &external_broker {
@@ -217,7 +257,27 @@ impl Config {
             allowed_hosts,
             max_connections_per_ip,
             header_timeout_secs,
+            rate_limits,
+            sends_per_second,
+            devices_per_user,
         })
+    }
+
+    /// The backend's limits from these settings.
+    pub fn backend_limits(&self) -> Limits {
+        let mut limits = if self.rate_limits {
+            Limits::default()
+        } else {
+            Limits::without_rate_limits()
+        };
+        limits.devices_per_user = self.devices_per_user;
+        if self.rate_limits {
+            limits.sends_per_user = Some(Rate::per_second(
+                self.sends_per_second,
+                self.sends_per_second.saturating_mul(5),
+            ));
+        }
+        limits
     }
 
     /// Whether the app credentials are the published development defaults.
@@ -270,6 +330,26 @@ mod tests {
         assert!(config.uses_dev_credentials());
         assert_eq!(config.external_broker, None);
         assert_eq!(config.client_events_per_second, 10);
+        assert_eq!(config.backend_limits(), Limits::default());
+    }
+
+    #[test]
+    fn backend_limits_are_configurable() {
+        let config = parse(
+            &[("DOMVIA_SENDS_PER_SECOND", "50")],
+            &["--devices-per-user", "3"],
+        )
+        .unwrap();
+        let limits = config.backend_limits();
+        assert_eq!(limits.devices_per_user, 3);
+        assert_eq!(limits.sends_per_user, Some(Rate::per_second(50, 250)));
+        let off = parse(&[], &["--rate-limits", "off"])
+            .unwrap()
+            .backend_limits();
+        assert_eq!(off.sends_per_user, None);
+        assert_eq!(off.sign_ins_per_ip, None);
+        assert!(parse(&[], &["--rate-limits", "maybe"]).is_err());
+        assert!(parse(&[], &["--sends-per-second", "0"]).is_err());
     }
 
     #[test]

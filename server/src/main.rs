@@ -82,6 +82,7 @@ async fn run(config: Config) -> Result<(), String> {
         app,
         broker_url: Some(broker_url.clone()),
         session_secret: session_secret(&config.app_secret),
+        limits: config.backend_limits(),
     })
     .map_err(|err| format!("unable to open the database {}; {err}", config.database))?;
 

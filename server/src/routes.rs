@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -143,15 +142,9 @@ pub fn router(
             HeaderValue::from_static("require-corp"),
         ))
         // Pages on another origin (a Vite or Angular dev server) may call the
-        // backend with a bearer token. `Any` never allows credentials, so the
-        // session cookie stays same-origin and this opens no CSRF hole.
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods(Any)
-                .allow_headers(Any)
-                .max_age(std::time::Duration::from_secs(600)),
-        )
+        // backend with a bearer token; never with credentials, so the session
+        // cookie stays same-origin (the backend's CORS policy, API.md).
+        .layer(domvia_backend::cors_layer())
         // A development server: always serve the latest build.
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -26,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 /// Limits on each client connection.
 #[derive(Clone, Copy, Debug)]
@@ -189,7 +191,14 @@ pub async fn serve(
             stream,
             _place: place,
         });
-        let service = TowerToHyperService::new(router.clone());
+        // The peer address, for the backend's per-IP rate limits (what
+        // axum's `into_make_service_with_connect_info` would provide).
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
         let mut stopping = stopping.clone();
         connections.spawn(async move {
             let mut builder = http1::Builder::new();

@@ -4,7 +4,9 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -37,6 +39,25 @@ impl FromRequestParts<Backend> for CurrentUser {
             Some((user, generation)) if generation == claims.generation => Ok(CurrentUser(user)),
             _ => Err(ApiError::not_signed_in()),
         }
+    }
+}
+
+/// The client's IP address, as the server's listener saw it
+/// (`ConnectInfo`), if the server recorded it. `X-Forwarded-For` is not
+/// trusted: behind a proxy this is the proxy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip()),
+        ))
     }
 }
 

@@ -9,8 +9,9 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::extract::{query_params, Body, CurrentUser};
-use crate::names::clean_name;
+use crate::extract::{query_params, Body, ClientIp, CurrentUser};
+use crate::limits::Action;
+use crate::names::{clean_name, normalize_name};
 use crate::store::users;
 use crate::{ids, session, Backend};
 
@@ -24,15 +25,16 @@ const MAX_SEARCH_RESULTS: usize = 20;
 /// it the first time.
 pub(crate) async fn sign_in(
     State(backend): State<Backend>,
+    ClientIp(ip): ClientIp,
     body: Body,
 ) -> Result<Response, ApiError> {
+    backend.check_rate(Action::SignIn, None, ip)?;
     let name = clean_name(
         body.string("name", "invalid_name")?,
         MAX_NAME_CHARS,
         "invalid_name",
         "name",
-    )?
-    .to_owned();
+    )?;
     let new_id = ids::random_id("u_")?;
     let (user, generation) = backend
         .write(move |tx, _| {
@@ -93,11 +95,8 @@ pub(crate) async fn search_users(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let params = query_params(query.as_deref());
-    let prefix: String = params
-        .get("query")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim()
+    // Names are stored normalized; so is what is looked for.
+    let prefix: String = normalize_name(params.get("query").and_then(Value::as_str).unwrap_or(""))
         .chars()
         .take(MAX_NAME_CHARS)
         .collect();

@@ -299,3 +299,63 @@ async fn sign_out_revokes_every_token_of_the_user() {
     assert_eq!(again.id, laptop.id);
     app.get("/api/session", &again).await.expect(200);
 }
+
+#[tokio::test]
+async fn look_alike_names_are_one_account() {
+    let app = TestApp::new();
+    let ada = app.sign_in("ada").await;
+    // Invisible characters, compatibility forms and variation selectors do
+    // not make another account.
+    for look_alike in [
+        "a\u{200b}da",
+        "\u{feff}ada",
+        "ad\u{200d}a\u{200c}",
+        "ａｄａ",
+        "a\u{fe0f}da",
+        "a\u{2060}da\u{00ad}",
+        "ad\u{e0041}a",
+    ] {
+        let who = app.sign_in(look_alike).await;
+        assert_eq!(who.id, ada.id, "{look_alike:?}");
+        assert_eq!(who.name, "ada", "{look_alike:?}");
+    }
+    // Nothing visible left: refused.
+    for invisible in ["\u{200b}", "\u{200b}\u{feff}\u{200d}", " \u{2060} "] {
+        app.call(
+            Method::POST,
+            "/api/session",
+            None,
+            Some(json!({ "name": invisible })),
+        )
+        .await
+        .expect_error(400, "invalid_name");
+    }
+    // Searching finds the one account whatever the query's form.
+    let bob = app.sign_in("Bob").await;
+    let found = app
+        .get("/api/users?query=%EF%BD%81%E2%80%8B", &bob)
+        .await
+        .expect(200);
+    assert_eq!(
+        found.body["users"],
+        json!([{ "id": ada.id, "name": "ada" }])
+    );
+
+    // Room names are normalised the same way.
+    let room = app
+        .post(
+            "/api/rooms",
+            &ada,
+            json!({ "kind": "group", "name": "Ｔｅａｍ\u{200b}", "member_ids": [] }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(room.body["name"], "Team");
+    app.post(
+        "/api/rooms",
+        &ada,
+        json!({ "kind": "group", "name": "\u{200b}\u{fe0f}", "member_ids": [] }),
+    )
+    .await
+    .expect_error(400, "invalid_room_name");
+}
