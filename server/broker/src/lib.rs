@@ -31,6 +31,9 @@ use tokio::sync::Notify;
 use state::{Closing, Hub};
 
 pub use domvia_realtime::protocol::AppCredentials;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use socket::fuzzing;
 
 /// Limits and timeouts of the broker. [`Limits::default`] gives the defaults
 /// noted on each field; tests set smaller ones.

@@ -807,6 +807,72 @@ impl Session {
     }
 }
 
+/// A connection without a socket for the fuzz targets in `fuzz/` (feature
+/// `fuzzing`): frames go to the same [`Session::on_text`] a WebSocket's text
+/// messages reach. Not part of the API.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::*;
+
+    /// One registered connection of a broker, fed text frames directly.
+    pub struct SocketSession {
+        session: Session,
+        queue: mpsc::Receiver<Message>,
+        // Declared after `session` so that the connection leaves the hub on drop.
+        _registration: Registration,
+    }
+
+    impl SocketSession {
+        /// Registers a connection with `broker`, as an accepted upgrade does.
+        /// `None` when the broker refuses it (over capacity, shutting down).
+        pub fn open(broker: &crate::Broker) -> Option<SocketSession> {
+            let inner = Arc::clone(&broker.inner);
+            let (queue_tx, queue) = mpsc::channel(MAX_QUEUE);
+            let (closing_tx, _) = watch::channel(None);
+            let outlet = Outlet::new(queue_tx, closing_tx);
+            let (id, socket_id) = inner.hub.register(outlet.clone()).ok()?;
+            Some(SocketSession {
+                session: Session {
+                    client_events: RateWindow::new(inner.limits.client_events_per_second),
+                    inner: Arc::clone(&inner),
+                    outlet,
+                    id,
+                    socket_id,
+                    replies: Vec::new(),
+                    close_after: None,
+                },
+                queue,
+                _registration: Registration { inner, id },
+            })
+        }
+
+        /// The socket id the broker gave this connection.
+        pub fn socket_id(&self) -> &str {
+            &self.session.socket_id
+        }
+
+        /// Handles one text message; returns the replies to it.
+        pub fn on_text(&mut self, text: &str) -> Vec<String> {
+            self.session.on_text(text);
+            std::mem::take(&mut self.session.replies)
+                .into_iter()
+                .map(|reply| reply.as_str().to_owned())
+                .collect()
+        }
+
+        /// The frames other connections' events queued for this one.
+        pub fn delivered(&mut self) -> Vec<String> {
+            let mut out = Vec::new();
+            while let Ok(message) = self.queue.try_recv() {
+                if let Message::Text(text) = message {
+                    out.push(text.as_str().to_owned());
+                }
+            }
+            out
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
