@@ -226,11 +226,13 @@ process.env.DOMVIA_SERVER_BIN ??= `${repoRoot}target/server/domvia-server`;
 const BROKERS = [
   {
     name: "embedded",
-    describe: `domvia-server ${process.env.DOMVIA_SERVER_BIN}, client-event limit off`,
+    describe: `domvia-server ${process.env.DOMVIA_SERVER_BIN}, client-event and per-address connection limits off`,
     available: true,
-    // The client-event limit off, or the round trips would be rate limited.
+    // The client-event limit off, or the round trips would be rate limited;
+    // the per-address connection cap (256) off, for the 1,000 fan-out sockets
+    // that all come from 127.0.0.1.
     async start() {
-      const server = await startServer({ DOMVIA_CLIENT_EVENTS_PER_SECOND: "0" });
+      const server = await startServer({ DOMVIA_CLIENT_EVENTS_PER_SECOND: "0", DOMVIA_MAX_CONNECTIONS_PER_IP: "0" });
       return { wsPort: server.port, restPort: server.port, stop: () => server.stop() };
     },
   },

@@ -826,3 +826,17 @@ proptest! {
         prop_assert!(shown.iter().all(|m| m.status.as_str() == "sent"));
     }
 }
+
+#[test]
+fn being_removed_fails_the_room_at_once_and_others_leaving_does_not() {
+    let mut h = Harness::ready(2);
+    h.session
+        .member_removed(&json!({ "room_id": ROOM, "user_id": "u_carol" }));
+    h.collect();
+    assert_eq!(h.room_failed, None);
+    let me = h.session.my_user_id().unwrap().to_owned();
+    h.session
+        .member_removed(&json!({ "room_id": ROOM, "user_id": me }));
+    h.collect();
+    assert_eq!(h.room_failed.as_deref(), Some("room_access_denied"));
+}

@@ -1416,6 +1416,33 @@ fn malformed_frames_are_error_notices() {
 }
 
 #[test]
+fn close_4009_of_a_signed_in_socket_reconnects_and_resubscribes() {
+    // terminate_connections: the app revoked something (a room, a session);
+    // the client comes back and every channel is authorized again, so only
+    // what was revoked is refused.
+    let mut options = Options::new("app-key", "h");
+    options.user_authentication = true;
+    let mut d = Driver::new(options, 1);
+    d.connect();
+    d.establish("1.1");
+    d.subscribe("private-chat.room.r1");
+    d.server(Event::SigninSuccess {
+        user_data: r#"{"id":"u1"}"#.into(),
+    });
+    let actions = d.closed(4009, "You got disconnected by the app");
+    assert_eq!(d.conn.state(), ConnectionState::Connecting);
+    assert!(reconnect_delay(&actions).is_some(), "{actions:?}");
+    d.fire(Timer::Reconnect);
+    let actions = d.establish("2.2");
+    assert!(has_authorize(&actions, "private-chat.room.r1", "2.2"));
+
+    // Before the broker confirmed a sign-in, 4009 is a refused sign-in: fail.
+    let actions = d.closed(4009, "Connection not authorized");
+    assert_eq!(d.conn.state(), ConnectionState::Failed);
+    assert_eq!(reconnect_delay(&actions), None);
+}
+
+#[test]
 fn user_sign_in_flow() {
     let mut options = Options::new("app-key", "h");
     options.user_authentication = true;

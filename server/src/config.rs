@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use domvia_backend::{Limits, Rate};
+
 /// The port the demo uses when none is given. `0` asks the OS for a free one.
 pub const DEFAULT_PORT: u16 = 7420;
 
@@ -28,10 +30,41 @@ pub struct Config {
     pub external_broker: Option<String>,
     /// Client events per second per connection on the embedded broker (0 = unlimited).
     pub client_events_per_second: u32,
+    /// Listening on an address other than loopback was asked for explicitly:
+    /// dev sign-in lets anyone who reaches the port be anyone.
+    pub allow_remote: bool,
+    /// Host names (`name` or `name:port`) accepted in the `Host` header
+    /// besides `localhost` and IP addresses (see `routes::HostCheck`).
+    pub allowed_hosts: Vec<String>,
+    /// Open TCP connections (HTTP and WebSocket) from one IP address; 0 = unlimited.
+    pub max_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers, counted from the
+    /// connection's opening or the end of the previous response (so it is
+    /// also the keep-alive idle timeout).
+    pub header_timeout_secs: u64,
+    /// Whether the backend's HTTP rate limits are on (`API.md`, "Limits").
+    pub rate_limits: bool,
+    /// Messages per second one user may send (the burst is 5 times that).
+    pub sends_per_second: u32,
+    /// Device records per user (one more replaces the least recently registered).
+    pub devices_per_user: usize,
 }
 
+/// Connections one IP address may hold open by default: far above what a
+/// browser opens (6 HTTP connections per host, plus its WebSockets), far below
+/// the file descriptors of a process. Benchmarks that open 1,000 sockets from
+/// one address set 0 (unlimited).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
+/// Seconds to send a request's headers by default: a browser sends them at
+/// once, a client on a bad network within a few seconds.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+
+/// The flag that takes no value.
+const ALLOW_REMOTE_FLAG: &str = "--allow-remote";
+
 /// Every setting: (flag, environment variable, what it is).
-const SETTINGS: [(&str, &str, &str); 9] = [
+const SETTINGS: [(&str, &str, &str); 16] = [
     (
         "--host",
         "DOMVIA_HOST",
@@ -61,6 +94,41 @@ const SETTINGS: [(&str, &str, &str); 9] = [
         "DOMVIA_CLIENT_EVENTS_PER_SECOND",
         "client-event limit (10)",
     ),
+    (
+        ALLOW_REMOTE_FLAG,
+        "DOMVIA_ALLOW_REMOTE",
+        "(no value; env 1) allow a --host other than loopback",
+    ),
+    (
+        "--allowed-hosts",
+        "DOMVIA_ALLOWED_HOSTS",
+        "more Host header names, comma-separated (localhost and IPs)",
+    ),
+    (
+        "--max-connections-per-ip",
+        "DOMVIA_MAX_CONNECTIONS_PER_IP",
+        "open connections per client IP (256; 0 = unlimited)",
+    ),
+    (
+        "--header-timeout",
+        "DOMVIA_HEADER_TIMEOUT",
+        "seconds to send request headers, and keep-alive idle time (10)",
+    ),
+    (
+        "--rate-limits",
+        "DOMVIA_RATE_LIMITS",
+        "backend HTTP rate limits: on or off (on)",
+    ),
+    (
+        "--sends-per-second",
+        "DOMVIA_SENDS_PER_SECOND",
+        "messages per second per user, burst 5x (20)",
+    ),
+    (
+        "--devices-per-user",
+        "DOMVIA_DEVICES_PER_USER",
+        "E2EE device records per user (10)",
+    ),
 ];
 
 impl Config {
@@ -78,11 +146,15 @@ impl Config {
             let Some(index) = SETTINGS.iter().position(|(name, _, _)| *name == flag) else {
                 return Err(format!("unknown argument {flag:?}\n{}", usage()));
             };
-            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let value = if flag == ALLOW_REMOTE_FLAG {
+                "1".to_owned()
+            } else {
+                args.next().ok_or_else(|| format!("{flag} needs a value"))?
+            };
             values[index] = Some(value);
         }
-        let [host, port, root, database, app_id, app_key, app_secret, broker, client_events] =
-            <[Option<String>; 9]>::try_from(values).map_err(|_| usage())?;
+        let [host, port, root, database, app_id, app_key, app_secret, broker, client_events, allow_remote, allowed_hosts, per_ip, header_timeout, rate_limits, sends, devices] =
+            <[Option<String>; 16]>::try_from(values).map_err(|_| usage())?;
 
         let host = host.unwrap_or_else(|| "127.0.0.1".to_owned());
         let host = host
@@ -107,6 +179,23 @@ impl Config {
             })?,
             None => 10,
         };
+        let rate_limits = match rate_limits.as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => return Err(format!("DOMVIA_RATE_LIMITS {other:?} must be on or off")),
+        };
+        let sends_per_second = match sends {
+            Some(value) => value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("DOMVIA_SENDS_PER_SECOND {value:?} is not a whole number above 0")
+            })?,
+            None => 20,
+        };
+        let devices_per_user = match devices {
+            Some(value) => value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("DOMVIA_DEVICES_PER_USER {value:?} is not a whole number above 0")
+            })?,
+            None => Limits::default().devices_per_user,
+        };
         let external_broker = broker.filter(|url| !url.is_empty());
         if let Some(url) = &external_broker {
             if !url.starts_with("http://") {
@@ -115,6 +204,45 @@ impl Config {
                 ));
             }
         }
+        let allow_remote = match allow_remote.as_deref() {
+            None | Some("" | "0" | "false") => false,
+            Some("1" | "true") => true,
+            Some(other) => {
+                return Err(format!(
+                    "DOMVIA_ALLOW_REMOTE {other:?} is not 1 or 0 (or true or false)"
+                ))
+            }
+        };
+        // Dev sign-in lets whoever reaches the port be any user: listening
+        // beyond this machine must be asked for.
+        if !allow_remote && !is_loopback(host) {
+            return Err(format!(
+                "refusing to listen on {host}: it is not a loopback address, and this server's dev sign-in lets anyone who reaches it act as any user; pass --allow-remote (DOMVIA_ALLOW_REMOTE=1) to listen beyond this machine"
+            ));
+        }
+        let allowed_hosts = allowed_hosts
+            .unwrap_or_default()
+            .split(',')
+            .map(|name| name.trim().to_ascii_lowercase())
+            .filter(|name| !name.is_empty())
+            .collect();
+        let max_connections_per_ip = match per_ip {
+            Some(value) => value.parse().map_err(|_| {
+                format!("DOMVIA_MAX_CONNECTIONS_PER_IP/--max-connections-per-ip {value:?} is not a whole number")
+            })?,
+            None => DEFAULT_MAX_CONNECTIONS_PER_IP,
+        };
+        let header_timeout_secs = match header_timeout {
+            Some(value) => match value.parse() {
+                Ok(secs) if secs > 0 => secs,
+                _ => {
+                    return Err(format!(
+                        "DOMVIA_HEADER_TIMEOUT/--header-timeout {value:?} is not a whole number of seconds above 0"
+                    ))
+                }
+            },
+            None => DEFAULT_HEADER_TIMEOUT_SECS,
+        };
         Ok(Config {
             host,
             port,
@@ -125,13 +253,42 @@ impl Config {
             app_secret: app_secret.unwrap_or_else(|| DEV_APP_SECRET.to_owned()),
             external_broker,
             client_events_per_second,
+            allow_remote,
+            allowed_hosts,
+            max_connections_per_ip,
+            header_timeout_secs,
+            rate_limits,
+            sends_per_second,
+            devices_per_user,
         })
+    }
+
+    /// The backend's limits from these settings.
+    pub fn backend_limits(&self) -> Limits {
+        let mut limits = if self.rate_limits {
+            Limits::default()
+        } else {
+            Limits::without_rate_limits()
+        };
+        limits.devices_per_user = self.devices_per_user;
+        if self.rate_limits {
+            limits.sends_per_user = Some(Rate::per_second(
+                self.sends_per_second,
+                self.sends_per_second.saturating_mul(5),
+            ));
+        }
+        limits
     }
 
     /// Whether the app credentials are the published development defaults.
     pub fn uses_dev_credentials(&self) -> bool {
         self.app_secret == DEV_APP_SECRET
     }
+}
+
+/// 127.0.0.0/8, ::1, and ::ffff:127.0.0.0/104 (IPv4 loopback written as IPv6).
+fn is_loopback(host: IpAddr) -> bool {
+    host.to_canonical().is_loopback()
 }
 
 fn usage() -> String {
@@ -173,6 +330,26 @@ mod tests {
         assert!(config.uses_dev_credentials());
         assert_eq!(config.external_broker, None);
         assert_eq!(config.client_events_per_second, 10);
+        assert_eq!(config.backend_limits(), Limits::default());
+    }
+
+    #[test]
+    fn backend_limits_are_configurable() {
+        let config = parse(
+            &[("DOMVIA_SENDS_PER_SECOND", "50")],
+            &["--devices-per-user", "3"],
+        )
+        .unwrap();
+        let limits = config.backend_limits();
+        assert_eq!(limits.devices_per_user, 3);
+        assert_eq!(limits.sends_per_user, Some(Rate::per_second(50, 250)));
+        let off = parse(&[], &["--rate-limits", "off"])
+            .unwrap()
+            .backend_limits();
+        assert_eq!(off.sends_per_user, None);
+        assert_eq!(off.sign_ins_per_ip, None);
+        assert!(parse(&[], &["--rate-limits", "maybe"]).is_err());
+        assert!(parse(&[], &["--sends-per-second", "0"]).is_err());
     }
 
     #[test]
@@ -214,5 +391,49 @@ mod tests {
         assert!(parse(&[("DOMVIA_CLIENT_EVENTS_PER_SECOND", "-1")], &[])
             .unwrap_err()
             .contains("whole number"));
+        assert!(parse(&[], &["--header-timeout", "0"])
+            .unwrap_err()
+            .contains("above 0"));
+        assert!(parse(&[("DOMVIA_ALLOW_REMOTE", "yes")], &[])
+            .unwrap_err()
+            .contains("DOMVIA_ALLOW_REMOTE"));
+    }
+
+    #[test]
+    fn listening_off_loopback_needs_allow_remote() {
+        for host in ["0.0.0.0", "::", "192.168.1.5"] {
+            let err = parse(&[], &["--host", host]).unwrap_err();
+            assert!(err.contains("--allow-remote"), "{err}");
+            assert!(parse(&[], &["--host", host, "--allow-remote"]).is_ok());
+            assert!(parse(&[("DOMVIA_ALLOW_REMOTE", "1")], &["--host", host]).is_ok());
+        }
+        for host in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert!(parse(&[], &["--host", host]).is_ok(), "{host}");
+        }
+    }
+
+    #[test]
+    fn connection_limits() {
+        let config = parse(&[], &[]).unwrap();
+        assert!(!config.allow_remote);
+        assert!(config.allowed_hosts.is_empty());
+        assert_eq!(config.max_connections_per_ip, 256);
+        assert_eq!(config.header_timeout_secs, 10);
+        let config = parse(
+            &[
+                ("DOMVIA_MAX_CONNECTIONS_PER_IP", "0"),
+                ("DOMVIA_ALLOWED_HOSTS", "a.test"),
+            ],
+            &[
+                "--allowed-hosts",
+                " Chat.Test ,,b.test:8080",
+                "--header-timeout",
+                "2",
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.max_connections_per_ip, 0);
+        assert_eq!(config.allowed_hosts, ["chat.test", "b.test:8080"]);
+        assert_eq!(config.header_timeout_secs, 2);
     }
 }

@@ -8,8 +8,8 @@
 
 mod config;
 mod routes;
+mod serve;
 
-use axum::serve::ListenerExt;
 use config::Config;
 use domvia_backend::publisher::BrokerUrl;
 use domvia_backend::{Backend, BackendConfig};
@@ -82,6 +82,7 @@ async fn run(config: Config) -> Result<(), String> {
         app,
         broker_url: Some(broker_url.clone()),
         session_secret: session_secret(&config.app_secret),
+        limits: config.backend_limits(),
     })
     .map_err(|err| format!("unable to open the database {}; {err}", config.database))?;
 
@@ -94,7 +95,11 @@ async fn run(config: Config) -> Result<(), String> {
             .transpose()
             .map_err(|err| err.to_string())?,
     };
-    let router = routes::router(&config.root, broker.as_ref(), &backend, browser);
+    let hosts = routes::HostCheck {
+        allowed: config.allowed_hosts.clone(),
+    };
+    let accepted_hosts = hosts.describe();
+    let router = routes::router(&config.root, broker.as_ref(), &backend, browser, hosts);
 
     eprintln!("domvia-server {}", domvia_realtime::VERSION);
     eprintln!("  app id {}, key {}", config.app_id, config.app_key);
@@ -109,28 +114,34 @@ async fn run(config: Config) -> Result<(), String> {
         None => eprintln!("  backend only: publishing to {broker_url}"),
     }
     eprintln!("  database {}", config.database);
+    if config.allow_remote || !config.allowed_hosts.is_empty() {
+        eprintln!(
+            "  accepting requests with Host: {accepted_hosts} (more names with --allowed-hosts)"
+        );
+    }
+    match config.max_connections_per_ip {
+        0 => eprintln!("  no limit on connections per client address"),
+        max => eprintln!("  at most {max} connections per client address"),
+    }
     println!("listening on http://{address}");
     // A closed stdout only means nobody waits for the line above.
     std::io::stdout().flush().ok();
 
-    // Realtime frames are small and latency-bound: without TCP_NODELAY, Nagle's
-    // algorithm meets the peer's delayed ACK and holds frames for ~40 ms.
-    let listener = listener.tap_io(|stream| {
-        // A socket that refuses TCP_NODELAY still works, only slower.
-        stream.set_nodelay(true).ok();
-    });
+    let limits = serve::ConnectionLimits {
+        header_timeout: std::time::Duration::from_secs(config.header_timeout_secs),
+        max_per_ip: config.max_connections_per_ip,
+    };
     let stopping_broker = broker.clone();
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown_requested().await;
-            if let Some(broker) = stopping_broker {
-                broker.shutdown().await;
-            }
-        })
-        .await;
-    let closed = backend.close();
-    served.map_err(|err| err.to_string())?;
-    closed.map_err(|err| format!("unable to close the database cleanly; {err}"))
+    serve::serve(listener, router, limits, async move {
+        shutdown_requested().await;
+        if let Some(broker) = stopping_broker {
+            broker.shutdown().await;
+        }
+    })
+    .await;
+    backend
+        .close()
+        .map_err(|err| format!("unable to close the database cleanly; {err}"))
 }
 
 /// Session tokens are keyed from the app secret, so they survive a restart

@@ -975,6 +975,20 @@ impl RoomSession {
         self.live(Live::Receipt(data), now_ms);
     }
 
+    /// A `member.removed` event's data. When the removed member is this user
+    /// the room fails with `room_access_denied` at once: the backend also
+    /// has the broker close this user's connections, and the resubscription
+    /// is refused, but the user should not wait for that to learn it.
+    pub fn member_removed(&mut self, data: &Value) {
+        let removed = data.get("user_id").and_then(Value::as_str);
+        if removed.is_some() && removed == self.my_user_id() {
+            self.fail(
+                "room_access_denied",
+                "unable to stay in the room; you are no longer a member".to_owned(),
+            );
+        }
+    }
+
     /// A `client-typing` event: `data` as sent, `stamped_user_id` the sender
     /// the broker stamped (presence channels). A stamp always wins over the
     /// payload's `user_id`, which any member could have written: without a

@@ -22,6 +22,10 @@ const DEFAULT_SERVER_ACTIVITY_MS: u64 = 120_000;
 /// as pusher-js does.
 const INTERNAL_EVENT_PREFIX: &str = "pusher_internal:";
 
+/// The close code of a connection the app terminated (and of a refused
+/// `pusher:signin`, which never reaches a signed-in socket).
+const TERMINATED_BY_APP: u16 = 4009;
+
 /// The socket as the machine knows it. The boundary has at most one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Socket {
@@ -107,6 +111,8 @@ pub struct Connection {
     channels: BTreeMap<String, Channel>,
     /// The socket id of the pending user sign-in request.
     user_auth: Option<String>,
+    /// The broker confirmed `pusher:signin` on the current socket.
+    signed_in: bool,
     actions: VecDeque<Action>,
 }
 
@@ -126,6 +132,7 @@ impl Connection {
             awaiting_pong: false,
             channels: BTreeMap::new(),
             user_auth: None,
+            signed_in: false,
             actions: VecDeque::new(),
         }
     }
@@ -250,10 +257,15 @@ impl Connection {
 
     /// The socket closed with `code`: 4000-4099 fail, 4200-4299 of an
     /// established connection reconnect at once, anything else backs off.
+    /// One exception: 4009 on a signed-in socket is the app terminating the
+    /// user's connections (Pusher's `terminate_connections`), which revokes
+    /// some access, not all: back off and reconnect, so that every channel
+    /// is authorized again and only what was revoked is refused.
     pub fn socket_closed(&mut self, now_ms: u64, code: u16, reason: &str) {
         if self.socket != Socket::None {
             let established = matches!(self.socket, Socket::Established { .. });
             let next = match close_action(code) {
+                CloseAction::Fail if code == TERMINATED_BY_APP && self.signed_in => Next::Backoff,
                 CloseAction::Fail => Next::Fail,
                 CloseAction::ReconnectNow if established => Next::Now,
                 CloseAction::ReconnectNow | CloseAction::Backoff | CloseAction::KeepSocket => {
@@ -555,6 +567,7 @@ impl Connection {
     fn open_socket(&mut self, now_ms: u64) {
         self.cancel_timer(Timer::Reconnect);
         self.socket = Socket::Opening;
+        self.signed_in = false;
         self.push(Action::OpenSocket {
             url: self.options.socket_url(),
         });
@@ -851,7 +864,10 @@ impl Connection {
                     });
                 }
             }
-            Event::SigninSuccess { user_data } => self.notify(Notice::SignedIn { user_data }),
+            Event::SigninSuccess { user_data } => {
+                self.signed_in = true;
+                self.notify(Notice::SignedIn { user_data });
+            }
             Event::SubscriptionCount {
                 channel,
                 subscription_count,

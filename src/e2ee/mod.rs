@@ -18,6 +18,9 @@ mod device;
 mod encoding;
 mod envelope;
 mod epoch;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod json;
 pub mod primitives;
 mod room;

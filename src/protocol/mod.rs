@@ -13,6 +13,9 @@ mod channel;
 mod close;
 pub mod event;
 mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod hex;
 mod mac;
 mod rest;

@@ -224,6 +224,13 @@ impl ChatRoomSession {
         Ok(())
     }
 
+    #[wasm_bindgen(js_name = memberRemoved)]
+    pub fn member_removed(&mut self, data: JsValue) -> Result<(), JsValue> {
+        let data = value_from_js(&data, "the event data is not JSON")?;
+        self.session.member_removed(&data);
+        Ok(())
+    }
+
     #[wasm_bindgen(js_name = clientTyping)]
     pub fn client_typing(
         &mut self,

@@ -9,9 +9,10 @@
 // DOMVIA_BROKERS=embedded,sockudo picks setups (default: all three).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { createRealtimeClient } from "../../packages/realtime-server/dist/index.js";
 import { eventually } from "../support/chat.mjs";
 import { BROKER_SETUPS, startBrokerSetup } from "../support/brokers.mjs";
-import { launchBrowser } from "../support/harness.mjs";
+import { devApp, launchBrowser } from "../support/harness.mjs";
 import { openChatRoom, openSdkUser, sendInRoom, unexpectedErrors } from "../support/sdk_pages.mjs";
 
 const SETUPS = process.env.DOMVIA_BROKERS ? process.env.DOMVIA_BROKERS.split(",") : BROKER_SETUPS;
@@ -163,6 +164,35 @@ for (const setup of SETUPS) {
       assert.deepEqual(await seqsOf(ada), [1, 2]);
       // The bound is tailCheckMs after the last message heard, plus one request.
       assert.ok(delay <= tailCheckMs + 1_500, `shown after ${delay} ms`);
+    });
+
+    test("a removed member loses the room at once: room_access_denied, their socket closed and reopened, out of presence, no later message", async () => {
+      const { ada, bob, roomId } = await pair();
+      const statesBefore = await bob.page.evaluate(() => window.states.length);
+      const removed = await ada.api("DELETE", `/api/rooms/${roomId}/members/${bob.user.id}`);
+      assert.equal(removed.status, 200, JSON.stringify(removed));
+      await eventually("Bob's room to fail", async () => (await bob.page.evaluate(() => window.room.getSnapshot().status)) === "error");
+      assert.equal(await bob.page.evaluate(() => window.room.getSnapshot().error.code), "room_access_denied");
+      // The broker closed his signed-in socket (4009) and the SDK came back:
+      // every channel is authorized again, and this room's are refused.
+      await eventually(
+        "Bob's connection to be terminated and come back",
+        async () => {
+          const states = (await bob.page.evaluate(() => window.states)).slice(statesBefore).map((change) => change.current);
+          return states.includes("connecting") && states.at(-1) === "connected";
+        },
+        RECONNECT_LIMIT_MS,
+      );
+      // The broker no longer lists him in the room's presence channel.
+      const rest = createRealtimeClient({ appId: devApp.id, key: devApp.key, secret: devApp.secret, host: "127.0.0.1", port: bob.port, useTLS: false });
+      const presence = `presence-chat.room.${roomId}`;
+      await eventually("Bob to leave presence", async () => !(await rest.users(presence)).users.some((user) => user.id === bob.user.id));
+      const after = await sendInRoom(ada, "after Bob left");
+      assert.equal(after.ok, true, JSON.stringify(after));
+      const seq = after.message.seq;
+      await eventually("Ada's message to be stored", async () => (await seqsOf(ada)).includes(seq));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.ok(!(await seqsOf(bob)).includes(seq), "Bob got a message after his removal");
     });
 
     test("a broker node restarts: its clients reconnect and catch up, nothing lost or duplicated", async () => {

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import Pusher from "pusher";
+import { createRealtimeClient } from "../../packages/realtime-server/dist/index.js";
 import { devApp, startServer } from "../support/harness.mjs";
 import { collect, connectPusher, eventually, refused, signIn, subscribed, within } from "../support/chat.mjs";
 
@@ -135,4 +136,85 @@ test("client events beyond 10 a second are refused with 4301 and not delivered",
   assert.ok(delivered.length <= 10, `${delivered.length} of 15 burst events delivered`);
   assert.ok(delivered.length >= 1);
   assert.equal(adaClient.connection.state, "connected", "rate limiting keeps the socket");
+});
+
+/** A pusher-js client of `user` that signs in (`pusher:signin`) through /realtime/user-auth. */
+async function signedInClient(user) {
+  const headers = { Authorization: `Bearer ${user.token}` };
+  const connected = await client(user, {
+    userAuthentication: { endpoint: `${server.url}/realtime/user-auth`, transport: "ajax", headers },
+  });
+  connected.signin();
+  await within("pusher:signin_success", (resolve) => connected.user.signinDonePromise.then(resolve));
+  assert.equal(connected.user.user_data?.id, user.id, "signed in as the server's identity");
+  return connected;
+}
+
+/** Resolves with the close code once pusher-js loses `connected` to a close. */
+function closedWith(connected) {
+  return within("the broker to close the connection", (resolve) =>
+    connected.connection.bind("error", (error) => {
+      if (error?.data?.code !== undefined) resolve(error.data.code);
+    }),
+  );
+}
+
+test("removing a member ends their realtime access at once: member.removed, then their signed-in sockets close with 4009, and a new subscription is refused", async () => {
+  const carol = await signIn(server.url, "Carol");
+  const made = await ada.api("POST", "/api/rooms", { kind: "group", name: "Removal", member_ids: [carol.id] });
+  assert.equal(made.status, 201);
+  const adaClient = await client(ada);
+  const adaChannel = await subscribed(adaClient, made.body.channel_name);
+  const carolClient = await signedInClient(carol);
+  const carolChannel = await subscribed(carolClient, made.body.channel_name);
+  await subscribed(carolClient, made.body.presence_channel_name);
+  const carolHeard = collect(carolChannel, "message.created");
+  const removedEvent = within("member.removed", (resolve) => carolChannel.bind("member.removed", resolve));
+  const closed = closedWith(carolClient);
+
+  const removed = await ada.api("DELETE", `/api/rooms/${made.body.room_id}/members/${carol.id}`);
+  assert.equal(removed.status, 200);
+  assert.equal((await removedEvent).user_id, carol.id, "the event reaches Carol before the close");
+  assert.equal(await closed, 4009);
+
+  // Nothing sent afterwards reaches her; the room carries on for Ada.
+  const adaHeard = within("Ada's message.created", (resolve) => adaChannel.bind("message.created", resolve));
+  const sent = await ada.api("POST", `/api/rooms/${made.body.room_id}/messages`, { client_id: "c-after-removal", text: "secret" });
+  assert.equal(sent.status, 201);
+  await adaHeard;
+  assert.deepEqual(carolHeard, []);
+
+  // Connecting again, she is refused the room's channels.
+  const again = await client(carol);
+  assert.equal((await refused(again, made.body.channel_name)).status, 403);
+  assert.equal((await refused(again, made.body.presence_channel_name)).status, 403);
+});
+
+test("signing out revokes every token of the user and closes their signed-in sockets", async () => {
+  const dave = await signIn(server.url, "Dave");
+  const otherDevice = await signIn(server.url, "Dave");
+  const made = await ada.api("POST", "/api/rooms", { kind: "group", name: "Sign-out", member_ids: [dave.id] });
+  assert.equal(made.status, 201);
+  const daveClient = await signedInClient(dave);
+  await subscribed(daveClient, made.body.channel_name);
+  const closed = closedWith(daveClient);
+
+  assert.equal((await dave.api("DELETE", "/api/session")).status, 204);
+  assert.equal(await closed, 4009);
+  for (const token of [dave, otherDevice]) {
+    assert.equal((await token.api("GET", "/api/session")).status, 401);
+  }
+  const again = await client(dave);
+  assert.equal((await refused(again, made.body.channel_name)).status, 401);
+});
+
+test("@domvia/realtime-server's terminateUserConnections closes only that user's signed-in sockets", async () => {
+  const erin = await signIn(server.url, "Erin");
+  const erinClient = await signedInClient(erin);
+  const adaClient = await signedInClient(ada);
+  const closed = closedWith(erinClient);
+  const rest = createRealtimeClient({ appId: devApp.id, key: devApp.key, secret: devApp.secret, host: "127.0.0.1", port: server.port, useTLS: false });
+  await rest.terminateUserConnections(erin.id);
+  assert.equal(await closed, 4009);
+  assert.equal(adaClient.connection.state, "connected");
 });

@@ -95,6 +95,9 @@ export function sockudoEnv(port, { redisUrl, app = devApp } = {}) {
     SOCKUDO_DEFAULT_APP_SECRET: app.secret,
     SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES: "true",
     SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND: "0",
+    // pusher:signin, off by default in sockudo: without it a removed member's
+    // sockets cannot be terminated (the SDK signs in; docs/deploy.md).
+    SOCKUDO_DEFAULT_APP_ENABLE_USER_AUTHENTICATION: "true",
     SHUTDOWN_GRACE_PERIOD: "0",
     RUST_LOG: "warn",
   };

@@ -83,6 +83,9 @@ export function openChatRoom(who, port, roomId, options = {}) {
           port,
           forceTLS: false,
           authEndpoint: "/realtime/auth",
+          // Signed in, the backend can have the broker close this user's
+          // sockets when it revokes access (removal, sign-out).
+          userAuthentication: { endpoint: "/realtime/user-auth" },
           clientEvents: true,
         });
         window.states = [];

@@ -22,6 +22,7 @@ async function start(): Promise<void> {
           port: broker.port,
           forceTLS: broker.forceTLS,
           authEndpoint: `${params.server}/realtime/auth`,
+          userAuthentication: { endpoint: `${params.server}/realtime/user-auth` },
           headersProvider: headers,
           clientEvents: true,
           // Angular CLI's builder does not copy files named by new URL(…, import.meta.url):

@@ -16,6 +16,7 @@ export function Chat(params: { server: string; broker: BrokerConfig; name: strin
     port: broker.port,
     forceTLS: broker.forceTLS,
     authEndpoint: `${params.server}/realtime/auth`,
+    userAuthentication: { endpoint: `${params.server}/realtime/user-auth` },
     headersProvider: headers,
     clientEvents: true,
   };

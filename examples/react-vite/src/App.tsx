@@ -13,6 +13,7 @@ export function App({ params, broker }: { params: AppParams; broker: BrokerConfi
     port: broker.port,
     forceTLS: broker.forceTLS,
     authEndpoint: `${params.server}/realtime/auth`,
+    userAuthentication: { endpoint: `${params.server}/realtime/user-auth` },
     headersProvider: headers,
     clientEvents: true,
   };

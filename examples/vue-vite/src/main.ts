@@ -16,6 +16,7 @@ createApp(App, { params })
         port: broker.port,
         forceTLS: broker.forceTLS,
         authEndpoint: `${params.server}/realtime/auth`,
+        userAuthentication: { endpoint: `${params.server}/realtime/user-auth` },
         headersProvider: headers,
         clientEvents: true,
       },

@@ -294,6 +294,7 @@ export class DefaultChatRoom implements ChatRoom {
       this.#cleanups.push(
         channel.bind("message.created", (data) => this.#feed((session) => session.messageCreated(data, now()))),
         channel.bind("receipt.updated", (data) => this.#feed((session) => session.receipt(data, now()))),
+        channel.bind("member.removed", (data) => this.#feed((session) => session.memberRemoved(data))),
       );
       if (this.#options.encrypted === true) {
         for (const event of ENCRYPTION_EVENTS) {

@@ -58,6 +58,7 @@ export {
   MAX_BATCH_EVENTS,
   MAX_EVENT_DATA_BYTES,
   MAX_EVENT_NAME_LENGTH,
+  MAX_USER_ID_LENGTH,
   MAX_TRIGGER_CHANNELS,
   createRealtimeClient,
 } from "./rest.js";

@@ -18,6 +18,9 @@ export const MAX_TRIGGER_CHANNELS = 100;
 /** The most events one `triggerBatch` may carry (Pusher's limit). */
 export const MAX_BATCH_EVENTS = 10;
 
+/** The longest user id `terminateUserConnections` takes (Pusher's limit). */
+export const MAX_USER_ID_LENGTH = 200;
+
 /** The longest event name, in characters. */
 export const MAX_EVENT_NAME_LENGTH = 200;
 
@@ -147,6 +150,13 @@ export interface RealtimeClient {
   channel(name: string, options?: ChannelOptions): Promise<ChannelState>;
   /** Lists the members of a presence channel (`GET /channels/{name}/users`). */
   users(channelName: string): Promise<PresenceUserList>;
+  /**
+   * Closes every connection signed in as `userId` (`pusher:signin`) with 4009
+   * (`POST /users/{id}/terminate_connections`). Call it after revoking access
+   * (a member removed from a room, a sign-out), once the change is stored: the
+   * SDK reconnects, is authorized again, and is refused what was revoked.
+   */
+  terminateUserConnections(userId: string): Promise<void>;
 }
 
 /** What one request needs. */
@@ -446,6 +456,22 @@ export function createRealtimeClient(options: RealtimeClientOptions): RealtimeCl
       }
       const answer = await send({ operation, method: "GET", path: `/channels/${channelName}/users` });
       return expect<PresenceUserList>(answer, operation, (value) => Array.isArray(value.users));
+    },
+
+    async terminateUserConnections(userId) {
+      const operation = "terminate the user's connections";
+      if (typeof userId !== "string" || userId.length === 0 || userId.length > MAX_USER_ID_LENGTH) {
+        throw new DomViaServerError(
+          "invalid_request",
+          `unable to ${operation}; the user id must be a string of 1 to ${MAX_USER_ID_LENGTH} characters`,
+        );
+      }
+      await send({
+        operation,
+        method: "POST",
+        path: `/users/${encodeURIComponent(userId)}/terminate_connections`,
+        body: "{}",
+      });
     },
   };
 }

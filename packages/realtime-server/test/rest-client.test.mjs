@@ -291,3 +291,18 @@ test("a refused connection rejects with network_error", T, async () => {
   await new Promise((resolve) => closed.close(resolve));
   await rejection(clientFor(port).trigger("c", "e", "x"), "network_error");
 });
+
+test("terminateUserConnections makes a signed POST with an empty object body, and checks the user id first", T, async (t) => {
+  const broker = await startBroker(t);
+  const client = clientFor(broker.port);
+  assert.equal(await client.terminateUserConnections("u_bob"), undefined);
+  const [request] = broker.requests;
+  assert.equal(request.method, "POST");
+  assert.equal(request.path, "/apps/3/users/u_bob/terminate_connections");
+  assert.equal(request.signatureProblem, null);
+  assert.equal(request.body, "{}");
+  for (const bad of ["", "x".repeat(201), 42]) {
+    await assert.rejects(client.terminateUserConnections(bad), (error) => error instanceof DomViaServerError && error.code === "invalid_request");
+  }
+  assert.equal(broker.requests.length, 1, "nothing sent for a bad id");
+});

@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -66,6 +67,8 @@ pub(crate) struct ApiError {
     code: &'static str,
     message: String,
     details: Map<String, Value>,
+    /// Seconds for `Retry-After` (429 only).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -75,6 +78,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: Map::new(),
+            retry_after: None,
         }
     }
 
@@ -110,6 +114,29 @@ impl ApiError {
     /// 413: a body or a field is over its size limit.
     pub(crate) fn too_large(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
+    }
+
+    /// 415 `json_required`: a browser write with a session cookie must be
+    /// JSON, which no cross-origin page can send without a CORS preflight.
+    pub(crate) fn json_required() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "json_required",
+            "unable to accept the request; without an Authorization header a write must have Content-Type: application/json",
+        )
+    }
+
+    /// 429 `rate_limited`, with `Retry-After: seconds` and the same number
+    /// as `retry_after`. `action` completes "unable to ...".
+    pub(crate) fn rate_limited(action: &str, seconds: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("unable to {action}; too many requests, retry in {seconds} s"),
+        )
+        .with("retry_after", seconds);
+        error.retry_after = Some(seconds);
+        error
     }
 
     /// 400 `room_not_encrypted`: the room is plaintext, so it takes no
@@ -155,6 +182,12 @@ impl IntoResponse for ApiError {
         error.insert("code".into(), Value::from(self.code));
         error.insert("message".into(), Value::from(self.message));
         error.extend(self.details);
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }

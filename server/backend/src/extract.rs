@@ -4,7 +4,9 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -26,12 +28,36 @@ impl FromRequestParts<Backend> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, backend: &Backend) -> Result<Self, ApiError> {
         let token = session::token_of(&parts.headers).ok_or_else(ApiError::not_signed_in)?;
-        let user_id = session::verify(backend.session_secret(), token, ids::now_unix())
+        let claims = session::verify(backend.session_secret(), token, ids::now_unix())
             .ok_or_else(ApiError::not_signed_in)?;
-        let user = backend
-            .db(move |conn| Ok(users::find(conn, &user_id)?))
+        let user_id = claims.user_id;
+        let found = backend
+            .db(move |conn| Ok(users::find_with_generation(conn, &user_id)?))
             .await?;
-        user.map(CurrentUser).ok_or_else(ApiError::not_signed_in)
+        // A token of an earlier generation was revoked by a sign-out.
+        match found {
+            Some((user, generation)) if generation == claims.generation => Ok(CurrentUser(user)),
+            _ => Err(ApiError::not_signed_in()),
+        }
+    }
+}
+
+/// The client's IP address, as the server's listener saw it
+/// (`ConnectInfo`), if the server recorded it. `X-Forwarded-For` is not
+/// trusted: behind a proxy this is the proxy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip()),
+        ))
     }
 }
 

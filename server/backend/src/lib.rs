@@ -19,6 +19,7 @@
 //!     app: AppCredentials { id: "1".into(), key: "key".into(), secret: "secret".into() },
 //!     broker_url: Some("http://127.0.0.1:7420".into()),
 //!     session_secret: b"a long random secret, at least 16 bytes".to_vec(),
+//!     limits: domvia_backend::Limits::default(),
 //! })?;
 //! let router: axum::Router = backend.router();
 //! // ... serve `router`; on shutdown:
@@ -27,9 +28,11 @@
 //! ```
 
 mod channels;
+mod csrf;
 mod error;
 mod extract;
 mod ids;
+mod limits;
 mod names;
 pub mod publisher;
 mod relay;
@@ -45,6 +48,8 @@ use serde_json::Value;
 
 use error::ApiError;
 pub use error::BackendError;
+use limits::{Action, RateLimiter, Subject};
+pub use limits::{Limits, Rate};
 use publisher::Publisher;
 use relay::Relay;
 
@@ -62,6 +67,8 @@ pub struct BackendConfig {
     pub broker_url: Option<String>,
     /// The HMAC key of session tokens: at least 16 bytes, random, secret.
     pub session_secret: Vec<u8>,
+    /// Device cap and rate limits (`API.md`, "Limits").
+    pub limits: Limits,
 }
 
 impl fmt::Debug for BackendConfig {
@@ -71,6 +78,7 @@ impl fmt::Debug for BackendConfig {
             .field("app", &self.app)
             .field("broker_url", &self.broker_url)
             .field("session_secret", &"<redacted>")
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -91,6 +99,8 @@ struct Inner {
     /// is then not written at all).
     relay: Option<Relay>,
     session_secret: Vec<u8>,
+    limits: Limits,
+    rate_limiter: RateLimiter,
 }
 
 impl fmt::Debug for Backend {
@@ -127,6 +137,8 @@ impl Backend {
                 app: config.app,
                 relay: publisher.map(Relay::new),
                 session_secret: config.session_secret,
+                rate_limiter: RateLimiter::new(config.limits.max_tracked_keys),
+                limits: config.limits,
             }),
         };
         // Events a previous run stored but could not publish go out now (or
@@ -222,6 +234,67 @@ impl Backend {
     pub(crate) fn session_secret(&self) -> &[u8] {
         &self.inner.session_secret
     }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Counts one `action` by `user` (if known) from `ip` (if known) against
+    /// the configured rates: 429 `rate_limited` when either is used up.
+    /// Loopback addresses are not counted per IP unless
+    /// [`Limits::limit_loopback`].
+    pub(crate) fn check_rate(
+        &self,
+        action: Action,
+        user: Option<&str>,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<(), ApiError> {
+        let limits = &self.inner.limits;
+        let (per_user, per_ip) = match action {
+            Action::SignIn => (None, limits.sign_ins_per_ip),
+            Action::CreateRoom => (limits.rooms_per_user, limits.rooms_per_ip),
+            Action::AddMember => (limits.member_adds_per_user, limits.member_adds_per_ip),
+            Action::Send => (limits.sends_per_user, limits.sends_per_ip),
+            Action::DeviceChange => (limits.device_changes_per_user, None),
+        };
+        let now = std::time::Instant::now();
+        let limiter = &self.inner.rate_limiter;
+        let refused = |seconds| ApiError::rate_limited(action.operation(), seconds);
+        if let (Some(rate), Some(user)) = (per_user, user) {
+            limiter
+                .take(action, Subject::User(user.to_owned()), rate, now)
+                .map_err(refused)?;
+        }
+        let ip = ip.map(|ip| ip.to_canonical());
+        let ip = ip.filter(|ip| limits.limit_loopback || !ip.is_loopback());
+        if let (Some(rate), Some(ip)) = (per_ip, ip) {
+            limiter
+                .take(action, Subject::Ip(ip), rate, now)
+                .map_err(refused)?;
+        }
+        Ok(())
+    }
+}
+
+/// The CORS policy for pages on other origins (a Vite or Angular dev server)
+/// that call the backend with a bearer token. Any origin, never credentials:
+/// the session cookie stays same-origin.
+pub fn cors_layer() -> tower_http::cors::CorsLayer {
+    use axum::http::{header, HeaderName, Method};
+    use tower_http::cors::{Any, CorsLayer};
+    // Listed by name: browsers do not let `Access-Control-Allow-Headers: *`
+    // cover Authorization.
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-socket-id"),
+        ])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// The outbox as a write transaction sees it: [`Outbox::publish`] adds an
@@ -252,6 +325,21 @@ impl Outbox {
                 socket_id,
                 ids::now_ms(),
             )?;
+        }
+        Ok(())
+    }
+
+    /// After the commit (and after every event enqueued before it), asks the
+    /// broker to close every connection `user_id` signed in on, so that
+    /// access the transaction revoked ends now rather than when the socket
+    /// does: the clients reconnect and are authorized again.
+    pub(crate) fn terminate_connections(
+        &self,
+        tx: &Transaction<'_>,
+        user_id: &str,
+    ) -> Result<(), ApiError> {
+        if self.enabled {
+            store::outbox::enqueue_terminate(tx, user_id, ids::now_ms())?;
         }
         Ok(())
     }

@@ -53,6 +53,8 @@ enum Retry {
 pub struct PublishError {
     message: String,
     retry: Retry,
+    /// The broker's HTTP status, when it answered.
+    status: Option<u16>,
 }
 
 impl PublishError {
@@ -100,6 +102,8 @@ pub struct Publisher {
     host: String,
     /// The path of the batch endpoint, such as `/apps/1/batch_events`.
     batch_path: String,
+    /// `{prefix}/apps/{app_id}`, for the per-user paths.
+    app_path: String,
     key: String,
     secret: String,
 }
@@ -209,6 +213,7 @@ impl Publisher {
             address: format!("{}:{}", url.host, url.port),
             host: url.authority,
             batch_path: format!("{}/apps/{}/batch_events", url.prefix, app.id),
+            app_path: format!("{}/apps/{}", url.prefix, app.id),
             key: app.key.clone(),
             secret: app.secret.clone(),
         })
@@ -241,17 +246,44 @@ impl Publisher {
         events: &[OutboxEvent],
         now_unix: u64,
     ) -> Result<(), PublishError> {
-        let body = Self::batch_body(events);
+        self.post(&self.batch_path, Self::batch_body(events), now_unix)
+            .await
+    }
+
+    /// Asks the broker to close every connection signed in as `user_id`
+    /// (`POST .../users/{user_id}/terminate_connections`, as Pusher and
+    /// sockudo serve it). User ids are `[A-Za-z0-9_-]`, so the path needs no
+    /// escaping.
+    pub(crate) async fn terminate_connections(
+        &self,
+        user_id: &str,
+        now_unix: u64,
+    ) -> Result<(), PublishError> {
+        let path = format!("{}/users/{user_id}/terminate_connections", self.app_path);
+        self.post(&path, b"{}".to_vec(), now_unix)
+            .await
+            .map_err(|mut error| {
+                // A broker without the endpoint will never have it: waiting
+                // would hold every event behind this one.
+                if matches!(error.status, Some(404 | 405)) {
+                    error.retry = Retry::Never;
+                }
+                error
+            })
+    }
+
+    /// One signed POST of `body` to `path`, within [`PUBLISH_TIMEOUT`].
+    async fn post(&self, path: &str, body: Vec<u8>, now_unix: u64) -> Result<(), PublishError> {
         let query = sign_query(
             &self.key,
             &self.secret,
             "POST",
-            &self.batch_path,
+            path,
             &[],
             Some(&body),
             now_unix,
         );
-        let uri = format!("{}?{query}", self.batch_path);
+        let uri = format!("{path}?{query}");
         match tokio::time::timeout(PUBLISH_TIMEOUT, self.send(uri, body)).await {
             Ok(result) => result,
             Err(_) => Err(PublishError {
@@ -261,6 +293,7 @@ impl Publisher {
                     PUBLISH_TIMEOUT.as_secs()
                 ),
                 retry: Retry::Later(None),
+                status: None,
             }),
         }
     }
@@ -269,6 +302,7 @@ impl Publisher {
         let fail = |what: &str, error: &dyn fmt::Display| PublishError {
             message: format!("{what} ({}): {error}", self.address),
             retry: Retry::Later(None),
+            status: None,
         };
         let stream = TcpStream::connect(&self.address)
             .await
@@ -309,6 +343,7 @@ impl Publisher {
                 } else {
                     Retry::Later(wait)
                 },
+                status: Some(status.as_u16()),
             })
         }
         .await;
@@ -384,6 +419,7 @@ mod tests {
             name: "message.created".into(),
             data: data.into(),
             socket_id: socket_id.map(str::to_owned),
+            terminate_user: None,
         };
         let body = Publisher::batch_body(&[
             event("private-chat.room.r", "{\"seq\":1}", Some("1.2")),

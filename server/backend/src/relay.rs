@@ -103,7 +103,7 @@ async fn run(db: Weak<Mutex<Connection>>, publisher: Publisher, wake: Arc<Notify
         } else {
             MAX_BATCH_EVENTS
         };
-        let events = match with_db(&db, move |conn| outbox::oldest(conn, limit)).await {
+        let mut events = match with_db(&db, move |conn| outbox::oldest(conn, limit)).await {
             None => return,
             Some(Ok(events)) => events,
             Some(Err(error)) => {
@@ -112,11 +112,23 @@ async fn run(db: Weak<Mutex<Connection>>, publisher: Publisher, wake: Arc<Notify
                 continue;
             }
         };
+        // A terminate goes alone, in its place in line: the events before it
+        // (such as the member.removed that explains it) reach the user first.
+        let terminate_at = events.iter().position(|row| row.terminate_user.is_some());
+        events.truncate(terminate_at.map_or(events.len(), |at| at.max(1)));
         let Some(last) = events.last().map(|event| event.id) else {
             wake.notified().await;
             continue;
         };
-        let published = match publisher.publish_batch(&events, ids::now_unix()).await {
+        let sent = match &events[0].terminate_user {
+            Some(user_id) => {
+                publisher
+                    .terminate_connections(user_id, ids::now_unix())
+                    .await
+            }
+            None => publisher.publish_batch(&events, ids::now_unix()).await,
+        };
+        let published = match sent {
             Ok(()) => {
                 if failures > 0 {
                     eprintln!("domvia-backend: publishing again after {failures} failed attempts");
@@ -144,6 +156,12 @@ async fn run(db: Weak<Mutex<Connection>>, publisher: Publisher, wake: Arc<Notify
             Err(_) if events.len() > 1 => {
                 one_by_one_through = Some(last);
                 continue;
+            }
+            Err(error) if events[0].terminate_user.is_some() => {
+                eprintln!(
+                    "domvia-backend: the broker refused to terminate a user's connections, skipped (their access ends when their socket does); {error}"
+                );
+                false
             }
             Err(error) => {
                 let event = &events[0];

@@ -1,9 +1,10 @@
-//! Stateless session tokens: `{user_id}.{expires_unix}.{hex HMAC-SHA256}`.
+//! Session tokens: `{user_id}.{generation}.{expires_unix}.{hex HMAC-SHA256}`.
 //!
-//! The MAC covers a domain tag, the user id and the expiry, under the
-//! configured session secret; it is checked in constant time. Nothing is
-//! stored, so signing out clears the cookie but a copied token stays valid
-//! until it expires.
+//! The MAC covers a domain tag, the user id, the user's session generation
+//! and the expiry, under the configured session secret; it is checked in
+//! constant time. The generation is the user's `session_generation` when the
+//! token was issued: signing out bumps it, which revokes every token of that
+//! user at once (the caller compares it with the stored one).
 
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::HeaderMap;
@@ -20,42 +21,67 @@ pub(crate) const TOKEN_TTL_SECS: u64 = 30 * 24 * 60 * 60;
 
 /// Separates the domain tag from the signed fields, so these MACs cannot be
 /// confused with anything else signed under the same secret.
-const DOMAIN: &str = "domvia-backend session v1";
+const DOMAIN: &str = "domvia-backend session v2";
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(secret: &[u8], user_id: &str, expires: u64) -> Option<HmacSha256> {
+fn mac(secret: &[u8], user_id: &str, generation: u64, expires: u64) -> Option<HmacSha256> {
     let mut mac = HmacSha256::new_from_slice(secret).ok()?;
-    mac.update(format!("{DOMAIN}\n{user_id}\n{expires}").as_bytes());
+    mac.update(format!("{DOMAIN}\n{user_id}\n{generation}\n{expires}").as_bytes());
     Some(mac)
 }
 
-/// A token for `user_id`, valid for [`TOKEN_TTL_SECS`] from `now_unix`.
-/// `None` only if the MAC cannot be keyed (never for HMAC).
-pub(crate) fn issue(secret: &[u8], user_id: &str, now_unix: u64) -> Option<String> {
-    let expires = now_unix.saturating_add(TOKEN_TTL_SECS);
-    let tag = mac(secret, user_id, expires)?.finalize().into_bytes();
-    Some(format!("{user_id}.{expires}.{}", hex(&tag)))
+/// What a valid token says: whose it is and which of their session
+/// generations it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claims {
+    pub user_id: String,
+    pub generation: u64,
 }
 
-/// The user id of a valid, unexpired token.
-pub(crate) fn verify(secret: &[u8], token: &str, now_unix: u64) -> Option<String> {
-    let mut parts = token.rsplitn(3, '.');
-    let (tag, expires, user_id) = (parts.next()?, parts.next()?, parts.next()?);
+/// A token for `user_id` in session generation `generation`, valid for
+/// [`TOKEN_TTL_SECS`] from `now_unix`. `None` only if the MAC cannot be keyed
+/// (never for HMAC).
+pub(crate) fn issue(
+    secret: &[u8],
+    user_id: &str,
+    generation: u64,
+    now_unix: u64,
+) -> Option<String> {
+    let expires = now_unix.saturating_add(TOKEN_TTL_SECS);
+    let tag = mac(secret, user_id, generation, expires)?
+        .finalize()
+        .into_bytes();
+    Some(format!("{user_id}.{generation}.{expires}.{}", hex(&tag)))
+}
+
+/// The claims of a well-formed, correctly signed, unexpired token. Whether
+/// its generation is still the user's is for the caller to check.
+pub(crate) fn verify(secret: &[u8], token: &str, now_unix: u64) -> Option<Claims> {
+    let mut parts = token.rsplitn(4, '.');
+    let (tag, expires, generation, user_id) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let user_id_ok = !user_id.is_empty()
         && user_id.len() <= 64
         && user_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    let expires_ok =
-        !expires.is_empty() && expires.len() <= 20 && expires.bytes().all(|b| b.is_ascii_digit());
-    if !user_id_ok || !expires_ok || tag.len() != 64 {
+    let number_ok = |text: &str| {
+        !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !user_id_ok || !number_ok(expires) || !number_ok(generation) || tag.len() != 64 {
         return None;
     }
     let expires: u64 = expires.parse().ok()?;
+    let generation: u64 = generation.parse().ok()?;
     let tag = unhex(tag)?;
-    mac(secret, user_id, expires)?.verify_slice(&tag).ok()?;
-    (expires > now_unix).then(|| user_id.to_owned())
+    mac(secret, user_id, generation, expires)?
+        .verify_slice(&tag)
+        .ok()?;
+    (expires > now_unix).then(|| Claims {
+        user_id: user_id.to_owned(),
+        generation,
+    })
 }
 
 /// The session token of a request: `Authorization: Bearer <token>` if there is
@@ -100,11 +126,15 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify_until_they_expire() {
-        let token = issue(SECRET, "u_1", NOW).unwrap();
-        assert_eq!(verify(SECRET, &token, NOW).as_deref(), Some("u_1"));
+        let token = issue(SECRET, "u_1", 3, NOW).unwrap();
+        let claims = Claims {
+            user_id: "u_1".into(),
+            generation: 3,
+        };
+        assert_eq!(verify(SECRET, &token, NOW), Some(claims.clone()));
         assert_eq!(
-            verify(SECRET, &token, NOW + TOKEN_TTL_SECS - 1).as_deref(),
-            Some("u_1")
+            verify(SECRET, &token, NOW + TOKEN_TTL_SECS - 1),
+            Some(claims)
         );
         assert_eq!(verify(SECRET, &token, NOW + TOKEN_TTL_SECS), None);
         assert_eq!(
@@ -115,24 +145,29 @@ mod tests {
 
     #[test]
     fn modified_tokens_fail() {
-        let token = issue(SECRET, "u_1", NOW).unwrap();
+        let token = issue(SECRET, "u_1", 3, NOW).unwrap();
         let (user, rest) = token.split_once('.').unwrap();
+        let (generation, rest) = rest.split_once('.').unwrap();
         let (expires, tag) = rest.split_once('.').unwrap();
         let later: u64 = expires.parse::<u64>().unwrap() + 1;
         let mut flipped = tag.to_owned().into_bytes();
         flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).unwrap();
         for bad in [
-            format!("u_2.{expires}.{tag}"),
-            format!("{user}.{later}.{tag}"),
-            format!("{user}.{expires}.{flipped}"),
-            format!("{user}.{expires}.{}", &tag[..62]),
-            format!("{user}.{expires}"),
-            format!("{user}.+{expires}.{tag}"),
-            format!("{user}.{expires}.{}", tag.to_uppercase()).replace(user, "U_1"),
+            format!("u_2.{generation}.{expires}.{tag}"),
+            format!("{user}.4.{expires}.{tag}"),
+            format!("{user}.{generation}.{later}.{tag}"),
+            format!("{user}.{generation}.{expires}.{flipped}"),
+            format!("{user}.{generation}.{expires}.{}", &tag[..62]),
+            format!("{user}.{generation}.{expires}"),
+            // The v1 form, without a generation.
+            format!("{user}.{expires}.{tag}"),
+            format!("{user}.{generation}.+{expires}.{tag}"),
+            format!("{user}.-{generation}.{expires}.{tag}"),
+            format!("{user}.{generation}.{expires}.{}", tag.to_uppercase()).replace(user, "U_1"),
             String::new(),
-            "...".into(),
-            "é.é.é".into(),
+            "....".into(),
+            "é.é.é.é".into(),
         ] {
             assert_eq!(verify(SECRET, &bad, NOW), None, "{bad:?}");
         }

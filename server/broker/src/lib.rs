@@ -31,6 +31,9 @@ use tokio::sync::Notify;
 use state::{Closing, Hub};
 
 pub use domvia_realtime::protocol::AppCredentials;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use socket::fuzzing;
 
 /// Limits and timeouts of the broker. [`Limits::default`] gives the defaults
 /// noted on each field; tests set smaller ones.
@@ -72,6 +75,17 @@ pub struct Limits {
     /// its queue fill up (it does not read) is closed with 4100 (default 256).
     /// Values below 1 count as 1.
     pub outbound_queue_messages: usize,
+    /// Bytes of messages waiting to be written to one connection: the same
+    /// close (4100) as a full queue, so a slow reader holds at most this much
+    /// memory whatever the size of its frames (default 1 MiB). Values below
+    /// 1 count as 1; a message larger than the whole budget is let through
+    /// alone.
+    pub outbound_queue_bytes: usize,
+    /// Seconds a connection may stay open without subscribing to any
+    /// channel: it is then closed with 4202 (default 120, the activity
+    /// timeout; 0 = never). A client that connected and never subscribed
+    /// costs a socket and buffers and gets nothing from the broker.
+    pub subscribe_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -91,6 +105,8 @@ impl Default for Limits {
             max_batch_events: 10,
             max_rest_channels: 100,
             outbound_queue_messages: 256,
+            outbound_queue_bytes: 1024 * 1024,
+            subscribe_timeout_secs: 120,
         }
     }
 }
@@ -156,7 +172,8 @@ impl Broker {
     /// The routes of the broker: `GET /app/{key}` (WebSocket) and the REST API
     /// (`POST /apps/{app_id}/events`, `POST /apps/{app_id}/batch_events`,
     /// `GET /apps/{app_id}/channels`, `GET /apps/{app_id}/channels/{channel}`,
-    /// `GET /apps/{app_id}/channels/{channel}/users`).
+    /// `GET /apps/{app_id}/channels/{channel}/users`,
+    /// `POST /apps/{app_id}/users/{user_id}/terminate_connections`).
     ///
     /// The router has no fallback, so it can be merged into another router.
     pub fn router(&self) -> Router {
@@ -169,6 +186,10 @@ impl Broker {
             .route(
                 "/apps/{app_id}/channels/{channel_name}/users",
                 get(rest::users),
+            )
+            .route(
+                "/apps/{app_id}/users/{user_id}/terminate_connections",
+                post(rest::terminate_connections),
             )
             .with_state(Arc::clone(&self.inner))
     }

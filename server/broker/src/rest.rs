@@ -28,6 +28,10 @@ use crate::{Inner, Limits};
 /// The longest event name, in characters.
 const MAX_EVENT_NAME_CHARS: usize = 200;
 
+/// The longest user id `terminate_connections` takes (Pusher's limit for
+/// user ids is 200 bytes as well).
+const MAX_USER_ID_BYTES: usize = 200;
+
 type ApiResult = Result<Json<Value>, ApiError>;
 
 /// The request's parts that the signature covers.
@@ -525,6 +529,36 @@ pub(crate) async fn users(
         .map(|id| json!({ "id": id }))
         .collect();
     Ok(Json(json!({ "users": users })))
+}
+
+/// `POST /apps/{app_id}/users/{user_id}/terminate_connections`: closes every
+/// connection signed in as that user (`pusher:signin`) with 4009. The app
+/// calls it when it revokes a user's access (removed from a room, signed
+/// out); the clients reconnect and are authorized again from scratch.
+/// Answers `{}` whether or not the user had connections.
+pub(crate) async fn terminate_connections(
+    State(inner): State<Arc<Inner>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let Path((app_id, user_id)) = path.map_err(|rejection| bad_path(&rejection))?;
+    let request = Request {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+    };
+    verified(&inner, &app_id, request, body).await?;
+    if user_id.is_empty() || user_id.len() > MAX_USER_ID_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_user_id",
+            format!("unable to terminate connections; the user id must be 1 to {MAX_USER_ID_BYTES} bytes"),
+        ));
+    }
+    inner.hub.terminate_user(&user_id);
+    Ok(Json(json!({})))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::error::ApiError;
-use crate::state::{Closing, ConnId, NotRelayed, Outlet, Refusal, Unwelcome};
+use crate::state::{Closing, ConnId, NotRelayed, Outlet, Queued, Refusal, Unwelcome};
 use crate::{Inner, Limits};
 
 /// The protocol versions the broker speaks (`?protocol=`).
@@ -40,10 +40,32 @@ const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 /// The largest outbound queue, whatever the limits say.
 const MAX_QUEUE: usize = 1 << 20;
 
+/// The read buffer each connection reserves up front. tungstenite's default
+/// (128 KiB) made every idle socket cost ~114 KB; frames are small, and the
+/// buffer grows for a larger one (up to `max_frame_bytes`).
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// `pusher:error` codes that leave the socket open.
 const CODE_RATE_LIMITED: u16 = 4301;
 const CODE_REJECTED: u16 = 4302;
 const CODE_MALFORMED: u16 = 4303;
+
+/// The longest client-event name, in bytes: the REST API's limit on event
+/// names, so that a name a client may send is one the server could send too,
+/// and a client cannot make the broker relay 64 KiB names to every subscriber.
+const MAX_CLIENT_EVENT_NAME_BYTES: usize = 200;
+
+/// The start of `name`, short enough to quote in an error message.
+fn name_preview(name: &str) -> &str {
+    const PREVIEW_BYTES: usize = 40;
+    let end = name
+        .char_indices()
+        .map(|(at, c)| at + c.len_utf8())
+        .take_while(|end| *end <= PREVIEW_BYTES)
+        .last()
+        .unwrap_or(0);
+    &name[..end]
+}
 
 /// A timeout in seconds from the limits: at least 1 s, at most `u32::MAX` s
 /// (what `activity_timeout` can announce).
@@ -56,6 +78,14 @@ fn after(wait: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(wait)
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Whether the request may open a connection, decided before the upgrade.
@@ -127,6 +157,7 @@ pub(crate) async fn upgrade(
     let max = inner.limits.max_frame_bytes.max(1);
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| run(inner, socket, admission))
 }
 
@@ -205,7 +236,7 @@ async fn run(inner: Arc<Inner>, socket: WebSocket, admission: Admission) {
     let (queue_tx, queue_rx) =
         mpsc::channel(inner.limits.outbound_queue_messages.clamp(1, MAX_QUEUE));
     let (closing_tx, closing_rx) = watch::channel(None);
-    let outlet = Outlet::new(queue_tx, closing_tx);
+    let outlet = Outlet::new(queue_tx, closing_tx, inner.limits.outbound_queue_bytes);
     let (id, socket_id) = match inner.hub.register(outlet.clone()) {
         Ok(registered) => registered,
         Err(Unwelcome::OverCapacity) => {
@@ -236,8 +267,13 @@ async fn run(inner: Arc<Inner>, socket: WebSocket, admission: Admission) {
     ));
     let mut writer = tokio::spawn(write_loop(sink, queue_rx, closing_rx.clone()));
 
+    let subscribe_by = match inner.limits.subscribe_timeout_secs {
+        0 => None,
+        secs => Some(after(seconds(secs))),
+    };
     let mut session = Session {
         client_events: RateWindow::new(inner.limits.client_events_per_second),
+        subscribe_by,
         inner,
         outlet,
         id,
@@ -267,7 +303,7 @@ async fn run(inner: Arc<Inner>, socket: WebSocket, admission: Admission) {
 /// sent a close frame.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Message>,
+    mut queue: mpsc::Receiver<Queued>,
     mut closing: watch::Receiver<Option<Closing>>,
 ) -> bool {
     let closing_now = loop {
@@ -275,9 +311,10 @@ async fn write_loop(
             biased;
             _ = closing.changed() => break closing.borrow().clone(),
             message = queue.recv() => {
-                let Some(message) = message else {
+                let Some(Queued { message, bytes }) = message else {
                     break closing.borrow().clone();
                 };
+                // `bytes` stay taken from the budget until the send is done.
                 let send = sink.send(message);
                 tokio::pin!(send);
                 tokio::select! {
@@ -295,6 +332,7 @@ async fn write_loop(
                         return false;
                     },
                 }
+                drop(bytes);
             }
         }
     };
@@ -308,8 +346,8 @@ async fn write_loop(
     };
     let finished = timeout(CLOSE_GRACE, async {
         if flush {
-            while let Ok(message) = queue.try_recv() {
-                sink.send(message).await?;
+            while let Ok(queued) = queue.try_recv() {
+                sink.send(queued.message).await?;
             }
         }
         sink.send(close_message(code, reason)).await
@@ -379,6 +417,17 @@ fn data_len(data: Option<&Value>) -> usize {
 /// rate limit; returns its channel, or the `pusher:error` code and message.
 fn check_client_event<'a>(limits: &Limits, frame: &'a Frame) -> Result<&'a str, (u16, String)> {
     let name = frame.event.as_str();
+    if name.len() > MAX_CLIENT_EVENT_NAME_BYTES {
+        // Quote only the start: echoing the name would send it back whole.
+        return Err((
+            CODE_REJECTED,
+            format!(
+                "unable to send client event {:?}...; the name has {} bytes, more than the limit of {MAX_CLIENT_EVENT_NAME_BYTES}",
+                name_preview(name),
+                name.len()
+            ),
+        ));
+    }
     let reject = |reason: String| {
         (
             CODE_REJECTED,
@@ -426,6 +475,9 @@ struct Session {
     id: ConnId,
     socket_id: String,
     client_events: RateWindow,
+    /// When the connection is closed unless it has subscribed to a channel by
+    /// then (`None`: it has, or there is no such deadline).
+    subscribe_by: Option<Instant>,
     /// Replies to the client's frames, not yet in the outbound queue.
     replies: Vec<Utf8Bytes>,
     /// A close to request once `replies` are queued.
@@ -488,6 +540,20 @@ impl Session {
         loop {
             tokio::select! {
                 _ = closing.changed() => return,
+                () = sleep_until_some(self.subscribe_by) => {
+                    // Connected and never subscribed: the broker would never
+                    // deliver it anything. 42xx: pusher-js reconnects at once,
+                    // so a client that was only slow loses nothing.
+                    self.error(
+                        4202,
+                        "closing the connection; it subscribed to no channel within the subscribe timeout".to_owned(),
+                    );
+                    self.close_after_replies(Closing::Frame {
+                        code: 4202,
+                        reason: "Closed after inactivity: no subscription",
+                        flush: true,
+                    });
+                }
                 () = sleep_until(deadline) => {
                     if pinged {
                         self.outlet.close(Closing::Frame {
@@ -561,11 +627,17 @@ impl Session {
             name if name.starts_with("pusher:") || name.starts_with("pusher_internal:") => self
                 .error(
                     CODE_REJECTED,
-                    format!("unable to handle event {name:?}; clients may not send it to the broker"),
+                    format!(
+                        "unable to handle event {:?}; clients may not send it to the broker",
+                        name_preview(name)
+                    ),
                 ),
             name => self.error(
                 CODE_REJECTED,
-                format!("unable to send event {name:?}; events from clients need the \"client-\" prefix"),
+                format!(
+                    "unable to send event {:?}; events from clients need the \"client-\" prefix",
+                    name_preview(name)
+                ),
             ),
         }
     }
@@ -656,7 +728,10 @@ impl Session {
             None
         };
         match self.inner.hub.subscribe(self.id, &channel, member) {
-            Ok(presence) => self.send(&Event::SubscriptionSucceeded { channel, presence }),
+            Ok(presence) => {
+                self.subscribe_by = None;
+                self.send(&Event::SubscriptionSucceeded { channel, presence });
+            }
             Err(refusal) => self.subscription_error(channel, refusal),
         }
     }
@@ -666,17 +741,20 @@ impl Session {
     fn sign_in(&mut self, auth: &str, user_data: String) {
         let app = &self.inner.app;
         let verified = verify_user_auth(&app.key, &app.secret, &self.socket_id, auth, &user_data);
-        let has_id = serde_json::from_str::<Value>(&user_data)
+        let user_id = serde_json::from_str::<Value>(&user_data)
             .ok()
-            .and_then(|data| {
-                data.get("id")
-                    .and_then(Value::as_str)
-                    .map(|id| !id.is_empty())
-            })
-            .unwrap_or(false);
-        match verified {
-            Ok(()) if has_id => self.send(&Event::SigninSuccess { user_data }),
-            Ok(()) => {
+            .and_then(|data| data.get("id").and_then(Value::as_str).map(str::to_owned))
+            .filter(|id| !id.is_empty());
+        match (verified, user_id) {
+            (Ok(()), Some(user_id)) => {
+                // A signed-in connection is an authorized one (as in Pusher's
+                // "authorized connections"): the app knows it, and may keep
+                // it open with no room subscribed yet.
+                self.subscribe_by = None;
+                self.inner.hub.signed_in(self.id, &user_id);
+                self.send(&Event::SigninSuccess { user_data });
+            }
+            (Ok(()), None) => {
                 self.error(
                     4009,
                     "unable to sign in; user_data needs a non-empty string id".to_owned(),
@@ -687,7 +765,7 @@ impl Session {
                     flush: true,
                 });
             }
-            Err(err) => {
+            (Err(err), _) => {
                 self.error(4009, format!("unable to sign in; {err}"));
                 self.close_after_replies(Closing::Frame {
                     code: 4009,
@@ -729,6 +807,72 @@ impl Session {
     }
 }
 
+/// A connection without a socket for the fuzz targets in `fuzz/` (feature
+/// `fuzzing`): frames go to the same [`Session::on_text`] a WebSocket's text
+/// messages reach. Not part of the API.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::*;
+
+    /// One registered connection of a broker, fed text frames directly.
+    pub struct SocketSession {
+        session: Session,
+        queue: mpsc::Receiver<Message>,
+        // Declared after `session` so that the connection leaves the hub on drop.
+        _registration: Registration,
+    }
+
+    impl SocketSession {
+        /// Registers a connection with `broker`, as an accepted upgrade does.
+        /// `None` when the broker refuses it (over capacity, shutting down).
+        pub fn open(broker: &crate::Broker) -> Option<SocketSession> {
+            let inner = Arc::clone(&broker.inner);
+            let (queue_tx, queue) = mpsc::channel(MAX_QUEUE);
+            let (closing_tx, _) = watch::channel(None);
+            let outlet = Outlet::new(queue_tx, closing_tx);
+            let (id, socket_id) = inner.hub.register(outlet.clone()).ok()?;
+            Some(SocketSession {
+                session: Session {
+                    client_events: RateWindow::new(inner.limits.client_events_per_second),
+                    inner: Arc::clone(&inner),
+                    outlet,
+                    id,
+                    socket_id,
+                    replies: Vec::new(),
+                    close_after: None,
+                },
+                queue,
+                _registration: Registration { inner, id },
+            })
+        }
+
+        /// The socket id the broker gave this connection.
+        pub fn socket_id(&self) -> &str {
+            &self.session.socket_id
+        }
+
+        /// Handles one text message; returns the replies to it.
+        pub fn on_text(&mut self, text: &str) -> Vec<String> {
+            self.session.on_text(text);
+            std::mem::take(&mut self.session.replies)
+                .into_iter()
+                .map(|reply| reply.as_str().to_owned())
+                .collect()
+        }
+
+        /// The frames other connections' events queued for this one.
+        pub fn delivered(&mut self) -> Vec<String> {
+            let mut out = Vec::new();
+            while let Ok(message) = self.queue.try_recv() {
+                if let Message::Text(text) = message {
+                    out.push(text.as_str().to_owned());
+                }
+            }
+            out
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -759,6 +903,15 @@ mod tests {
             unlimited.record(start);
             assert!(unlimited.allows(start));
         }
+    }
+
+    #[test]
+    fn name_previews_cut_on_a_character_boundary() {
+        assert_eq!(name_preview("client-x"), "client-x");
+        let long = format!("client-{}", "é".repeat(100));
+        let preview = name_preview(&long);
+        assert!(preview.len() <= 40 && preview.len() >= 39, "{preview}");
+        assert!(long.starts_with(preview));
     }
 
     #[test]

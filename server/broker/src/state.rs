@@ -12,7 +12,7 @@ use axum::extract::ws::{Message, Utf8Bytes};
 use domvia_realtime::protocol::{Event, PresenceMember, PresenceSnapshot};
 use serde_json::Value;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::Limits;
 
@@ -34,6 +34,16 @@ pub(crate) enum Closing {
 }
 
 impl Closing {
+    /// The close of a connection whose user the app terminated: 4009, as
+    /// Pusher and sockudo close it. Queued frames go first.
+    pub(crate) fn terminated() -> Closing {
+        Closing::Frame {
+            code: 4009,
+            reason: "You got disconnected by the app",
+            flush: true,
+        }
+    }
+
     /// The close of a client whose queue is full: it does not read, so
     /// nothing more is written before the close frame.
     pub(crate) fn over_capacity() -> Closing {
@@ -45,38 +55,78 @@ impl Closing {
     }
 }
 
-/// The sending side of one connection: its bounded outbound queue and its
-/// close signal. Cheap to clone.
+/// A message in a connection's outbound queue. It holds its bytes of the
+/// connection's byte budget until the writer has sent it.
+pub(crate) struct Queued {
+    pub(crate) message: Message,
+    pub(crate) bytes: OwnedSemaphorePermit,
+}
+
+/// The sending side of one connection: its bounded outbound queue, the byte
+/// budget of that queue, and its close signal. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Outlet {
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::Sender<Queued>,
+    /// Free bytes of the queue's budget, one permit a byte: a count of frames
+    /// alone lets a slow reader hold 256 frames of any size.
+    budget: Arc<Semaphore>,
+    /// The whole budget: a larger message takes all of it.
+    budget_bytes: u32,
     closing: Arc<watch::Sender<Option<Closing>>>,
 }
 
 impl Outlet {
+    /// An outlet whose queue may hold `budget_bytes` of text (at least 1).
     pub(crate) fn new(
-        queue: mpsc::Sender<Message>,
+        queue: mpsc::Sender<Queued>,
         closing: watch::Sender<Option<Closing>>,
+        budget_bytes: usize,
     ) -> Outlet {
+        let budget_bytes = u32::try_from(budget_bytes.max(1)).unwrap_or(u32::MAX);
         Outlet {
             queue,
+            budget: Arc::new(Semaphore::new(budget_bytes as usize)),
+            budget_bytes,
             closing: Arc::new(closing),
         }
     }
 
-    /// Queues `text` without waiting. A full queue closes the connection with
-    /// 4100 instead of letting memory grow.
+    /// The permits `text` takes: its length, or the whole budget when larger.
+    fn cost(&self, text: &Utf8Bytes) -> u32 {
+        u32::try_from(text.len()).map_or(self.budget_bytes, |len| len.min(self.budget_bytes))
+    }
+
+    /// Queues `text` without waiting. A full queue, in frames or in bytes,
+    /// closes the connection with 4100 instead of letting memory grow.
     pub(crate) fn send(&self, text: Utf8Bytes) {
-        match self.queue.try_send(Message::Text(text)) {
+        let Ok(bytes) = Arc::clone(&self.budget).try_acquire_many_owned(self.cost(&text)) else {
+            return self.close(Closing::over_capacity());
+        };
+        let queued = Queued {
+            message: Message::Text(text),
+            bytes,
+        };
+        match self.queue.try_send(queued) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
             Err(TrySendError::Full(_)) => self.close(Closing::over_capacity()),
         }
     }
 
-    /// Queues `text`, waiting for room. For replies to the client's own
-    /// frames. Returns false when the connection is gone.
+    /// Queues `text`, waiting for room (frames and bytes). For replies to the
+    /// client's own frames. Returns false when the connection is gone.
     pub(crate) async fn send_reply(&self, text: Utf8Bytes) -> bool {
-        self.queue.send(Message::Text(text)).await.is_ok()
+        // The semaphore is never closed; an error would only mean "gone".
+        let Ok(bytes) = Arc::clone(&self.budget)
+            .acquire_many_owned(self.cost(&text))
+            .await
+        else {
+            return false;
+        };
+        let queued = Queued {
+            message: Message::Text(text),
+            bytes,
+        };
+        self.queue.send(queued).await.is_ok()
     }
 
     /// Asks the connection to close; the first request wins.
@@ -129,6 +179,9 @@ struct Connection {
     outlet: Outlet,
     /// Subscribed channels, with the presence user id for presence channels.
     subscriptions: HashMap<String, Option<String>>,
+    /// The user this connection signed in as (`pusher:signin`), if any: the
+    /// REST API terminates a user's connections by this.
+    signed_in_as: Option<String>,
 }
 
 struct Member {
@@ -286,6 +339,7 @@ impl Hub {
                 socket_id: socket_id.clone(),
                 outlet,
                 subscriptions: HashMap::new(),
+                signed_in_as: None,
             },
         );
         Ok((id, socket_id))
@@ -310,6 +364,29 @@ impl Hub {
 
     pub(crate) fn connection_count(&self) -> usize {
         self.lock().connections.len()
+    }
+
+    /// Connection `id` signed in as `user_id` (a later sign-in replaces it).
+    pub(crate) fn signed_in(&self, id: ConnId, user_id: &str) {
+        if let Some(connection) = self.lock().connections.get_mut(&id) {
+            connection.signed_in_as = Some(user_id.to_owned());
+        }
+    }
+
+    /// Closes every connection signed in as `user_id` with 4009, as Pusher
+    /// and sockudo do for `terminate_connections`; returns how many. Only
+    /// signed-in connections are the user's: a presence `user_id` is the
+    /// app's claim about a channel, not about the connection.
+    pub(crate) fn terminate_user(&self, user_id: &str) -> usize {
+        let state = self.lock();
+        let mut closed = 0;
+        for connection in state.connections.values() {
+            if connection.signed_in_as.as_deref() == Some(user_id) {
+                connection.outlet.close(Closing::terminated());
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Refuses new connections and asks every open one to close.
@@ -511,14 +588,18 @@ mod tests {
     struct Peer {
         id: ConnId,
         socket_id: String,
-        queue: mpsc::Receiver<Message>,
+        queue: mpsc::Receiver<Queued>,
         closing: watch::Receiver<Option<Closing>>,
     }
 
     impl Peer {
         fn events(&mut self) -> Vec<Frame> {
             let mut frames = Vec::new();
-            while let Ok(Message::Text(text)) = self.queue.try_recv() {
+            while let Ok(Queued {
+                message: Message::Text(text),
+                ..
+            }) = self.queue.try_recv()
+            {
                 frames.push(Frame::decode(text.as_str()).unwrap());
             }
             frames
@@ -538,7 +619,7 @@ mod tests {
     fn join(hub: &Hub) -> Result<Peer, Unwelcome> {
         let (queue_tx, queue) = mpsc::channel(4);
         let (closing_tx, closing) = watch::channel(None);
-        let (id, socket_id) = hub.register(Outlet::new(queue_tx, closing_tx))?;
+        let (id, socket_id) = hub.register(Outlet::new(queue_tx, closing_tx, 64))?;
         Ok(Peer {
             id,
             socket_id,
@@ -639,6 +720,25 @@ mod tests {
             hub.publish("news", &Utf8Bytes::from("{}"), None);
         }
         assert_eq!(*peer.closing.borrow(), Some(Closing::over_capacity()));
+    }
+
+    #[test]
+    fn a_full_byte_budget_closes_with_4100() {
+        let hub = Hub::new(limits());
+        // 64 bytes of budget: two 30-byte frames fit, a third does not.
+        let mut peer = join(&hub).unwrap();
+        hub.subscribe(peer.id, "news", None).unwrap();
+        let frame = Utf8Bytes::from("x".repeat(30));
+        hub.publish("news", &frame, None);
+        hub.publish("news", &frame, None);
+        assert_eq!(*peer.closing.borrow(), None);
+        hub.publish("news", &frame, None);
+        assert_eq!(*peer.closing.borrow(), Some(Closing::over_capacity()));
+        // Sent frames give their bytes back.
+        assert_eq!(
+            peer.queue.try_recv().map(|queued| queued.message).ok(),
+            Some(Message::Text(frame))
+        );
     }
 
     #[test]

@@ -4,7 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{open, receive, receive_close, start, ws_path, Client, Received, KEY, SECRET};
+use common::{
+    open, receive, receive_close, signed, start, trigger, ws_path, Client, Received, APP_ID, KEY,
+    SECRET,
+};
 use domvia_broker::Limits;
 use domvia_realtime::protocol::{
     authenticate_user, authorize_presence_channel, authorize_private_channel, validate_socket_id,
@@ -544,4 +547,52 @@ async fn sign_in_checks_the_user_signature() {
         .await;
     client.expect_error(4009).await;
     assert_eq!(client.expect_close().await, Some(4009));
+}
+
+/// Signs `client` in as `user_id` and waits for the broker to confirm.
+async fn sign_in_as(client: &mut Client, user_id: &str) {
+    let user = json!({ "id": user_id });
+    let signed = authenticate_user(KEY, SECRET, &client.socket_id, &user).unwrap();
+    client
+        .send(json!({"event": "pusher:signin", "data": {"auth": signed.auth, "user_data": signed.user_data}}))
+        .await;
+    client.expect("pusher:signin_success").await;
+}
+
+#[tokio::test]
+async fn terminate_connections_closes_every_socket_the_user_signed_in_on() {
+    let server = start(Limits::default()).await;
+    let mut bob_tab = Client::connect(&server).await;
+    let mut bob_phone = Client::connect(&server).await;
+    let mut ada = Client::connect(&server).await;
+    // Bob in presence without signing in: the channel's user id is not the
+    // connection's identity, so this socket stays (as on Pusher and sockudo).
+    let mut bob_unsigned = Client::connect(&server).await;
+    sign_in_as(&mut bob_tab, "bob").await;
+    sign_in_as(&mut bob_phone, "bob").await;
+    sign_in_as(&mut ada, "ada").await;
+    ada.subscribe_private("private-chat.room.r1").await;
+    bob_tab.subscribe_private("private-chat.room.r1").await;
+    bob_unsigned
+        .subscribe_presence("presence-chat.room.r1", "bob")
+        .await;
+
+    let path = format!("/apps/{APP_ID}/users/bob/terminate_connections");
+    let (status, body) = signed(server.addr, "POST", &path, &[], b"{}").await;
+    assert_eq!((status, body), (200, json!({})));
+    assert_eq!(bob_tab.expect_close().await, Some(4009));
+    assert_eq!(bob_phone.expect_close().await, Some(4009));
+    bob_unsigned.ping().await;
+    // Everyone else carries on.
+    let event = json!({"name": "message.created", "channel": "private-chat.room.r1", "data": "{}"});
+    assert_eq!(trigger(server.addr, &event).await.0, 200);
+    ada.expect("message.created").await;
+
+    // Unsigned, wrongly signed and unknown apps are refused; a user with no
+    // connections is fine.
+    assert_eq!(common::http(server.addr, "POST", &path, b"{}").await.0, 401);
+    let path = "/apps/4242/users/nobody/terminate_connections";
+    assert_eq!(signed(server.addr, "POST", path, &[], b"{}").await.0, 200);
+    let path = "/apps/other/users/bob/terminate_connections";
+    assert_eq!(signed(server.addr, "POST", path, &[], b"{}").await.0, 404);
 }

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::channels::room_channel;
 use crate::error::ApiError;
 use crate::extract::{opaque_object, path, query_params, socket_id_header, Body, CurrentUser};
+use crate::limits::Action;
 use crate::store::e2ee::{self, Device};
 use crate::store::rooms;
 use crate::{ids, Backend};
@@ -49,7 +50,7 @@ pub(crate) async fn put_device(
     CurrentUser(me): CurrentUser,
     device_id: Result<Path<String>, PathRejection>,
     body: Body,
-) -> Result<(StatusCode, Json<Device>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let device_id = path(device_id)?;
     check_device_id(&device_id)?;
     let record = opaque_object(
@@ -60,7 +61,9 @@ pub(crate) async fn put_device(
         "record_too_large",
     )?;
     let record_value = body.0.get("record").cloned().unwrap_or_default();
-    let (created, device) = backend
+    let limiter = backend.clone();
+    let max_devices = backend.limits().devices_per_user.max(1);
+    let (created, device, evicted) = backend
         .write(move |tx, _| {
             let stored = e2ee::find_device_record(tx, &device_id)?;
             // Both texts are serde_json's compact form of a value (object
@@ -70,9 +73,21 @@ pub(crate) async fn put_device(
                 Some((_, previous)) => (false, previous != record),
                 None => (true, true),
             };
+            // Registering the same record again (every page load does) is no
+            // change: it costs nothing and only refreshes `updated_at`.
+            if changed {
+                limiter.check_rate(Action::DeviceChange, Some(&me.id), None)?;
+            }
+            // A new device beyond the cap replaces the user's least recently
+            // registered ones, so one member cannot grow the shares every
+            // epoch of their rooms needs.
+            let evicted = if created {
+                e2ee::remove_oldest_devices(tx, &me.id, max_devices - 1)?
+            } else {
+                Vec::new()
+            };
             let now = ids::now_ms();
             e2ee::upsert_device(tx, &device_id, &me.id, &record, now)?;
-            // Registering the same record again (every page load does) is no change.
             if changed {
                 e2ee::user_devices_changed(tx, &me.id)?;
             }
@@ -84,6 +99,7 @@ pub(crate) async fn put_device(
                     record: record_value,
                     updated_at: now,
                 },
+                evicted,
             ))
         })
         .await?;
@@ -92,7 +108,9 @@ pub(crate) async fn put_device(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(device)))
+    let mut body = serde_json::to_value(&device).map_err(ApiError::internal)?;
+    body["evicted_device_ids"] = json!(evicted);
+    Ok((status, Json(body)))
 }
 
 /// `GET /api/users/{user_id}/devices`: my devices, or those of a user who

@@ -14,8 +14,9 @@ use domvia_realtime::protocol::Error as CoreError;
 use crate::channels::room_channel;
 use crate::error::ApiError;
 use crate::extract::{
-    opaque_object, path, query_integer, query_params, socket_id_header, Body, CurrentUser,
+    opaque_object, path, query_integer, query_params, socket_id_header, Body, ClientIp, CurrentUser,
 };
+use crate::limits::Action;
 use crate::store::messages::{self, Message, Page};
 use crate::store::{e2ee, rooms};
 use crate::{ids, Backend};
@@ -133,10 +134,12 @@ fn check_room_kind(encrypted: bool, content: &Content) -> Result<(), ApiError> {
 pub(crate) async fn send(
     State(backend): State<Backend>,
     CurrentUser(me): CurrentUser,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     room_id: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
+    backend.check_rate(Action::Send, Some(&me.id), ip)?;
     let room_id = path(room_id)?;
     let client_id = body.string("client_id", "invalid_client_id")?.to_owned();
     validate_client_id(&client_id).map_err(refused_send)?;

@@ -50,5 +50,8 @@ pub(crate) fn router(backend: Backend) -> Router {
         .route("/realtime/auth", post(realtime::channel_auth))
         .route("/realtime/user-auth", post(realtime::user_auth))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(
+            crate::csrf::refuse_forgeable_writes,
+        ))
         .with_state(backend)
 }

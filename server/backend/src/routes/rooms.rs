@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use crate::channels::{room_channel, room_presence_channel};
 use crate::error::ApiError;
-use crate::extract::{path, socket_id_header, Body, CurrentUser};
+use crate::extract::{path, socket_id_header, Body, ClientIp, CurrentUser};
+use crate::limits::Action;
 use crate::names::clean_name;
 use crate::store::rooms::{self, Room};
 use crate::store::{e2ee, messages, users};
@@ -83,8 +84,10 @@ fn member_ids(body: &Body) -> Result<Vec<String>, ApiError> {
 pub(crate) async fn create(
     State(backend): State<Backend>,
     CurrentUser(me): CurrentUser,
+    ClientIp(ip): ClientIp,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    backend.check_rate(Action::CreateRoom, Some(&me.id), ip)?;
     let kind = body.string("kind", "invalid_kind")?;
     let member_ids = member_ids(&body)?;
     let encrypted = body.optional_bool("encrypted", false, "invalid_encrypted")?;
@@ -140,8 +143,7 @@ pub(crate) async fn create(
                 MAX_ROOM_NAME_CHARS,
                 "invalid_room_name",
                 "room name",
-            )?
-            .to_owned();
+            )?;
             let mut members: BTreeSet<String> = member_ids.into_iter().collect();
             members.remove(&me.id);
             let view = backend
@@ -232,10 +234,12 @@ fn direct_room_is_fixed() -> ApiError {
 pub(crate) async fn add_member(
     State(backend): State<Backend>,
     CurrentUser(me): CurrentUser,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     room_id: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    backend.check_rate(Action::AddMember, Some(&me.id), ip)?;
     let room_id = path(room_id)?;
     let user_id = body.string("user_id", "invalid_user_id")?.to_owned();
     let socket_id = socket_id_header(&headers);
@@ -304,6 +308,10 @@ pub(crate) async fn remove_member(
                     &json!({ "room_id": room.id, "user_id": user_id }),
                     socket_id.as_deref(),
                 )?;
+                // The removed user's open sockets are still subscribed to
+                // the room's channels: close them (after the event above), so
+                // their clients reconnect and are refused the room.
+                outbox.terminate_connections(tx, &user_id)?;
             }
             Ok((removed, room.id, user_id))
         })

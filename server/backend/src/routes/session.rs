@@ -9,8 +9,9 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::extract::{query_params, Body, CurrentUser};
-use crate::names::clean_name;
+use crate::extract::{query_params, Body, ClientIp, CurrentUser};
+use crate::limits::Action;
+use crate::names::{clean_name, normalize_name};
 use crate::store::users;
 use crate::{ids, session, Backend};
 
@@ -24,28 +25,32 @@ const MAX_SEARCH_RESULTS: usize = 20;
 /// it the first time.
 pub(crate) async fn sign_in(
     State(backend): State<Backend>,
+    ClientIp(ip): ClientIp,
     body: Body,
 ) -> Result<Response, ApiError> {
+    backend.check_rate(Action::SignIn, None, ip)?;
     let name = clean_name(
         body.string("name", "invalid_name")?,
         MAX_NAME_CHARS,
         "invalid_name",
         "name",
-    )?
-    .to_owned();
+    )?;
     let new_id = ids::random_id("u_")?;
-    let user = backend
+    let (user, generation) = backend
         .write(move |tx, _| {
-            Ok(users::find_or_create_by_name(
-                tx,
-                &name,
-                &new_id,
-                ids::now_ms(),
-            )?)
+            let user = users::find_or_create_by_name(tx, &name, &new_id, ids::now_ms())?;
+            let (_, generation) = users::find_with_generation(tx, &user.id)?
+                .ok_or_else(|| ApiError::internal("the user vanished while signing in"))?;
+            Ok((user, generation))
         })
         .await?;
-    let token = session::issue(backend.session_secret(), &user.id, ids::now_unix())
-        .ok_or_else(|| ApiError::internal("unable to key the session MAC"))?;
+    let token = session::issue(
+        backend.session_secret(),
+        &user.id,
+        generation,
+        ids::now_unix(),
+    )
+    .ok_or_else(|| ApiError::internal("unable to key the session MAC"))?;
     let cookie = session::set_cookie(&token);
     Ok((
         [(SET_COOKIE, cookie)],
@@ -59,14 +64,27 @@ pub(crate) async fn me(CurrentUser(user): CurrentUser) -> Json<Value> {
     Json(json!({ "user": user }))
 }
 
-/// `DELETE /api/session`: clears the cookie (tokens are stateless, so a
-/// bearer token stays valid until it expires).
-pub(crate) async fn sign_out() -> Response {
-    (
+/// `DELETE /api/session`: signs the user out everywhere: every token of
+/// theirs stops working (cookie or bearer, on every device), the broker
+/// closes the connections they signed in on, and the cookie is cleared.
+/// Without a valid session it only clears the cookie.
+pub(crate) async fn sign_out(
+    State(backend): State<Backend>,
+    me: Result<CurrentUser, ApiError>,
+) -> Result<Response, ApiError> {
+    if let Ok(CurrentUser(me)) = me {
+        backend
+            .write(move |tx, outbox| {
+                users::revoke_sessions(tx, &me.id)?;
+                outbox.terminate_connections(tx, &me.id)
+            })
+            .await?;
+    }
+    Ok((
         StatusCode::NO_CONTENT,
         [(SET_COOKIE, session::clear_cookie())],
     )
-        .into_response()
+        .into_response())
 }
 
 /// `GET /api/users?query=`: other users whose name starts with `query`
@@ -77,11 +95,8 @@ pub(crate) async fn search_users(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let params = query_params(query.as_deref());
-    let prefix: String = params
-        .get("query")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim()
+    // Names are stored normalized; so is what is looked for.
+    let prefix: String = normalize_name(params.get("query").and_then(Value::as_str).unwrap_or(""))
         .chars()
         .take(MAX_NAME_CHARS)
         .collect();

@@ -67,6 +67,33 @@ pub(crate) fn upsert_device(
     Ok(())
 }
 
+/// Removes `user_id`'s least recently registered devices (by `updated_at`,
+/// which every registration refreshes; then by device id) so that at most
+/// `keep` remain; returns their ids. Epochs keep their own snapshot of the
+/// devices they were created for (`epoch_devices`), so history stays readable.
+pub(crate) fn remove_oldest_devices(
+    conn: &Connection,
+    user_id: &str,
+    keep: usize,
+) -> rusqlite::Result<Vec<String>> {
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    let mut statement = conn.prepare(
+        "SELECT device_id FROM devices WHERE user_id = ?1
+         ORDER BY updated_at DESC, device_id DESC LIMIT -1 OFFSET ?2",
+    )?;
+    let mut removed = statement
+        .query_map(params![user_id, keep], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    removed.sort();
+    for device_id in &removed {
+        conn.execute(
+            "DELETE FROM devices WHERE device_id = ?1",
+            params![device_id],
+        )?;
+    }
+    Ok(removed)
+}
+
 /// A user's devices, by device id.
 pub(crate) fn user_devices(conn: &Connection, user_id: &str) -> rusqlite::Result<Vec<Device>> {
     let mut statement = conn.prepare(&format!(

@@ -14,6 +14,10 @@ pub(crate) struct OutboxEvent {
     pub data: String,
     /// The connection to leave out (the sender's own socket), if any.
     pub socket_id: Option<String>,
+    /// Set on a row that is not an event but a request to close every
+    /// connection of this user (`terminate_connections`); the other fields
+    /// are then empty.
+    pub terminate_user: Option<String>,
 }
 
 /// Adds an event after every event already waiting.
@@ -32,11 +36,25 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
+/// Adds, after every event already waiting, a request to close the broker
+/// connections of `user_id`.
+pub(crate) fn enqueue_terminate(
+    conn: &Connection,
+    user_id: &str,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO outbox (channel, name, data, terminate_user, created_at) VALUES ('', '', '', ?1, ?2)",
+        params![user_id, now_ms],
+    )?;
+    Ok(())
+}
+
 /// The `limit` oldest waiting events, oldest first.
 pub(crate) fn oldest(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<OutboxEvent>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut statement = conn.prepare_cached(
-        "SELECT id, channel, name, data, socket_id FROM outbox ORDER BY id LIMIT ?1",
+        "SELECT id, channel, name, data, socket_id, terminate_user FROM outbox ORDER BY id LIMIT ?1",
     )?;
     let rows = statement.query_map(params![limit], |row| {
         Ok(OutboxEvent {
@@ -45,6 +63,7 @@ pub(crate) fn oldest(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Ou
             name: row.get(2)?,
             data: row.get(3)?,
             socket_id: row.get(4)?,
+            terminate_user: row.get(5)?,
         })
     })?;
     rows.collect()
@@ -91,6 +110,23 @@ mod tests {
         delete_through(&conn, rest[0].id).unwrap();
         enqueue(&conn, "c", "e", "{}", None, 6).unwrap();
         assert!(oldest(&conn, 1).unwrap()[0].id > rest[0].id);
+    }
+
+    #[test]
+    fn a_terminate_waits_in_line_with_the_events() {
+        let conn = test_database();
+        enqueue(&conn, "a", "member.removed", "{}", None, 1).unwrap();
+        enqueue_terminate(&conn, "u_bob", 1).unwrap();
+        enqueue(&conn, "a", "e", "{}", None, 2).unwrap();
+        let rows = oldest(&conn, 10).unwrap();
+        let kinds: Vec<_> = rows
+            .iter()
+            .map(|row| (row.name.as_str(), row.terminate_user.as_deref()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("member.removed", None), ("", Some("u_bob")), ("e", None)]
+        );
     }
 
     #[test]

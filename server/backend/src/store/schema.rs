@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::BackendError;
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Version 1: users, rooms, members with read positions, messages with a
 /// gap-free per-room `seq`, and the opaque E2EE records.
@@ -141,6 +141,15 @@ CREATE TABLE outbox (
 );
 ";
 
+/// Version 6: revocation. A user's `session_generation` is signed into every
+/// session token and bumped on sign-out, which revokes them all. An outbox row
+/// with `terminate_user` set asks the broker to close that user's connections
+/// (after a removal or sign-out), in order with the events around it.
+const SCHEMA_V6: &str = "
+ALTER TABLE users ADD COLUMN session_generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN terminate_user TEXT;
+";
+
 /// Opens `database` (a path or `:memory:`) with WAL, `synchronous=FULL`,
 /// foreign keys and a 5 s busy timeout, then creates or migrates the schema.
 pub(crate) fn open(database: &str) -> Result<Connection, BackendError> {
@@ -180,6 +189,9 @@ fn migrate(conn: &mut Connection) -> Result<(), BackendError> {
     }
     if version < 5 {
         tx.execute_batch(SCHEMA_V5)?;
+    }
+    if version < 6 {
+        tx.execute_batch(SCHEMA_V6)?;
     }
     // Later versions add `if version < N { ... }` steps here.
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

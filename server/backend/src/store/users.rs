@@ -17,14 +17,32 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-/// The user with this id, if any.
-pub(crate) fn find(conn: &Connection, user_id: &str) -> rusqlite::Result<Option<User>> {
+/// The user with this id and their session generation, if any.
+pub(crate) fn find_with_generation(
+    conn: &Connection,
+    user_id: &str,
+) -> rusqlite::Result<Option<(User, u64)>> {
     conn.query_row(
-        "SELECT id, name FROM users WHERE id = ?1",
+        "SELECT id, name, session_generation FROM users WHERE id = ?1",
         params![user_id],
-        user_from_row,
+        |row| {
+            Ok((
+                user_from_row(row)?,
+                row.get::<_, i64>(2)?.max(0).unsigned_abs(),
+            ))
+        },
     )
     .optional()
+}
+
+/// Ends every session of `user_id`: tokens of an older generation no longer
+/// verify. Returns the new generation.
+pub(crate) fn revoke_sessions(conn: &Connection, user_id: &str) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "UPDATE users SET session_generation = session_generation + 1 WHERE id = ?1 RETURNING session_generation",
+        params![user_id],
+        |row| Ok(row.get::<_, i64>(0)?.max(0).unsigned_abs()),
+    )
 }
 
 /// Whether a user with this id exists.
@@ -119,10 +137,10 @@ mod tests {
         assert_eq!(ada.id, "u_1");
         let again = find_or_create_by_name(&conn, "Ada", "u_2", 2).unwrap();
         assert_eq!(again, ada);
-        assert_eq!(find(&conn, "u_1").unwrap(), Some(ada));
+        assert_eq!(find_with_generation(&conn, "u_1").unwrap(), Some((ada, 0)));
         assert!(exists(&conn, "u_1").unwrap());
         assert!(!exists(&conn, "u_2").unwrap());
-        assert_eq!(find(&conn, "u_2").unwrap(), None);
+        assert_eq!(find_with_generation(&conn, "u_2").unwrap(), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use domvia_backend::{AppCredentials, Backend, BackendConfig};
+use domvia_backend::{AppCredentials, Backend, BackendConfig, Limits};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -63,6 +63,7 @@ pub fn config(path: &Path, broker_url: Option<String>) -> BackendConfig {
         },
         broker_url,
         session_secret: SESSION_SECRET.to_vec(),
+        limits: Limits::default(),
     }
 }
 
@@ -135,6 +136,21 @@ impl TestApp {
         }
     }
 
+    /// A test app with these limits (and no broker).
+    pub fn with_limits(limits: Limits) -> TestApp {
+        let db = TempDb::new();
+        let backend = Backend::open(BackendConfig {
+            limits,
+            ..config(&db.path, None)
+        })
+        .expect("open the backend");
+        TestApp {
+            router: backend.router(),
+            backend,
+            db,
+        }
+    }
+
     /// A test app over `backend`, whose database file the caller owns.
     pub fn from_backend(backend: Backend) -> TestApp {
         TestApp {
@@ -157,7 +173,7 @@ impl TestApp {
             .await
     }
 
-    /// Sends raw bytes with a content type and extra headers.
+    /// Sends raw bytes with a content type (none if empty) and extra headers.
     pub async fn raw(
         &self,
         method: Method,
@@ -168,7 +184,7 @@ impl TestApp {
         headers: &[(&str, &str)],
     ) -> Reply {
         let mut request = Request::builder().method(method).uri(uri);
-        if body.is_some() {
+        if body.is_some() && !content_type.is_empty() {
             request = request.header("content-type", content_type);
         }
         if let Some(token) = token {
@@ -180,6 +196,22 @@ impl TestApp {
         let request = request
             .body(Body::from(body.unwrap_or_default()))
             .expect("a valid request");
+        self.request(request).await
+    }
+
+    /// Sends a request as it is, with a client address as axum's
+    /// `into_make_service_with_connect_info` records it.
+    pub async fn request_from(&self, ip: &str, mut request: Request<Body>) -> Reply {
+        let ip: std::net::IpAddr = ip.parse().expect("an IP address");
+        let address = std::net::SocketAddr::new(ip, 40000);
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(address));
+        self.request(request).await
+    }
+
+    /// Sends a request as it is.
+    pub async fn request(&self, request: Request<Body>) -> Reply {
         let response = self
             .router
             .clone()

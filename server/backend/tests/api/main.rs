@@ -3,8 +3,10 @@
 
 mod harness;
 
+mod browser_writes;
 mod e2ee;
 mod fuzz;
+mod limits;
 mod messages;
 mod persistence;
 mod publish;

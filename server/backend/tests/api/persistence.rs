@@ -201,7 +201,7 @@ async fn a_version_1_database_is_migrated() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 
     let ada = app.sign_in("Ada").await;
     assert_eq!(ada.id, "u_a");
@@ -278,7 +278,7 @@ async fn a_version_2_database_is_migrated() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 
     let bob = app.sign_in("Bob").await;
     assert_eq!(bob.id, "u_b");

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{StatusCode, Uri};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -101,10 +101,39 @@ async fn batch_events(
     StatusCode::OK.into_response()
 }
 
+/// `terminate_connections`, recorded in line with the events as
+/// `{"terminate": user_id}`.
+async fn terminate_connections(
+    State(broker): State<Broker>,
+    Path((_, user_id)): Path<(String, String)>,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let query = query.unwrap_or_default();
+    if verify_query(KEY, SECRET, "POST", uri.path(), &query, &body, now).is_err() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    broker
+        .events
+        .lock()
+        .unwrap()
+        .push(json!({ "terminate": user_id }));
+    StatusCode::OK.into_response()
+}
+
 async fn start_broker() -> (Broker, String) {
     let broker = Broker::default();
     let router = Router::new()
         .route(&format!("/apps/{APP_ID}/batch_events"), post(batch_events))
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(terminate_connections),
+        )
         .with_state(broker.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -220,7 +249,9 @@ async fn changes_are_published_after_they_are_stored() {
     )
     .await
     .expect(200);
-    let events = broker.take(&app.backend).await;
+    let mut events = broker.take(&app.backend).await;
+    // Leaving closes the leaver's connections, after the event.
+    assert_eq!(events.pop(), Some(json!({ "terminate": carol.id })));
     let summary: Vec<(String, Value)> = events
         .iter()
         .map(|e| {
@@ -403,4 +434,46 @@ async fn without_a_broker_nothing_waits() {
     let room = app.group(&ada, &[]).await;
     app.send(&room, &ada, "c1", "hi").await.expect(201);
     assert_eq!(app.backend.waiting_events().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn removal_and_sign_out_close_the_users_connections_after_their_events() {
+    let (broker, url) = start_broker().await;
+    let app = TestApp::with_broker(Some(url));
+    let ada = app.sign_in("Ada").await;
+    let bob = app.sign_in("Bob").await;
+    let room = app.group(&ada, &[&bob]).await;
+    broker.take(&app.backend).await;
+
+    app.call(
+        Method::DELETE,
+        &format!("/api/rooms/{room}/members/{}", bob.id),
+        Some(&ada.token),
+        None,
+    )
+    .await
+    .expect(200);
+    let sent = broker.take(&app.backend).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0]["name"], "member.removed");
+    assert_eq!(sent[1], json!({ "terminate": bob.id }));
+
+    // Removing someone who is not a member changes nothing and closes nothing.
+    app.call(
+        Method::DELETE,
+        &format!("/api/rooms/{room}/members/{}", bob.id),
+        Some(&ada.token),
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(broker.take(&app.backend).await, Vec::<Value>::new());
+
+    app.call(Method::DELETE, "/api/session", Some(&ada.token), None)
+        .await
+        .expect(204);
+    assert_eq!(
+        broker.take(&app.backend).await,
+        [json!({ "terminate": ada.id })]
+    );
 }

@@ -268,3 +268,94 @@ async fn users_are_found_by_name_prefix() {
         .await
         .expect_error(401, "not_signed_in");
 }
+
+#[tokio::test]
+async fn sign_out_revokes_every_token_of_the_user() {
+    let app = TestApp::new();
+    let laptop = app.sign_in("Ada").await;
+    let phone = app.sign_in("Ada").await;
+    let bob = app.sign_in("Bob").await;
+    app.get("/api/session", &phone).await.expect(200);
+    app.call(Method::DELETE, "/api/session", Some(&laptop.token), None)
+        .await
+        .expect(204);
+    // Both of Ada's tokens, the one that signed out and the other device's.
+    for token in [&laptop.token, &phone.token] {
+        app.call(Method::GET, "/api/session", Some(token), None)
+            .await
+            .expect_error(401, "not_signed_in");
+        app.call(
+            Method::POST,
+            "/realtime/auth",
+            Some(token),
+            Some(json!({"socket_id": "1.2", "channel_name": "private-chat.room.r"})),
+        )
+        .await
+        .expect_error(401, "not_signed_in");
+    }
+    // Others are untouched, and Ada can sign in again.
+    app.get("/api/session", &bob).await.expect(200);
+    let again = app.sign_in("Ada").await;
+    assert_eq!(again.id, laptop.id);
+    app.get("/api/session", &again).await.expect(200);
+}
+
+#[tokio::test]
+async fn look_alike_names_are_one_account() {
+    let app = TestApp::new();
+    let ada = app.sign_in("ada").await;
+    // Invisible characters, compatibility forms and variation selectors do
+    // not make another account.
+    for look_alike in [
+        "a\u{200b}da",
+        "\u{feff}ada",
+        "ad\u{200d}a\u{200c}",
+        "ａｄａ",
+        "a\u{fe0f}da",
+        "a\u{2060}da\u{00ad}",
+        "ad\u{e0041}a",
+    ] {
+        let who = app.sign_in(look_alike).await;
+        assert_eq!(who.id, ada.id, "{look_alike:?}");
+        assert_eq!(who.name, "ada", "{look_alike:?}");
+    }
+    // Nothing visible left: refused.
+    for invisible in ["\u{200b}", "\u{200b}\u{feff}\u{200d}", " \u{2060} "] {
+        app.call(
+            Method::POST,
+            "/api/session",
+            None,
+            Some(json!({ "name": invisible })),
+        )
+        .await
+        .expect_error(400, "invalid_name");
+    }
+    // Searching finds the one account whatever the query's form.
+    let bob = app.sign_in("Bob").await;
+    let found = app
+        .get("/api/users?query=%EF%BD%81%E2%80%8B", &bob)
+        .await
+        .expect(200);
+    assert_eq!(
+        found.body["users"],
+        json!([{ "id": ada.id, "name": "ada" }])
+    );
+
+    // Room names are normalised the same way.
+    let room = app
+        .post(
+            "/api/rooms",
+            &ada,
+            json!({ "kind": "group", "name": "Ｔｅａｍ\u{200b}", "member_ids": [] }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(room.body["name"], "Team");
+    app.post(
+        "/api/rooms",
+        &ada,
+        json!({ "kind": "group", "name": "\u{200b}\u{fe0f}", "member_ids": [] }),
+    )
+    .await
+    .expect_error(400, "invalid_room_name");
+}
