@@ -817,7 +817,7 @@ pub mod fuzzing {
     /// One registered connection of a broker, fed text frames directly.
     pub struct SocketSession {
         session: Session,
-        queue: mpsc::Receiver<Message>,
+        queue: mpsc::Receiver<Queued>,
         // Declared after `session` so that the connection leaves the hub on drop.
         _registration: Registration,
     }
@@ -829,11 +829,13 @@ pub mod fuzzing {
             let inner = Arc::clone(&broker.inner);
             let (queue_tx, queue) = mpsc::channel(MAX_QUEUE);
             let (closing_tx, _) = watch::channel(None);
-            let outlet = Outlet::new(queue_tx, closing_tx);
+            let outlet = Outlet::new(queue_tx, closing_tx, inner.limits.outbound_queue_bytes);
             let (id, socket_id) = inner.hub.register(outlet.clone()).ok()?;
             Some(SocketSession {
                 session: Session {
                     client_events: RateWindow::new(inner.limits.client_events_per_second),
+                    // No deadline: a fuzz input is one short burst of frames.
+                    subscribe_by: None,
                     inner: Arc::clone(&inner),
                     outlet,
                     id,
@@ -863,7 +865,8 @@ pub mod fuzzing {
         /// The frames other connections' events queued for this one.
         pub fn delivered(&mut self) -> Vec<String> {
             let mut out = Vec::new();
-            while let Ok(message) = self.queue.try_recv() {
+            // Dropping each `Queued` gives its bytes back to the budget.
+            while let Ok(Queued { message, .. }) = self.queue.try_recv() {
                 if let Message::Text(text) = message {
                     out.push(text.as_str().to_owned());
                 }
