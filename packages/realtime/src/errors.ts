@@ -142,6 +142,9 @@ export type BackendErrorCode =
   | "ciphertext_too_large"
   | "record_too_large"
   | "share_too_large"
+  | "json_required"
+  | "cross_origin_form"
+  | "rate_limited"
   | "internal";
 
 /**
