@@ -13,7 +13,7 @@
 //! `Origin` against `Host`).
 
 use axum::extract::Request;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, ORIGIN};
 use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -49,8 +49,8 @@ fn from_another_origin(headers: &HeaderMap) -> bool {
 
 /// Refuses writes a page of another origin could forge: 415 `json_required`
 /// for a write without `Authorization` whose body is not JSON (a `DELETE`
-/// may have no body), 403 `cross_origin_form` for a `/realtime/*` form from
-/// another origin.
+/// may have no body), 403 `cross_origin_form` for a `/realtime/*` form that
+/// carries a cookie from another origin.
 pub(crate) async fn refuse_forgeable_writes(request: Request, next: Next) -> Response {
     let method = request.method();
     let writes = [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(method);
@@ -63,7 +63,9 @@ pub(crate) async fn refuse_forgeable_writes(request: Request, next: Next) -> Res
         Some("application/json") => {}
         None if method == Method::DELETE => {}
         Some("application/x-www-form-urlencoded") if realtime => {
-            if from_another_origin(headers) {
+            // Without a cookie there is no session to borrow: the route
+            // answers 401 itself.
+            if headers.contains_key(COOKIE) && from_another_origin(headers) {
                 return ApiError::forbidden(
                     "cross_origin_form",
                     "unable to authorize; a form with the session cookie is accepted from the page's own origin only",
