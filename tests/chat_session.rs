@@ -839,4 +839,18 @@ fn being_removed_fails_the_room_at_once_and_others_leaving_does_not() {
         .member_removed(&json!({ "room_id": ROOM, "user_id": me }));
     h.collect();
     assert_eq!(h.room_failed.as_deref(), Some("room_access_denied"));
+
+    // A send or retry after that answers with the room's failure, not a vaguer code.
+    h.session
+        .send("c-after-removal", "still here?", h.now)
+        .unwrap();
+    h.collect();
+    h.session.retry("c-retried").unwrap();
+    h.collect();
+    for client_id in ["c-after-removal", "c-retried"] {
+        assert_eq!(
+            h.failed.get(client_id).map(String::as_str),
+            Some("room_access_denied")
+        );
+    }
 }

@@ -253,7 +253,11 @@ enum Live {
 enum Phase {
     Loading,
     Ready,
-    Failed,
+    /// Holds the failure, which later sends report.
+    Failed {
+        code: String,
+        message: String,
+    },
     Left,
 }
 
@@ -421,10 +425,13 @@ impl RoomSession {
     }
 
     fn fail(&mut self, code: &str, message: String) {
-        if matches!(self.phase, Phase::Failed | Phase::Left) {
+        if matches!(self.phase, Phase::Failed { .. } | Phase::Left) {
             return;
         }
-        self.phase = Phase::Failed;
+        self.phase = Phase::Failed {
+            code: code.to_owned(),
+            message: message.clone(),
+        };
         self.emit(RoomEvent::Failed {
             code: code.to_owned(),
             message,
@@ -799,7 +806,7 @@ impl RoomSession {
     }
 
     fn apply_batch(&mut self, batch: Batch, now_ms: u64) {
-        if matches!(self.phase, Phase::Failed | Phase::Left) {
+        if matches!(self.phase, Phase::Failed { .. } | Phase::Left) {
             return;
         }
         let Some(state) = self.state.as_mut() else {
@@ -1017,7 +1024,7 @@ impl RoomSession {
         match self.phase {
             Phase::Loading => self.loading.buffered.push(live),
             Phase::Ready => self.apply_live(live, now_ms),
-            Phase::Failed | Phase::Left => {}
+            Phase::Failed { .. } | Phase::Left => {}
         }
     }
 
@@ -1105,7 +1112,7 @@ impl RoomSession {
                     }
                 }
             }
-            Phase::Failed | Phase::Left => {}
+            Phase::Failed { .. } | Phase::Left => {}
         }
     }
 
@@ -1141,7 +1148,7 @@ impl RoomSession {
 
     /// The timer named `name` fired.
     pub fn timer_fired(&mut self, name: &str, now_ms: u64) {
-        if matches!(self.phase, Phase::Failed | Phase::Left) {
+        if matches!(self.phase, Phase::Failed { .. } | Phase::Left) {
             return;
         }
         match name {
@@ -1222,21 +1229,26 @@ impl RoomSession {
         }
     }
 
-    /// A send before the room is ready or after it was left (the SDK waits
-    /// for readiness first, so this is a leave racing the call).
+    /// A send before the room is ready, after it failed or after it was left
+    /// (the SDK waits for readiness first, so this is a failure or a leave
+    /// racing the call). A failed room answers with its own failure: a
+    /// removed member's send says `room_access_denied`, not a vaguer code.
     fn not_ready(&mut self, client_id: &str) {
-        let (code, message) = if self.phase == Phase::Loading {
-            (
-                "not_ready",
-                "unable to send the message; the room is not ready",
-            )
-        } else {
-            ("room_left", "unable to send the message; the room was left")
+        let (code, message) = match &self.phase {
+            Phase::Loading => (
+                "not_ready".to_owned(),
+                "unable to send the message; the room is not ready".to_owned(),
+            ),
+            Phase::Failed { code, message } => (code.clone(), message.clone()),
+            Phase::Ready | Phase::Left => (
+                "room_left".to_owned(),
+                "unable to send the message; the room was left".to_owned(),
+            ),
         };
         self.emit(RoomEvent::SendFailed {
             client_id: client_id.to_owned(),
-            code: code.into(),
-            message: message.into(),
+            code,
+            message,
         });
     }
 

@@ -209,7 +209,7 @@ test("two people chat through the demo: direct room, sent messages both ways, ty
   await bob.context.close();
 });
 
-test("a message the backend refuses is shown failed with Retry, and Retry sends it once allowed", { timeout: 60_000 }, async () => {
+test("a message the backend refuses is shown failed with Retry, and Retry sends it once; a removed member's room closes at once", { timeout: 60_000 }, async () => {
   const eve = await signIn(server.url, "Eve");
   const fay = await signInThroughUi("Fay");
   const fayId = await fay.page.evaluate(async () => (await (await fetch("/api/session")).json()).user.id);
@@ -218,24 +218,37 @@ test("a message the backend refuses is shown failed with Retry, and Retry sends 
   await fay.page.locator(`[data-testid=room-item][data-room-id="${group.room_id}"]`).click({ timeout: WAIT_MS });
   await fay.page.getByTestId("conversation-state").filter({ hasText: "No messages yet" }).waitFor({ timeout: WAIT_MS });
 
-  // Eve removes Fay: her open room still shows, but the backend refuses her message (403).
-  assert.equal((await eve.api("DELETE", `/api/rooms/${group.room_id}/members/${fayId}`)).status, 200);
+  // The first POST of the message is damaged on its way (its content type
+  // becomes text/plain, as a cross-site form's would be), so the real backend
+  // refuses it with 415 json_required.
+  let damaged = 0;
+  await fay.page.route(`**/api/rooms/${encodeURIComponent(group.room_id)}/messages`, (route) => {
+    const request = route.request();
+    if (request.method() !== "POST" || damaged > 0) return route.continue();
+    damaged += 1;
+    return route.continue({ headers: { ...request.headers(), "content-type": "text/plain" } });
+  });
   await send(fay.page, "am I still in?");
   const failed = message(fay.page, "am I still in?").and(fay.page.locator("[data-status=failed]"));
   await failed.waitFor({ timeout: WAIT_MS });
-  assert.equal(await fay.page.getByTestId("error-area").getAttribute("data-code"), "not_a_member");
-  assert.match(await fay.page.getByTestId("error-area").textContent(), /not a member/);
+  assert.equal(damaged, 1);
+  assert.equal(await fay.page.getByTestId("error-area").getAttribute("data-code"), "json_required");
 
-  // Back in the group, Retry sends the same message (same client_id) once.
+  // Retry sends the same message (same client_id) once.
   const clientId = await failed.getAttribute("data-client-id");
-  assert.equal((await eve.api("POST", `/api/rooms/${group.room_id}/members`, { user_id: fayId })).status, 201);
   await failed.getByTestId("retry").click();
   const sent = await sentMessage(fay.page, "am I still in?");
   assert.equal(sent.clientId, clientId);
   const history = (await eve.api("GET", `/api/rooms/${group.room_id}/messages`)).body.messages;
   assert.deepEqual(history.map((stored) => [stored.text, stored.client_id]), [["am I still in?", clientId]]);
 
-  const expected = /status of (401|403) \((Unauthorized|Forbidden)\)/;
+  // Eve removes Fay: her open room says so at once and the composer is disabled.
+  assert.equal((await eve.api("DELETE", `/api/rooms/${group.room_id}/members/${fayId}`)).status, 200);
+  await fay.page.locator("[data-testid=conversation-state][data-status=error]")
+    .filter({ hasText: "don't have access to this conversation anymore" }).waitFor({ timeout: WAIT_MS });
+  assert.equal(await fay.page.getByTestId("composer-input").isDisabled(), true);
+
+  const expected = /status of (401|403|415) \((Unauthorized|Forbidden|Unsupported Media Type)\)/;
   assert.deepEqual(fay.errors.filter((error) => !expected.test(error)), [], "Fay's page errors");
   await fay.context.close();
 });
