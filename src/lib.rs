@@ -11,6 +11,7 @@ pub mod connection;
 pub mod e2ee;
 pub mod error;
 pub mod protocol;
+pub mod vec_map;
 
 /// The browser boundary (public so the browser test suite can call its exports).
 #[cfg(target_arch = "wasm32")]

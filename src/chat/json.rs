@@ -2,7 +2,7 @@
 //! serde_json writes for the `Serialize` impls (tested below), without a
 //! generic serializer per type in the wasm build.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 use std::fmt::Write;
 
 use super::room::{Applied, OutgoingSend};
@@ -124,7 +124,7 @@ impl OutgoingSend {
 }
 
 /// Read positions as a JSON object `{user_id: seq}`.
-pub fn read_positions_to_json(positions: &BTreeMap<String, u64>) -> String {
+pub fn read_positions_to_json(positions: &VecMap<String, u64>) -> String {
     let mut out = String::from("{");
     for (i, (user_id, seq)) in positions.iter().enumerate() {
         if i > 0 {
@@ -202,13 +202,15 @@ mod tests {
             OutgoingSend::list_to_json(&sends),
             serde_json::to_string(&sends).unwrap()
         );
-        let positions: BTreeMap<String, u64> =
-            [("u_ada".to_owned(), 9), ("u_\u{0}".to_owned(), 0)].into();
+        let positions: VecMap<String, u64> = [("u_ada".to_owned(), 9), ("u_\u{0}".to_owned(), 0)]
+            .into_iter()
+            .collect();
+        let model: std::collections::BTreeMap<_, _> = positions.iter().collect();
         assert_eq!(
             read_positions_to_json(&positions),
-            serde_json::to_string(&positions).unwrap()
+            serde_json::to_string(&model).unwrap()
         );
-        assert_eq!(read_positions_to_json(&BTreeMap::new()), "{}");
+        assert_eq!(read_positions_to_json(&VecMap::new()), "{}");
         for status in [
             DeliveryStatus::Sending,
             DeliveryStatus::Sent,

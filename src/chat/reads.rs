@@ -2,7 +2,7 @@
 //! Every position only moves forward, as the backend's does, so a late or
 //! repeated receipt can never make a message unread again.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 /// What `GET /api/rooms/{id}` said about my reading when the room loaded.
 /// Kept because the room usually has only the newest page loaded: the
@@ -18,7 +18,7 @@ pub(crate) struct ReadSeed {
 pub(crate) struct Reads {
     pub(crate) seed: Option<ReadSeed>,
     /// Each member's read position (mine too), bounded by the room's members.
-    pub(crate) positions: BTreeMap<String, u64>,
+    pub(crate) positions: VecMap<String, u64>,
 }
 
 impl Reads {
@@ -26,7 +26,7 @@ impl Reads {
     /// receipt for me comes from my other tabs and devices: it moves my
     /// position, hence my unread count, too.)
     pub(crate) fn advance(&mut self, user_id: &str, seq: u64) -> bool {
-        let position = self.positions.entry(user_id.to_owned()).or_insert(0);
+        let position = self.positions.get_or_insert_with(user_id.to_owned(), || 0);
         let moved = seq > *position;
         if moved {
             *position = seq;

@@ -1,6 +1,6 @@
 //! [`RoomState`]: the state machine behind the module's documentation.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 use serde::Serialize;
 
@@ -68,10 +68,10 @@ pub struct RoomState {
     messages: Vec<StoredMessage>,
     /// message_id -> seq of every stored message: dedup by id and `mark_read`.
     /// The same map type as the read positions, so wasm carries one copy.
-    seq_by_id: BTreeMap<String, u64>,
+    seq_by_id: VecMap<String, u64>,
     /// client_id -> seq of my stored messages: a late send response or a
     /// retry finds its message here, and a client id is never reused.
-    my_seq_by_client_id: BTreeMap<String, u64>,
+    my_seq_by_client_id: VecMap<String, u64>,
     /// My unconfirmed sends in send order. Small: only what is in flight.
     pending: Vec<PendingSend>,
     /// `(floor, contiguous)` once the latest page arrived: every seq in
@@ -96,8 +96,8 @@ impl RoomState {
             room_id: room_id.into(),
             my_user_id: my_user_id.into(),
             messages: Vec::new(),
-            seq_by_id: BTreeMap::new(),
-            my_seq_by_client_id: BTreeMap::new(),
+            seq_by_id: VecMap::new(),
+            my_seq_by_client_id: VecMap::new(),
             pending: Vec::new(),
             span: None,
             has_older: false,
@@ -464,7 +464,7 @@ impl RoomState {
     }
 
     /// Each known member's read position.
-    pub fn read_positions(&self) -> &BTreeMap<String, u64> {
+    pub fn read_positions(&self) -> &VecMap<String, u64> {
         &self.reads.positions
     }
 

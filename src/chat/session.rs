@@ -32,7 +32,7 @@
 //!   [`EPOCH_STALE_ATTEMPTS`] times.
 //! - Loading, catch-up and the read position are retried the same way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::vec_map::{VecMap, VecSet};
 
 use serde_json::{json, Map, Value};
 
@@ -212,7 +212,7 @@ struct Batch {
     kind: BatchKind,
     messages: Vec<StoredMessage>,
     /// Message ids still being opened.
-    waiting: BTreeSet<String>,
+    waiting: VecSet<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -300,15 +300,15 @@ pub struct RoomSession {
     state: Option<RoomState>,
     jitter: Jitter,
     next_request_id: u64,
-    in_flight: BTreeMap<u64, Purpose>,
+    in_flight: VecMap<u64, Purpose>,
     actions: Vec<Action>,
     /// The highest seq `onMessage` reported (or the history's newest): the
     /// next one to report is this + 1.
     emitted_through: u64,
     batches: Vec<Batch>,
-    opening: BTreeSet<String>,
-    opened: BTreeMap<String, Opened>,
-    deliveries: BTreeMap<String, Delivery>,
+    opening: VecSet<String>,
+    opened: VecMap<String, Opened>,
+    deliveries: VecMap<String, Delivery>,
     catch_up: CatchUp,
     older_busy: bool,
     read: ReadFlush,
@@ -317,7 +317,7 @@ pub struct RoomSession {
     /// The deadline the running typing timer fires at.
     typing_timer_at: Option<u64>,
     /// Typists whose last signal the broker did not stamp.
-    typing_unverified: BTreeSet<String>,
+    typing_unverified: VecSet<String>,
     /// When the room last heard a message (live or caught up), for the tail check.
     heard_at: u64,
 }
@@ -342,19 +342,19 @@ impl RoomSession {
             state: None,
             jitter,
             next_request_id: 1,
-            in_flight: BTreeMap::new(),
+            in_flight: VecMap::new(),
             actions: Vec::new(),
             emitted_through: 0,
             batches: Vec::new(),
-            opening: BTreeSet::new(),
-            opened: BTreeMap::new(),
-            deliveries: BTreeMap::new(),
+            opening: VecSet::new(),
+            opened: VecMap::new(),
+            deliveries: VecMap::new(),
             catch_up: CatchUp::default(),
             older_busy: false,
             read: ReadFlush::default(),
             typing_reported: Vec::new(),
             typing_timer_at: None,
-            typing_unverified: BTreeSet::new(),
+            typing_unverified: VecSet::new(),
             heard_at: 0,
         }
     }
@@ -747,7 +747,7 @@ impl RoomSession {
     /// Messages to apply once their encrypted ones are opened (at once in a
     /// plaintext room).
     fn queue_batch(&mut self, kind: BatchKind, messages: Vec<StoredMessage>, now_ms: u64) {
-        let mut waiting = BTreeSet::new();
+        let mut waiting = VecSet::new();
         if self.config.encrypted {
             for message in &messages {
                 if self.opened.contains_key(&message.message_id) {
@@ -1391,8 +1391,7 @@ impl RoomSession {
         if self.config.encrypted {
             // My own message: its text is known, no need to open it.
             self.opened
-                .entry(stored.message_id.clone())
-                .or_insert(Opened::Text(text));
+                .get_or_insert_with(stored.message_id.clone(), || Opened::Text(text));
         }
         let Some(state) = self.state.as_mut() else {
             return;

@@ -1,6 +1,7 @@
 //! [`Connection`]: the state machine behind the module's documentation.
 
-use std::collections::{BTreeMap, VecDeque};
+use crate::vec_map::VecMap;
+use std::collections::VecDeque;
 
 use serde_json::Value;
 
@@ -108,7 +109,7 @@ pub struct Connection {
     activity_ms: u64,
     /// A `pusher:ping` went out and nothing has arrived since.
     awaiting_pong: bool,
-    channels: BTreeMap<String, Channel>,
+    channels: VecMap<String, Channel>,
     /// The socket id of the pending user sign-in request.
     user_auth: Option<String>,
     /// The broker confirmed `pusher:signin` on the current socket.
@@ -130,7 +131,7 @@ impl Connection {
             last_received_ms: 0,
             activity_ms: DEFAULT_SERVER_ACTIVITY_MS,
             awaiting_pong: false,
-            channels: BTreeMap::new(),
+            channels: VecMap::new(),
             user_auth: None,
             signed_in: false,
             actions: VecDeque::new(),
@@ -1042,17 +1043,15 @@ fn fail_channel(
 }
 
 /// The members of a `subscription_succeeded` snapshot; null info is no info.
-fn member_map(snapshot: PresenceSnapshot) -> BTreeMap<String, Option<Value>> {
+fn member_map(snapshot: PresenceSnapshot) -> VecMap<String, Option<Value>> {
     let PresenceSnapshot { ids, mut hash, .. } = snapshot;
-    let mut members = BTreeMap::new();
+    let mut members = VecMap::new();
     for id in ids {
         let info = hash.remove(&id).filter(|info| !info.is_null());
         members.insert(id, info);
     }
     for (id, info) in hash {
-        members
-            .entry(id)
-            .or_insert_with(|| Some(info).filter(|info| !info.is_null()));
+        members.get_or_insert_with(id, || Some(info).filter(|info| !info.is_null()));
     }
     members
 }
@@ -1104,7 +1103,7 @@ mod tests {
 
     #[test]
     fn member_map_merges_ids_and_hash() {
-        let mut hash = BTreeMap::new();
+        let mut hash = std::collections::BTreeMap::new();
         hash.insert("a".to_owned(), json!({"n": 1}));
         hash.insert("b".to_owned(), Value::Null);
         hash.insert("c".to_owned(), json!(3));
@@ -1115,10 +1114,10 @@ mod tests {
         };
         let members = member_map(snapshot);
         assert_eq!(members.len(), 4);
-        assert_eq!(members["a"], Some(json!({"n": 1})));
-        assert_eq!(members["b"], None);
-        assert_eq!(members["c"], Some(json!(3)));
-        assert_eq!(members["d"], None);
+        assert_eq!(members.get("a"), Some(&Some(json!({"n": 1}))));
+        assert_eq!(members.get("b"), Some(&None));
+        assert_eq!(members.get("c"), Some(&Some(json!(3))));
+        assert_eq!(members.get("d"), Some(&None));
     }
 
     #[test]

@@ -28,7 +28,7 @@
 pub mod backoff;
 mod machine;
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 use serde_json::Value;
 
@@ -319,7 +319,7 @@ pub struct Members {
     /// This connection's user id, from the `channel_data` the auth endpoint signed.
     pub me: Option<String>,
     /// Every member's `user_info` (`None` when absent or null), by user id.
-    pub members: BTreeMap<String, Option<Value>>,
+    pub members: VecMap<String, Option<Value>>,
 }
 
 impl Members {

@@ -1,7 +1,7 @@
 //! Devices: the private keys of this device, the signed public record every
 //! other device checks, fingerprints, safety numbers and key-change detection.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 use std::fmt;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -351,7 +351,7 @@ pub enum DeviceCheck {
 /// known device presenting new keys.
 #[derive(Clone, Debug, Default)]
 pub struct KnownDevices {
-    pinned: BTreeMap<(String, String), ([u8; 32], [u8; 32])>,
+    pinned: VecMap<(String, String), ([u8; 32], [u8; 32])>,
 }
 
 impl KnownDevices {

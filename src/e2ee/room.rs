@@ -1,7 +1,7 @@
 //! The keys of one room on this device: its epochs, who was a member of each,
 //! the late-message window and replay detection.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
@@ -58,7 +58,7 @@ pub struct RoomKeys {
     epochs: Vec<EpochState>,
     /// (sender user, envelope message id) → the backend message id it was
     /// opened under: the same pair under another backend id is a replay.
-    seen: BTreeMap<(String, String), String>,
+    seen: VecMap<(String, String), String>,
     /// An epoch created here, held until the backend accepted it.
     pending: Option<EpochKey>,
 }
@@ -80,7 +80,7 @@ impl RoomKeys {
         Ok(RoomKeys {
             room_id: room_id.to_owned(),
             epochs: Vec::new(),
-            seen: BTreeMap::new(),
+            seen: VecMap::new(),
             pending: None,
         })
     }
@@ -448,7 +448,7 @@ impl RoomKeys {
         let fields = Fields::read(value, "room state", &["room_id", "epochs", "seen"])?;
         let mut room = RoomKeys::new(&fields.id("room_id")?)?;
         // Each distinct record is verified once, however many epochs list it.
-        let mut verified: BTreeMap<String, DeviceRecord> = BTreeMap::new();
+        let mut verified: VecMap<String, DeviceRecord> = VecMap::new();
         for epoch in fields.list("epochs")? {
             let f = Fields::read_nested(
                 epoch,

@@ -33,7 +33,8 @@
 //! of a finished operation) is ignored. The session never panics on any
 //! input: a malformed answer is a failure with a code.
 
-use std::collections::{BTreeMap, VecDeque};
+use crate::vec_map::VecMap;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::task::Poll;
@@ -502,7 +503,7 @@ pub struct RoomSession<R> {
     changes: Pairs<DeviceKey, DeviceRecord>,
     reported: Pairs<DeviceKey, ()>,
     /// Records already signature-checked, by their compact JSON text.
-    verified: BTreeMap<String, DeviceRecord>,
+    verified: VecMap<String, DeviceRecord>,
     room_dirty: bool,
     known_dirty: bool,
     queue: VecDeque<(OpId, Op)>,
@@ -549,7 +550,7 @@ impl<R: TryCryptoRng> RoomSession<R> {
             unavailable: Pairs::new(),
             changes: Pairs::new(),
             reported: Pairs::new(),
-            verified: BTreeMap::new(),
+            verified: VecMap::new(),
             room_dirty: false,
             known_dirty: false,
             queue: VecDeque::new(),

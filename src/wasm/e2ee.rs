@@ -11,7 +11,7 @@
 //! injected rng. Secrets are zeroized in wasm memory as the core does it; what
 //! JS holds (`exportSecret`, `exportState`) is the caller's to protect.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 use std::convert::Infallible;
 
 use js_sys::{Array, Object, Reflect, Uint8Array, JSON};
@@ -451,7 +451,7 @@ pub struct E2eeRoom {
     /// Device records already signature-checked, by their compact JSON text:
     /// the member list is passed on every send, and checking each signature
     /// every time would dominate the send in a large room.
-    verified: BTreeMap<String, DeviceRecord>,
+    verified: VecMap<String, DeviceRecord>,
 }
 
 /// The most records the verified cache holds before it starts over.
@@ -649,7 +649,7 @@ impl E2eeRoom {
     fn from_keys(keys: RoomKeys) -> Self {
         E2eeRoom {
             keys,
-            verified: BTreeMap::new(),
+            verified: VecMap::new(),
         }
     }
 
