@@ -12,14 +12,15 @@
 //! this keeps a generic JS-value (de)serializer per type out of the wasm.
 
 use js_sys::JSON;
-use serde_json::{json, Value};
+use serde_json::Value;
+use std::fmt::Write;
 use wasm_bindgen::prelude::*;
 
 use crate::chat::{
     read_positions_to_json, Action, ChatMessage, Opened, RoomEvent, RoomSession, RoomState,
     SessionConfig, TypingSettings, TAIL_CHECK_MS,
 };
-use crate::protocol::Error;
+use crate::protocol::{is_json, push_json_string, Error};
 
 use super::{js_error, to_u64};
 
@@ -137,13 +138,15 @@ impl ChatRoomSession {
     /// The actions since the last call, as plain objects.
     #[wasm_bindgen(js_name = takeActions, unchecked_return_type = "ChatRoomSessionAction[]")]
     pub fn take_actions(&mut self) -> Result<JsValue, JsValue> {
-        let actions: Vec<Value> = self
-            .session
-            .take_actions()
-            .into_iter()
-            .map(|action| self.action_json(action))
-            .collect();
-        from_json(&Value::Array(actions).to_string())
+        let mut out = String::from("[");
+        for (i, action) in self.session.take_actions().into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            self.push_action(&mut out, action);
+        }
+        out.push(']');
+        from_json(&out)
     }
 
     pub fn start(&mut self) {
@@ -295,13 +298,15 @@ impl ChatRoomSession {
     /// Stored messages ascending by seq, then pending ones in send order.
     #[wasm_bindgen(unchecked_return_type = "ChatRoomViewMessage[]")]
     pub fn messages(&self) -> Result<JsValue, JsValue> {
-        let list: Vec<Value> = self
-            .session
-            .messages()
-            .into_iter()
-            .map(|m| self.message_json(m))
-            .collect();
-        from_json(&Value::Array(list).to_string())
+        let mut out = String::from("[");
+        for (i, message) in self.session.messages().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            self.push_message(&mut out, message);
+        }
+        out.push(']');
+        from_json(&out)
     }
 
     #[wasm_bindgen(getter, js_name = unreadCount)]
@@ -330,105 +335,227 @@ impl ChatRoomSession {
     }
 }
 
+/// One JSON object written field by field, straight into the text that
+/// `JSON.parse` reads: no serde_json `Value` built per action or message (the
+/// `json!` trees cost a parse, a tree and a second serialisation per message,
+/// and their code was the largest export of the module).
+struct JsonObject<'a> {
+    out: &'a mut String,
+    empty: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    /// `{"type":kind` — every action and event object starts with its type.
+    fn typed(out: &'a mut String, kind: &str) -> Self {
+        out.push('{');
+        let mut object = JsonObject { out, empty: true };
+        object.str("type", kind);
+        object
+    }
+
+    /// Writes `"key":` (keys are fixed ASCII names: nothing to escape).
+    fn key(&mut self, key: &str) -> &mut String {
+        if !self.empty {
+            self.out.push(',');
+        }
+        self.empty = false;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
+    }
+
+    fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        let out = self.key(key);
+        push_json_string(out, value);
+        self
+    }
+
+    fn u64(&mut self, key: &str, value: u64) -> &mut Self {
+        let out = self.key(key);
+        // Writing to a String cannot fail.
+        write!(out, "{value}").ok();
+        self
+    }
+
+    fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+        self.key(key).push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    /// A value that is already JSON text.
+    fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        self.key(key).push_str(json);
+        self
+    }
+
+    fn end(&mut self) {
+        self.out.push('}');
+    }
+}
+
 impl ChatRoomSession {
-    fn message_json(&self, message: ChatMessage) -> Value {
+    /// Appends a view message, with its `decryption_error` when opening failed.
+    fn push_message(&self, out: &mut String, message: &ChatMessage) {
         let error = message
             .message_id
             .as_deref()
-            .and_then(|id| self.session.decryption_error(id))
-            .map(|(code, text)| json!({ "code": code, "message": text }));
-        let mut value: Value = serde_json::from_str(&message.to_json()).unwrap_or(Value::Null);
-        if let (Some(error), Value::Object(map)) = (error, &mut value) {
-            map.insert("decryption_error".into(), error);
+            .and_then(|id| self.session.decryption_error(id));
+        let start = out.len();
+        message.push_json(out);
+        if let Some((code, text)) = error {
+            // The message object is still open at its last byte: reopen it.
+            if out.len() > start && out.ends_with('}') {
+                out.pop();
+                out.push_str(",\"decryption_error\":{\"code\":");
+                push_json_string(out, code);
+                out.push_str(",\"message\":");
+                push_json_string(out, text);
+                out.push_str("}}");
+            }
         }
-        value
     }
 
-    fn action_json(&self, action: Action) -> Value {
+    fn push_action(&self, out: &mut String, action: Action) {
         match action {
             Action::Request(r) => {
-                let mut request = json!({
-                    "type": "request", "id": r.id, "operation": r.operation, "method": r.method,
-                    "path": r.path, "with_socket_id": r.with_socket_id, "keepalive": r.keepalive,
-                });
+                let mut object = JsonObject::typed(out, "request");
+                object
+                    .u64("id", r.id)
+                    .str("operation", r.operation)
+                    .str("method", r.method)
+                    .str("path", &r.path)
+                    .bool("with_socket_id", r.with_socket_id)
+                    .bool("keepalive", r.keepalive);
                 // Absent rather than null: the TS side reads `undefined` as "none".
-                if let (Some(body), Value::Object(map)) = (r.body, &mut request) {
-                    map.insert("body".into(), Value::String(body));
+                if let Some(body) = &r.body {
+                    object.str("body", body);
                 }
-                request
+                object.end();
             }
-            Action::StartTimer { name, delay_ms } => {
-                json!({ "type": "timer", "name": name, "delay_ms": delay_ms })
-            }
+            Action::StartTimer { name, delay_ms } => JsonObject::typed(out, "timer")
+                .str("name", &name)
+                .u64("delay_ms", delay_ms)
+                .end(),
             Action::PrepareEncryption { user_id } => {
-                json!({ "type": "prepare_encryption", "user_id": user_id })
+                JsonObject::typed(out, "prepare_encryption")
+                    .str("user_id", &user_id)
+                    .end();
             }
             Action::Seal {
                 client_id,
                 text,
                 stale,
             } => {
-                let mut seal = json!({ "type": "seal", "client_id": client_id, "text": text });
-                if let (Some(s), Value::Object(map)) = (stale, &mut seal) {
-                    let stale = json!({ "current_epoch": s.current_epoch, "needs_new_epoch": s.needs_new_epoch });
-                    map.insert("stale".into(), stale);
+                let mut object = JsonObject::typed(out, "seal");
+                object.str("client_id", &client_id).str("text", &text);
+                if let Some(stale) = stale {
+                    let out = object.key("stale");
+                    out.push_str("{\"current_epoch\":");
+                    write!(out, "{}", stale.current_epoch).ok();
+                    out.push_str(",\"needs_new_epoch\":");
+                    out.push_str(if stale.needs_new_epoch {
+                        "true}"
+                    } else {
+                        "false}"
+                    });
                 }
-                seal
+                object.end();
             }
-            Action::Open { message } => json!({
-                "type": "open",
-                "message": {
-                    "message_id": message.message_id, "user_id": message.user_id,
-                    "client_id": message.client_id, "sent_at": message.sent_at,
-                    "ciphertext": message.ciphertext.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()),
-                },
-            }),
-            Action::SendTyping { data } => json!({ "type": "typing", "data": data }),
-            Action::Emit(event) => json!({ "type": "event", "event": self.event_json(event) }),
+            Action::Open { message } => {
+                let mut object = JsonObject::typed(out, "open");
+                let inner = object.key("message");
+                inner.push('{');
+                let mut fields = JsonObject {
+                    out: inner,
+                    empty: true,
+                };
+                fields
+                    .str("message_id", &message.message_id)
+                    .str("user_id", &message.user_id);
+                fields
+                    .str("client_id", &message.client_id)
+                    .u64("sent_at", message.sent_at);
+                // The ciphertext is the envelope's JSON text; anything that is
+                // not JSON goes as null, and opening it then fails in the TS layer.
+                match message.ciphertext.as_deref() {
+                    Some(text) if is_json(text) => fields.raw("ciphertext", text),
+                    _ => fields.raw("ciphertext", "null"),
+                };
+                fields.end();
+                object.end();
+            }
+            Action::SendTyping { data } => {
+                JsonObject::typed(out, "typing")
+                    .raw("data", &data.to_string())
+                    .end();
+            }
+            Action::Emit(event) => {
+                let mut object = JsonObject::typed(out, "event");
+                let inner = object.key("event");
+                self.push_event(inner, event);
+                object.end();
+            }
         }
     }
 
-    fn event_json(&self, event: RoomEvent) -> Value {
+    fn push_event(&self, out: &mut String, event: RoomEvent) {
         match event {
-            RoomEvent::Ready => json!({ "type": "ready" }),
-            RoomEvent::Failed { code, message } => {
-                json!({ "type": "failed", "code": code, "message": message })
-            }
-            RoomEvent::Changed => json!({ "type": "changed" }),
+            RoomEvent::Ready => JsonObject::typed(out, "ready").end(),
+            RoomEvent::Failed { code, message } => JsonObject::typed(out, "failed")
+                .str("code", &code)
+                .str("message", &message)
+                .end(),
+            RoomEvent::Changed => JsonObject::typed(out, "changed").end(),
             RoomEvent::Message(message) => {
-                json!({ "type": "message", "message": self.message_json(message) })
+                let mut object = JsonObject::typed(out, "message");
+                self.push_message(object.key("message"), &message);
+                object.end();
             }
             RoomEvent::Typing {
                 user_id,
                 is_typing,
                 verified,
-            } => {
-                json!({ "type": "typing", "user_id": user_id, "is_typing": is_typing, "verified": verified })
-            }
+            } => JsonObject::typed(out, "typing")
+                .str("user_id", &user_id)
+                .bool("is_typing", is_typing)
+                .bool("verified", verified)
+                .end(),
             RoomEvent::Receipt {
                 user_id,
                 message_id,
                 seq,
-            } => {
-                json!({ "type": "receipt", "user_id": user_id, "message_id": message_id, "seq": seq })
+            } => JsonObject::typed(out, "receipt")
+                .str("user_id", &user_id)
+                .str("message_id", &message_id)
+                .u64("seq", seq)
+                .end(),
+            RoomEvent::Delivered { client_id, message } => {
+                let mut object = JsonObject::typed(out, "delivered");
+                object.str("client_id", &client_id);
+                self.push_message(object.key("message"), &message);
+                object.end();
             }
-            RoomEvent::Delivered { client_id, message } => json!({
-                "type": "delivered", "client_id": client_id, "message": self.message_json(message),
-            }),
             RoomEvent::SendFailed {
                 client_id,
                 code,
                 message,
-            } => {
-                json!({ "type": "send_failed", "client_id": client_id, "code": code, "message": message })
-            }
-            RoomEvent::OlderLoaded { added, has_more } => {
-                json!({ "type": "older_loaded", "added": added, "has_more": has_more })
-            }
-            RoomEvent::OlderFailed { code, message } => {
-                json!({ "type": "older_failed", "code": code, "message": message })
-            }
-            RoomEvent::Ignored { message } => json!({ "type": "ignored", "message": message }),
+            } => JsonObject::typed(out, "send_failed")
+                .str("client_id", &client_id)
+                .str("code", &code)
+                .str("message", &message)
+                .end(),
+            RoomEvent::OlderLoaded { added, has_more } => JsonObject::typed(out, "older_loaded")
+                .u64("added", added as u64)
+                .bool("has_more", has_more)
+                .end(),
+            RoomEvent::OlderFailed { code, message } => JsonObject::typed(out, "older_failed")
+                .str("code", &code)
+                .str("message", &message)
+                .end(),
+            RoomEvent::Ignored { message } => JsonObject::typed(out, "ignored")
+                .str("message", &message)
+                .end(),
         }
     }
 }
