@@ -37,7 +37,7 @@ let importedFunctions = 0;
 const bodies = []; // sizes of defined functions, in order
 const dataSegments = [];
 const names = new Map();
-let sectionSizes = new Map();
+const sectionSizes = new Map();
 
 while (offset < bytes.length) {
   const id = bytes[offset];
@@ -145,18 +145,17 @@ function demangle(mangled) {
   }
   if (symbol.startsWith("_R")) {
     const words = [];
-    const pattern = /(?:Cs[0-9A-Za-z]*_)?(\d+)_?/g;
-    let match;
     symbol = symbol.replace(/C[sy][0-9A-Za-z]*_/g, "");
     let at = 2;
-    while ((match = /\d+/.exec(symbol.slice(at)))) {
+    for (;;) {
+      const match = /\d+/.exec(symbol.slice(at));
+      if (!match) break;
       const length = Number(match[0]);
       const begin = at + match.index + match[0].length + (symbol[at + match.index + match[0].length] === "_" ? 1 : 0);
       const word = symbol.slice(begin, begin + length);
       if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(word) && word.length === length) words.push(word);
       at = begin + Math.max(length, 1);
     }
-    void pattern;
     return words.join("::");
   }
   return symbol;
@@ -173,7 +172,7 @@ function crateOf(name) {
     // domvia_realtime is split by module: that is where the choices are.
     if (match[1] === "domvia_realtime") {
       const module = /^domvia_realtime::([a-z0-9_]+)(::([a-z0-9_]+))?/.exec(text);
-      return module ? `domvia_realtime::${module[1]}${module[3] ? "::" + module[3] : ""}` : match[1];
+      return module ? `domvia_realtime::${module[1]}${module[3] ? `::${module[3]}` : ""}` : match[1];
     }
     return match[1];
   }
@@ -194,7 +193,7 @@ const dataTotal = dataSegments.reduce((a, b) => a + b, 0);
 
 const pad = (text, width) => String(text).padEnd(width);
 const num = (n, width = 9) => String(n).padStart(width);
-const pct = (n) => ((100 * n) / bytes.length).toFixed(1).padStart(5) + "%";
+const pct = (n) => `${((100 * n) / bytes.length).toFixed(1).padStart(5)}%`;
 
 console.log(`${path}: ${bytes.length} B; code ${codeTotal} B in ${bodies.length} functions, data ${dataTotal} B`);
 console.log(`\ntop ${count} functions (raw bytes)`);

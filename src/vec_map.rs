@@ -326,7 +326,8 @@ impl<'a, T> IntoIterator for &'a VecSet<T> {
     }
 }
 
-#[cfg(test)]
+// proptest is a native-only dev-dependency (the wasm32 test build has none).
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use proptest::prelude::*;
