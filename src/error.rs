@@ -203,14 +203,13 @@ impl fmt::Display for Error {
             ),
             Error::WrongChannelKind { channel, expected } => write!(
                 f,
-                "unable to authorize channel {channel:?}; it is not a {expected} channel"
-            ),
+                "unable to authorize channel {channel_q}; it is not a {expected} channel", channel_q = quoted(channel)),
             Error::InvalidSocketId => f.write_str(
                 "unable to authorize; the socket id is not of the form \"1234.5678\"",
             ),
             Error::MalformedFrame { reason } => write!(f, "unable to decode frame; {reason}"),
             Error::InvalidEventData { event, reason } => {
-                write!(f, "unable to read event {event:?}; {reason}")
+                write!(f, "unable to read event {event_q}; {reason}", event_q = quoted(event))
             }
             Error::InvalidUserData => {
                 f.write_str("unable to authorize the user; the user id must be a non-empty string")
@@ -240,22 +239,19 @@ impl fmt::Display for Error {
             }
             Error::ClientEventsDisabled { event } => write!(
                 f,
-                "unable to trigger event {event:?}; client events are disabled in the options"
-            ),
+                "unable to trigger event {event_q}; client events are disabled in the options", event_q = quoted(event)),
             Error::InvalidEventName { event, reason } => {
-                write!(f, "unable to trigger event {event:?}; {reason}")
+                write!(f, "unable to trigger event {event_q}; {reason}", event_q = quoted(event))
             }
             Error::NotSubscribed { channel, event } => write!(
                 f,
-                "unable to trigger event {event:?} on channel {channel:?}; the channel is not subscribed (or the broker has not acknowledged the subscription yet)"
-            ),
+                "unable to trigger event {event_q} on channel {channel_q}; the channel is not subscribed (or the broker has not acknowledged the subscription yet)", event_q = quoted(event), channel_q = quoted(channel)),
             Error::InvalidConfig { reason } => {
                 write!(f, "unable to create the connection; {reason}")
             }
             Error::PayloadTooLarge { event, size, limit } => write!(
                 f,
-                "unable to trigger event {event:?}; data has {size} bytes, more than the limit of {limit}"
-            ),
+                "unable to trigger event {event_q}; data has {size} bytes, more than the limit of {limit}", event_q = quoted(event)),
             Error::InvalidMessage { reason } => write!(f, "unable to read the message; {reason}"),
             Error::InvalidText { reason } => write!(f, "unable to send the message; {reason}"),
             Error::TextTooLarge { size, limit } => write!(
@@ -263,12 +259,11 @@ impl fmt::Display for Error {
                 "unable to send the message; the text has {size} UTF-8 bytes, more than the limit of {limit}"
             ),
             Error::InvalidClientId { client_id, reason } => {
-                write!(f, "unable to send message {client_id:?}; {reason}")
+                write!(f, "unable to send message {client_id_q}; {reason}", client_id_q = quoted(client_id))
             }
             Error::UnknownClientId { client_id } => write!(
                 f,
-                "unable to retry message {client_id:?}; no failed message of this room has that client id"
-            ),
+                "unable to retry message {client_id_q}; no failed message of this room has that client id", client_id_q = quoted(client_id)),
             Error::E2eeUnsupportedVersion { what, version } => write!(
                 f,
                 "unable to read the {what}; format version {version} is not supported (only 1)"
@@ -284,8 +279,7 @@ impl fmt::Display for Error {
             ),
             Error::E2eeWrongRoom { expected, actual } => write!(
                 f,
-                "unable to open the encrypted object in room {expected:?}; it belongs to room {actual:?}"
-            ),
+                "unable to open the encrypted object in room {expected_q}; it belongs to room {actual_q}", expected_q = quoted(expected), actual_q = quoted(actual)),
             Error::E2eeUnknownEpoch { epoch } => write!(
                 f,
                 "unable to decrypt; this device holds no key for epoch {epoch}"
@@ -296,31 +290,26 @@ impl fmt::Display for Error {
                 epoch,
             } => write!(
                 f,
-                "unable to accept device {device_id:?} of user {user_id:?}; it is not a member of epoch {epoch}"
-            ),
+                "unable to accept device {device_id_q} of user {user_id_q}; it is not a member of epoch {epoch}", device_id_q = quoted(device_id), user_id_q = quoted(user_id)),
             Error::E2eeReplay {
                 user_id,
                 message_id,
             } => write!(
                 f,
-                "unable to accept message {message_id:?} of user {user_id:?}; it was already opened (replay)"
-            ),
+                "unable to accept message {message_id_q} of user {user_id_q}; it was already opened (replay)", message_id_q = quoted(message_id), user_id_q = quoted(user_id)),
             Error::E2eeDeviceKeyChanged { user_id, device_id } => write!(
                 f,
-                "unable to trust device {device_id:?} of user {user_id:?}; its keys changed since it was first seen"
-            ),
+                "unable to trust device {device_id_q} of user {user_id_q}; its keys changed since it was first seen", device_id_q = quoted(device_id), user_id_q = quoted(user_id)),
             Error::E2eeEpochExpired { epoch } => write!(
                 f,
                 "unable to accept a message of epoch {epoch}; it arrived after the late-message window of a newer epoch"
             ),
             Error::E2eeWrongRecipient { device_id } => write!(
                 f,
-                "unable to open the key share; it is addressed to device {device_id:?}"
-            ),
+                "unable to open the key share; it is addressed to device {device_id_q}", device_id_q = quoted(device_id)),
             Error::E2eeWrongSender { user_id, device_id } => write!(
                 f,
-                "unable to open the key share; it names sender device {device_id:?} of user {user_id:?}, not the record given"
-            ),
+                "unable to open the key share; it names sender device {device_id_q} of user {user_id_q}, not the record given", device_id_q = quoted(device_id), user_id_q = quoted(user_id)),
             Error::E2eeMembersMismatch { epoch } => write!(
                 f,
                 "unable to install epoch {epoch}; the member devices differ from those its creator shared it with"
@@ -332,8 +321,7 @@ impl fmt::Display for Error {
             Error::E2eeInvalidKey { reason } => write!(f, "unable to use the public key; {reason}"),
             Error::E2eeNoEpoch { room_id } => write!(
                 f,
-                "unable to encrypt for room {room_id:?}; it has no epoch yet (create one first)"
-            ),
+                "unable to encrypt for room {room_id_q}; it has no epoch yet (create one first)", room_id_q = quoted(room_id)),
         }
     }
 }
@@ -347,7 +335,9 @@ impl std::error::Error for Error {}
 /// escapes differently (`'\u{7f}'`, zero-width characters), which no TS
 /// code can follow without Unicode tables.
 pub(crate) fn quoted(text: &str) -> String {
-    serde_json::to_string(text).expect("a str always serializes")
+    let mut out = String::with_capacity(text.len() + 2);
+    crate::protocol::push_json_string(&mut out, text);
+    out
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use domvia_realtime::chat::{
     validate_text, Applied, ChatMessage, DeliveryStatus, OutgoingSend, RoomState, StoredMessage,
     TypingSettings, MAX_TEXT_BYTES,
 };
+use domvia_realtime::json::Value;
+use domvia_realtime::json_value as json;
 use domvia_realtime::Error;
 use proptest::prelude::*;
-use serde_json::{json, Value};
 
 const ROOM: &str = "r_room";
 const ME: &str = "u_me";
@@ -119,7 +120,8 @@ fn reads_a_ciphertext_message_and_ignores_unknown_fields() {
     value["extra"] = json!("ignored");
     let m = StoredMessage::from_json(value).unwrap();
     assert_eq!(m.text, None);
-    let ciphertext: Value = serde_json::from_str(m.ciphertext.as_deref().unwrap()).unwrap();
+    let ciphertext: Value =
+        domvia_realtime::json::from_str(m.ciphertext.as_deref().unwrap()).unwrap();
     assert_eq!(ciphertext, json!({"v": 1, "ct": "AAAA"}));
 }
 

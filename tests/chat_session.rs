@@ -8,8 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use domvia_realtime::json::Value;
+use domvia_realtime::json_value as json;
 use proptest::prelude::*;
-use serde_json::{json, Value};
 
 use domvia_realtime::chat::{
     Action, Opened, Request, RoomEvent, RoomSession, SessionConfig, StaleEpoch, TypingSettings,
@@ -205,9 +206,9 @@ impl Harness {
                     text,
                     stale,
                 } => self.seals.push((client_id, text, stale)),
-                Action::Open { message } => {
-                    self.opens.push(serde_json::to_value(&message).unwrap())
-                }
+                Action::Open { message } => self
+                    .opens
+                    .push(serde_json::to_value(&message).unwrap().into()),
                 Action::SendTyping { data } => self.typing_sent.push(data),
                 Action::Emit(event) => match event {
                     RoomEvent::Ready => self.ready = true,

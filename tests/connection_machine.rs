@@ -5,14 +5,15 @@
 //! boundary (one socket, timers that fire at their deadlines) and the tests
 //! assert on the actions and notices that come out, not on internals.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use domvia_realtime::connection::{
     Action, ChannelState, Connection, ConnectionState, Notice, Options, Timer,
 };
+use domvia_realtime::json::Value;
+use domvia_realtime::json_value as json;
 use domvia_realtime::protocol::{ChannelAuth, Event, Frame, PresenceSnapshot, UserAuth};
 use proptest::prelude::*;
-use serde_json::{json, Value};
 
 // ---- the driver -----------------------------------------------------------
 
@@ -1053,7 +1054,7 @@ fn unsubscribe_sends_and_forgets() {
 // ---- presence ---------------------------------------------------------------
 
 fn presence_snapshot() -> PresenceSnapshot {
-    let mut hash = BTreeMap::new();
+    let mut hash = domvia_realtime::json::Map::new();
     hash.insert("u1".to_owned(), json!({"name": "Ada"}));
     hash.insert("u2".to_owned(), json!({"name": "Grace"}));
     PresenceSnapshot {

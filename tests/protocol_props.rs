@@ -135,7 +135,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         .prop_map(|(event, channel, data, user_id)| Frame {
             event,
             channel,
-            data,
+            data: data.map(Into::into),
             user_id,
         })
 }
@@ -149,7 +149,14 @@ fn typed_event() -> impl Strategy<Value = Event> {
         prop::collection::btree_map(any_string(), json_value(), 0..4),
         any::<u32>(),
     )
-        .prop_map(|(ids, hash, count)| PresenceSnapshot { ids, hash, count });
+        .prop_map(|(ids, hash, count)| PresenceSnapshot {
+            ids,
+            hash: hash
+                .into_iter()
+                .map(|(id, info)| (id, info.into()))
+                .collect(),
+            count,
+        });
     let watch = prop::collection::vec(
         (s(), prop::collection::vec(any_string(), 0..3))
             .prop_map(|(name, user_ids)| WatchlistEvent { name, user_ids }),
@@ -193,7 +200,7 @@ fn typed_event() -> impl Strategy<Value = Event> {
             Event::MemberAdded {
                 channel,
                 user_id,
-                user_info,
+                user_info: user_info.map(Into::into),
             }
         }),
         (s(), s()).prop_map(|(channel, user_id)| Event::MemberRemoved { channel, user_id }),

@@ -1,8 +1,8 @@
 //! Messages as the backend stores them, as the room shows them, and the checks
 //! a send passes before it costs a request.
 
+use crate::json::Value;
 use serde::{Serialize, Serializer};
-use serde_json::Value;
 
 use crate::protocol::Error;
 
@@ -93,14 +93,11 @@ fn non_empty_string(value: Value, field: &str) -> Result<String, Error> {
 /// JS numbers may arrive as floats (`7.0`); whole ones are accepted.
 fn integer(value: &Value, field: &str) -> Result<u64, Error> {
     const MAX_SAFE: u64 = (1 << 53) - 1;
-    value
-        .as_u64()
-        .or_else(|| {
-            value
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_SAFE as f64)
-                .map(|f| f as u64)
-        })
+    let whole = match value {
+        Value::Number(n) => n.as_whole_u64(),
+        _ => None,
+    };
+    whole
         // Beyond 2^53 a JS number is inexact, and the message could not be
         // handed back to JS: refused here rather than failing later.
         .filter(|n| *n <= MAX_SAFE)
@@ -211,7 +208,7 @@ pub fn validate_client_id(client_id: &str) -> Result<(), Error> {
 fn json_text<S: Serializer>(text: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
     let value: Option<Value> = text
         .as_deref()
-        .map(serde_json::from_str)
+        .map(crate::json::from_str)
         .transpose()
         .map_err(serde::ser::Error::custom)?;
     value.serialize(serializer)

@@ -1,5 +1,6 @@
 //! [`RoomState`]: the state machine behind the module's documentation.
 
+use crate::error::quoted;
 use crate::vec_map::VecMap;
 
 use serde::Serialize;
@@ -200,8 +201,10 @@ impl RoomState {
         match messages.iter().find(|m| m.room_id != self.room_id) {
             Some(m) => Err(Error::InvalidMessage {
                 reason: format!(
-                    "message {:?} belongs to room {:?}, not {:?}",
-                    m.message_id, m.room_id, self.room_id
+                    "message {} belongs to room {}, not {}",
+                    quoted(&m.message_id),
+                    quoted(&m.room_id),
+                    quoted(&self.room_id)
                 ),
             }),
             None => Ok(()),
@@ -313,8 +316,9 @@ impl RoomState {
         if stored.client_id != client_id {
             return Err(Error::InvalidMessage {
                 reason: format!(
-                    "the send response is for client id {:?}, not {client_id:?}",
-                    stored.client_id
+                    "the send response is for client id {}, not {}",
+                    quoted(&stored.client_id),
+                    quoted(client_id)
                 ),
             });
         }

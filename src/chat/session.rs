@@ -34,7 +34,7 @@
 
 use crate::vec_map::{VecMap, VecSet};
 
-use serde_json::{json, Map, Value};
+use crate::json::{Map, Value};
 
 use super::{ChatMessage, DeliveryStatus, RoomState, StoredMessage, TypingSettings};
 use crate::connection::backoff::{self, Jitter};
@@ -630,7 +630,11 @@ impl RoomSession {
         let answer = Answer::read(operation, status, body);
         match purpose {
             Purpose::Session => match answer {
-                Ok(body) => match body.pointer("/user/id").and_then(Value::as_str) {
+                Ok(body) => match body
+                    .get("user")
+                    .and_then(|user| user.get("id"))
+                    .and_then(Value::as_str)
+                {
                     Some(id) => {
                         self.loading.user_id = Some(id.to_owned());
                         self.load_step();
@@ -1276,9 +1280,10 @@ impl RoomSession {
         let delivery = self.deliveries.get_mut(client_id).expect("checked above");
         let content = if self.config.encrypted {
             match &delivery.envelope {
-                Some(envelope) => {
-                    json!({"client_id": client_id, "ciphertext": raw_json(envelope)})
-                }
+                Some(envelope) => Value::object([
+                    ("client_id", client_id.into()),
+                    ("ciphertext", raw_json(envelope)),
+                ]),
                 None => {
                     delivery.sealing = true;
                     let stale = delivery.stale;
@@ -1291,7 +1296,7 @@ impl RoomSession {
                 }
             }
         } else {
-            json!({"client_id": client_id, "text": text})
+            Value::object([("client_id", client_id.into()), ("text", text.into())])
         };
         delivery.in_flight = true;
         let path = format!("{}/messages", self.path());
@@ -1523,7 +1528,7 @@ impl RoomSession {
         } else {
             claimed_user_id.unwrap_or(me)
         };
-        let data = json!({ "user_id": user_id, "is_typing": is_typing });
+        let data = Value::object([("user_id", user_id.into()), ("is_typing", is_typing.into())]);
         self.actions.push(Action::SendTyping { data });
     }
 
@@ -1611,7 +1616,7 @@ impl RoomSession {
             "mark the room read",
             "POST",
             path,
-            Some(json!({ "seq": seq })),
+            Some(Value::object([("seq", seq.into())])),
         );
         if keepalive {
             if let Some(Action::Request(request)) = self.actions.last_mut() {
@@ -1678,7 +1683,7 @@ impl Answer {
         let parsed: Value = if body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(body).unwrap_or(Value::Null)
+            crate::json::from_str(body).unwrap_or(Value::Null)
         };
         if (200..300).contains(&status) {
             return Ok(parsed);
@@ -1754,7 +1759,7 @@ fn operation_of(purpose: &Purpose) -> &'static str {
 
 /// An envelope's JSON text as a value (it came from the E2EE layer as JSON).
 fn raw_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
+    crate::json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// `encodeURIComponent` of a room id (ids are validated to a safe alphabet,

@@ -3,7 +3,7 @@
 use crate::vec_map::VecMap;
 use std::collections::VecDeque;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::backoff::{self, Jitter};
 use super::{
@@ -392,7 +392,8 @@ impl Connection {
                 Some(Ok(member)) => members.me = Some(member.user_id),
                 _ => {
                     let message = format!(
-                        "unable to subscribe to channel {channel:?}; the auth endpoint returned no channel_data with a user_id"
+                        "unable to subscribe to channel {}; the auth endpoint returned no channel_data with a user_id",
+                        crate::error::quoted(channel)
                     );
                     fail_channel(channel, entry, None, message, &mut self.actions);
                     return;
@@ -494,7 +495,7 @@ impl Connection {
         // A string is measured by its text and sent as the JSON text of that
         // text (as encode_inline writes it); anything else as written.
         let string = if data.trim_start().starts_with('"') {
-            match serde_json::from_str::<Value>(data) {
+            match crate::json::from_str(data) {
                 Ok(Value::String(text)) => Some(text),
                 _ => None,
             }
@@ -515,7 +516,10 @@ impl Connection {
         if !event.starts_with(CLIENT_EVENT_PREFIX) {
             return Err(Error::InvalidEventName {
                 event: event.to_owned(),
-                reason: format!("a client event name must start with {CLIENT_EVENT_PREFIX:?}"),
+                reason: format!(
+                    "a client event name must start with {}",
+                    crate::error::quoted(CLIENT_EVENT_PREFIX)
+                ),
             });
         }
         if event.len() > MAX_EVENT_NAME_LEN {
@@ -1067,7 +1071,7 @@ fn describe_close(code: u16, reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     fn established(options: Options) -> Connection {
         let mut connection = Connection::new(options, 7);
@@ -1103,7 +1107,7 @@ mod tests {
 
     #[test]
     fn member_map_merges_ids_and_hash() {
-        let mut hash = std::collections::BTreeMap::new();
+        let mut hash = crate::json::Map::new();
         hash.insert("a".to_owned(), json!({"n": 1}));
         hash.insert("b".to_owned(), Value::Null);
         hash.insert("c".to_owned(), json!(3));

@@ -30,7 +30,7 @@ mod machine;
 
 use crate::vec_map::VecMap;
 
-use serde_json::Value;
+use crate::json::Value;
 
 pub use machine::Connection;
 

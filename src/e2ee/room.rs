@@ -10,7 +10,7 @@ use super::device::{DeviceKeys, DeviceRecord};
 use super::encoding::{b64u_decode, malformed, validate_id, Fields, FORMAT_VERSION};
 use super::envelope::{sender_key, unpad, Envelope};
 use super::epoch::{create_epoch, members_digest, EpochKey, KeyShare};
-use super::json::{Json, JsonWriter};
+use super::json::{Json, JsonWriter, ZeroizeCopies};
 use super::primitives::{aes256gcm_open, NONCE_BYTES};
 use crate::protocol::Error;
 

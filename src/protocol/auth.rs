@@ -8,8 +8,8 @@
 //! server signs; the broker verifies; the browser only checks the shape of what
 //! its auth endpoint returned.
 
+use crate::json::Value;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::mac::{sign_hex, verify_hex};
 use super::{hex, validate_channel_name, ChannelKind, Error};
@@ -202,7 +202,7 @@ pub fn verify_user_auth(
 /// Reads the member from presence `channel_data`: a JSON object with a
 /// non-empty string `user_id` and an optional `user_info`.
 pub fn parse_presence_channel_data(channel_data: &str) -> Result<PresenceMember, Error> {
-    let value: Value = serde_json::from_str(channel_data).map_err(|_| Error::InvalidUserData)?;
+    let value: Value = crate::json::from_str(channel_data).map_err(|_| Error::InvalidUserData)?;
     let Value::Object(mut map) = value else {
         return Err(Error::InvalidUserData);
     };
@@ -256,7 +256,7 @@ pub fn parse_channel_auth_response(
     body: &str,
 ) -> Result<ChannelAuth, Error> {
     let value: Value =
-        serde_json::from_str(body).map_err(|_| bad_response("the response is not JSON"))?;
+        crate::json::from_str(body).map_err(|_| bad_response("the response is not JSON"))?;
     let Value::Object(map) = value else {
         return Err(bad_response("the response is not a JSON object"));
     };
@@ -296,7 +296,7 @@ pub fn parse_channel_auth_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     const KEY: &str = "278d425bdf160c739803";
     const SECRET: &str = "7ad3773142a6692b25b8";
@@ -325,7 +325,7 @@ mod tests {
             "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
         );
         assert_eq!(
-            serde_json::to_value(&ok).unwrap(),
+            Value::from(serde_json::to_value(&ok).unwrap()),
             json!({ "auth": ok.auth })
         );
         assert!(authorize_private_channel(KEY, SECRET, "1.1", "private-encrypted-x").is_ok());
@@ -371,7 +371,7 @@ mod tests {
             Some(r#"{"user_id":"10","user_info":{"name":"Mr. Channels"}}"#)
         );
         assert_eq!(
-            serde_json::to_value(&ok).unwrap(),
+            Value::from(serde_json::to_value(&ok).unwrap()),
             json!({ "auth": ok.auth, "channel_data": ok.channel_data })
         );
         let bare =

@@ -115,8 +115,8 @@ pub fn validate_channel_name(name: &str) -> Result<ChannelKind, Error> {
     let kind = ChannelKind::of(name);
     if name.len() == kind.prefix().len() {
         return Err(invalid(format!(
-            "nothing follows the {:?} prefix",
-            kind.prefix()
+            "nothing follows the {} prefix",
+            crate::error::quoted(kind.prefix())
         )));
     }
     Ok(kind)

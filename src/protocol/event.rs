@@ -4,9 +4,7 @@
 //! every other event (`client-` events, app events published through the REST
 //! API) through untouched as [`Event::Custom`].
 
-use std::collections::BTreeMap;
-
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use super::{Error, Frame};
 
@@ -51,7 +49,7 @@ pub struct PresenceSnapshot {
     /// The user ids of the members.
     pub ids: Vec<String>,
     /// Each member's `user_info`, by user id.
-    pub hash: BTreeMap<String, Value>,
+    pub hash: Map,
     /// The number of members.
     pub count: u32,
 }
@@ -217,15 +215,7 @@ fn user_ids(event: &str, value: Option<&Value>, key: &str) -> Result<Vec<String>
 
 fn read_presence(event: &str, presence: &Map<String, Value>) -> Result<PresenceSnapshot, Error> {
     let hash = match presence.get("hash") {
-        Some(Value::Object(hash)) => {
-            // Inserts, not collect(): collecting into a BTreeMap instantiates a
-            // sort per call site, kilobytes of wasm each.
-            let mut members = BTreeMap::new();
-            for (id, info) in hash {
-                members.insert(id.clone(), info.clone());
-            }
-            members
-        }
+        Some(Value::Object(hash)) => hash.clone(),
         _ => return Err(invalid(event, "presence.hash is not an object")),
     };
     let ids = match presence.get("ids") {
@@ -241,8 +231,6 @@ fn read_presence(event: &str, presence: &Map<String, Value>) -> Result<PresenceS
 
 /// A JSON object of the members that are `Some`.
 fn object(members: &mut [(&str, Option<Value>)]) -> Value {
-    // One non-generic function with inserts: a collect() per array length
-    // would instantiate a BTreeMap sort for each.
     let mut map = Map::new();
     for (key, value) in members {
         if let Some(value) = value.take() {
@@ -252,7 +240,7 @@ fn object(members: &mut [(&str, Option<Value>)]) -> Value {
     Value::Object(map)
 }
 
-fn presence_keys(hash: &BTreeMap<String, Value>) -> Vec<String> {
+fn presence_keys(hash: &Map) -> Vec<String> {
     hash.keys().cloned().collect()
 }
 
@@ -559,14 +547,14 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     fn decode(text: &str) -> Result<Event, Error> {
         Event::from_frame(Frame::decode(text)?)
     }
 
     fn typed_events() -> Vec<Event> {
-        let mut hash = BTreeMap::new();
+        let mut hash = Map::new();
         hash.insert("u1".to_owned(), json!({"name": "Ada"}));
         hash.insert("u2".to_owned(), json!(null));
         vec![

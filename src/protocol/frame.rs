@@ -1,7 +1,6 @@
 //! WebSocket frames: the JSON envelope `{"event", "channel", "data", "user_id"}`.
 
-use serde::de::IgnoredAny;
-use serde_json::Value;
+use crate::json::{Json, Value};
 
 use super::Error;
 
@@ -21,7 +20,7 @@ use super::Error;
 /// otherwise a string that happens to look like JSON (`"{}"`, `"1"`, `"null"`)
 /// would come back as an object, number or null. pusher-js decodes such data
 /// back to the same string. Round trips hold for data nested less than about
-/// 120 levels deep; serde_json refuses deeper input.
+/// 120 levels deep; the reader refuses deeper input, as serde_json did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
     /// The event name, such as `pusher:subscribe` or `client-typing`.
@@ -85,7 +84,7 @@ pub(crate) fn push_json_string(out: &mut String, text: &str) {
 /// Applies the `data` rule: a string holding JSON text becomes that JSON.
 fn decode_data(data: Value) -> Value {
     match data {
-        Value::String(text) => match serde_json::from_str::<Value>(&text) {
+        Value::String(text) => match crate::json::from_str(&text) {
             Ok(inner) => inner,
             Err(_) => Value::String(text),
         },
@@ -145,9 +144,7 @@ impl Frame {
     /// has no string `event`, or has a `channel` or `user_id` that is neither a
     /// string nor null. Other members are ignored.
     pub fn decode(text: &str) -> Result<Frame, Error> {
-        let value: Value = serde_json::from_str(text).map_err(|e| Error::MalformedFrame {
-            reason: format!("it is not JSON ({e})"),
-        })?;
+        let value: Value = crate::json::from_str(text).map_err(|_| malformed("it is not JSON"))?;
         let Value::Object(mut map) = value else {
             return Err(malformed("it is not a JSON object"));
         };
@@ -208,22 +205,17 @@ pub(crate) struct RawFrame<'a> {
 
 impl<'a> RawFrame<'a> {
     /// Decodes the envelope as [`Frame::decode`] does, with the same errors,
-    /// but leaves `data` unparsed. One difference: a number beyond the f64
-    /// range (`1e400`), which `Frame::decode` refuses, passes here (also
-    /// inside a string `data`, which is then unwrapped), and reaches
-    /// JavaScript as JSON text that `JSON.parse` reads as `Infinity`.
+    /// but leaves `data` unparsed. (Both use the one reader, so they agree
+    /// on every text, numbers beyond the f64 range included.)
     ///
-    /// The text is checked to be JSON in one pass that builds nothing
-    /// (serde's `IgnoredAny`); the members are then found by a scan that may
-    /// rely on that. Only `event`, `channel` and `user_id` are parsed. (A
-    /// generic serde visitor or `RawValue` would do the same but pulls serde's
-    /// type-error formatting, f64 printing included, into the wasm.)
+    /// The text is checked to be JSON first (the shared reader: strings
+    /// without escapes are borrowed, not copied); the members are then found
+    /// by a scan that may rely on that. Only `event`, `channel` and `user_id`
+    /// are parsed.
     pub(crate) fn decode(text: &'a str) -> Result<RawFrame<'a>, Error> {
-        // The same parser and message as Frame::decode.
-        if let Err(e) = serde_json::from_str::<IgnoredAny>(text) {
-            return Err(Error::MalformedFrame {
-                reason: format!("it is not JSON ({e})"),
-            });
+        // The same reader and message as Frame::decode.
+        if !is_json(text) {
+            return Err(malformed("it is not JSON"));
         }
         let bytes = text.as_bytes();
         let mut at = skip_whitespace(bytes, 0);
@@ -272,11 +264,9 @@ impl<'a> RawFrame<'a> {
     /// The frame with `data` parsed by the `data` rule.
     pub(crate) fn into_frame(self) -> Result<Frame, Error> {
         let data = match self.data {
-            Some(text) => Some(decode_data(serde_json::from_str(text).map_err(|e| {
-                Error::MalformedFrame {
-                    reason: format!("it is not JSON ({e})"),
-                }
-            })?)),
+            Some(text) => Some(decode_data(
+                crate::json::from_str(text).map_err(|_| malformed("it is not JSON"))?,
+            )),
             None => None,
         };
         Ok(Frame {
@@ -306,13 +296,13 @@ impl<'a> RawFrame<'a> {
 /// Whether `text` is one JSON value (surrounding whitespace allowed), checked
 /// without building it.
 pub(crate) fn is_json(text: &str) -> bool {
-    serde_json::from_str::<IgnoredAny>(text).is_ok()
+    Json::parse(text).is_some()
 }
 
 /// Parses JSON text already known to be valid (a member of a checked frame).
 fn parse_valid(text: &str) -> Value {
-    // Only nesting beyond serde_json's limit can fail here: read as null.
-    serde_json::from_str(text).unwrap_or(Value::Null)
+    // Only nesting beyond the reader's limit can fail here: read as null.
+    crate::json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// A member name's text: the JSON string without quotes, unescaped if need be.
@@ -417,7 +407,7 @@ pub(crate) fn write_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     fn round_trips(frame: &Frame) {
         assert_eq!(
@@ -605,7 +595,7 @@ mod tests {
             // The text means the same data as the parsed frame has.
             let data = data_json
                 .as_deref()
-                .map(|t| serde_json::from_str::<Value>(t).unwrap());
+                .map(|t| crate::json::from_str(t).unwrap());
             assert_eq!(data, frame.data, "{text}");
             assert_eq!(raw.into_frame().unwrap(), frame, "{text}");
         }
@@ -638,13 +628,11 @@ mod tests {
             let expected = Frame::decode(text).unwrap_err();
             assert_eq!(RawFrame::decode(text).unwrap_err(), expected, "{text}");
         }
-        // The one difference (documented on RawFrame::decode): numbers
-        // beyond the f64 range.
+        // Numbers beyond the f64 range too: one reader checks both.
         let huge = r#"{"event":"client-x","data":1e400}"#;
-        assert!(Frame::decode(huge).is_err());
         assert_eq!(
-            RawFrame::decode(huge).unwrap().data_json().as_deref(),
-            Some("1e400")
+            RawFrame::decode(huge).unwrap_err(),
+            Frame::decode(huge).unwrap_err()
         );
     }
 }

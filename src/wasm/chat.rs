@@ -11,8 +11,8 @@
 //! and `JSON.parse` on the way out. Both JS functions are native and fast, and
 //! this keeps a generic JS-value (de)serializer per type out of the wasm.
 
+use crate::json::Value;
 use js_sys::JSON;
-use serde_json::Value;
 use std::fmt::Write;
 use wasm_bindgen::prelude::*;
 
@@ -23,6 +23,30 @@ use crate::chat::{
 use crate::protocol::{is_json, push_json_string, Error};
 
 use super::{js_error, to_u64};
+
+/// A JS number (from `JSON.stringify`) as the core's u64, as [`to_u64`] reads
+/// one: fractions dropped, negatives 0, beyond `u64::MAX` saturated.
+fn js_number_as_u64(value: &Value) -> Option<u64> {
+    let Value::Number(number) = value else {
+        return None;
+    };
+    let text = number.as_str();
+    if text.starts_with('-') {
+        return Some(0);
+    }
+    if let Some(whole) = number.as_whole_u64() {
+        return Some(whole);
+    }
+    Some(match text.split_once(['e', 'E']) {
+        // JSON.stringify writes an exponent only below 1e-6 or from 1e21 on.
+        Some((_, exponent)) if exponent.starts_with('-') => 0,
+        Some(_) => u64::MAX,
+        None => {
+            let integer = text.split('.').next().unwrap_or("0");
+            integer.parse().unwrap_or(u64::MAX)
+        }
+    })
+}
 
 /// A JS value as serde_json's Value, through `JSON.stringify`. `undefined`,
 /// functions and symbols have no JSON text; they fail like a BigInt does.
@@ -37,7 +61,7 @@ fn value_from_js(value: &JsValue, what: &str) -> Result<Value, JsValue> {
 }
 
 fn parse_json(text: &str, what: &str) -> Result<Value, JsValue> {
-    serde_json::from_str(text).map_err(|e| invalid_message(&format!("{what} ({e})")))
+    crate::json::from_str(text).map_err(|e| invalid_message(&format!("{what} ({e})")))
 }
 
 fn invalid_message(reason: &str) -> JsValue {
@@ -110,8 +134,8 @@ impl ChatRoomSession {
         let number = |key: &str, default: u64| {
             config
                 .get(key)
-                .and_then(Value::as_f64)
-                .map_or(default, to_u64)
+                .and_then(js_number_as_u64)
+                .unwrap_or(default)
         };
         let text = |key: &str| config.get(key).and_then(Value::as_str).map(str::to_owned);
         let Some(room_id) = text("room_id") else {

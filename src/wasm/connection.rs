@@ -10,8 +10,8 @@
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
+use crate::json::{Map, Value};
 use gloo_timers::callback::Timeout;
-use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -253,11 +253,12 @@ impl RealtimeConnection {
         let machine = self.shared.machine.borrow();
         let members = machine.members(channel)?;
         // Inserts, not collect(): collecting into a map instantiates a sort.
-        let mut map = serde_json::Map::new();
+        let mut map = Map::new();
         for (id, info) in &members.members {
             map.insert(id.clone(), info.clone().unwrap_or(Value::Null));
         }
-        Some(serde_json::json!({ "me": members.me, "members": map }).to_string())
+        let me = members.me.clone().map_or(Value::Null, Value::String);
+        Some(Value::object([("me", me), ("members", Value::Object(map))]).to_json())
     }
 
     /// Sends a client event now, on this call's stack; `data_json` is JSON text.
@@ -451,7 +452,7 @@ fn parse_user_auth(status: u16, body: &str) -> Result<protocol::UserAuth, (Optio
             "the user authentication endpoint returned no auth and user_data".to_owned(),
         )
     };
-    let value: Value = serde_json::from_str(body).map_err(|_| invalid())?;
+    let value: Value = crate::json::from_str(body).map_err(|_| invalid())?;
     match (value.get("auth"), value.get("user_data")) {
         (Some(Value::String(auth)), Some(Value::String(user_data))) => Ok(protocol::UserAuth {
             auth: auth.clone(),
@@ -585,7 +586,7 @@ async fn post_auth(request: AuthRequest) -> Result<(u16, String), (Option<u16>, 
     for (name, value) in &request.headers {
         headers
             .set(name, value)
-            .map_err(|e| network(&format!("invalid header {name:?}"), e))?;
+            .map_err(|e| network(&format!("invalid header {}", crate::error::quoted(name)), e))?;
     }
     if let Some(provider) = &request.headers_provider {
         let provided = provider
@@ -597,7 +598,10 @@ async fn post_auth(request: AuthRequest) -> Result<(u16, String), (Option<u16>, 
         for (name, value) in object_string_pairs(&provided) {
             headers.set(&name, &value).map_err(|e| {
                 network(
-                    &format!("invalid header {name:?} from the headersProvider"),
+                    &format!(
+                        "invalid header {} from the headersProvider",
+                        crate::error::quoted(&name)
+                    ),
                     e,
                 )
             })?;
@@ -634,10 +638,11 @@ async fn post_auth(request: AuthRequest) -> Result<(u16, String), (Option<u16>, 
 
 /// The endpoint's own message when it sent `{"error":{"message"}}` or `{"message"}`.
 fn endpoint_error_message(status: u16, body: &str) -> String {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let parsed: Option<Value> = crate::json::from_str(body).ok();
     let message = parsed.as_ref().and_then(|value| {
         value
-            .pointer("/error/message")
+            .get("error")
+            .and_then(|error| error.get("message"))
             .or_else(|| value.get("message"))
             .and_then(Value::as_str)
     });

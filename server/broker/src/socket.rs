@@ -14,13 +14,13 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use domvia_realtime::json::Value;
 use domvia_realtime::protocol::{
     event, parse_presence_channel_data, validate_channel_name, verify_channel_auth,
     verify_user_auth, ChannelKind, Event, Frame, PresenceMember, CLIENT_EVENT_PREFIX,
 };
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -741,7 +741,7 @@ impl Session {
     fn sign_in(&mut self, auth: &str, user_data: String) {
         let app = &self.inner.app;
         let verified = verify_user_auth(&app.key, &app.secret, &self.socket_id, auth, &user_data);
-        let user_id = serde_json::from_str::<Value>(&user_data)
+        let user_id = domvia_realtime::json::from_str(&user_data)
             .ok()
             .and_then(|data| data.get("id").and_then(Value::as_str).map(str::to_owned))
             .filter(|id| !id.is_empty());
@@ -921,6 +921,6 @@ mod tests {
     fn data_sizes() {
         assert_eq!(data_len(None), 0);
         assert_eq!(data_len(Some(&Value::from("abc"))), 3);
-        assert_eq!(data_len(Some(&serde_json::json!({"a": 1}))), 7);
+        assert_eq!(data_len(Some(&serde_json::json!({"a": 1}).into())), 7);
     }
 }

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::{Message, Utf8Bytes};
+use domvia_realtime::json::Value;
 use domvia_realtime::protocol::{Event, PresenceMember, PresenceSnapshot};
-use serde_json::Value;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
@@ -631,7 +631,7 @@ mod tests {
     fn member(user_id: &str) -> Option<PresenceMember> {
         Some(PresenceMember {
             user_id: user_id.into(),
-            user_info: Some(json!({"name": user_id})),
+            user_info: Some(json!({"name": user_id}).into()),
         })
     }
 

@@ -132,7 +132,7 @@ fn hostile_frame(rng: &mut Rng, socket_id: &str) -> Result<String, Vec<u8>> {
                 let channel = format!("presence-h{suffix}");
                 let user = format!("u{}", rng.below(4));
                 let info = rng.value(2);
-                let auth = authorize_presence_channel(KEY, SECRET, socket_id, &channel, &user, Some(&info)).unwrap();
+                let auth = authorize_presence_channel(KEY, SECRET, socket_id, &channel, &user, Some(&info.into())).unwrap();
                 json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth.auth, "channel_data": auth.channel_data}}).to_string()
             }
         }
@@ -203,7 +203,7 @@ fn count(frames: &[Frame], event: &str, code: Option<u64>) -> usize {
         .filter(|frame| frame.event == event)
         .filter(|frame| {
             code.is_none_or(|code| {
-                frame.data.as_ref().and_then(|data| data.get("code")) == Some(&json!(code))
+                frame.data.as_ref().and_then(|data| data.get("code")) == Some(&json!(code).into())
             })
         })
         .count()

@@ -55,7 +55,7 @@ async fn sockets_that_never_subscribe_are_closed_with_4202() {
         common::KEY,
         common::SECRET,
         &signed_in.socket_id,
-        &user,
+        &user.into(),
     )
     .unwrap();
     signed_in

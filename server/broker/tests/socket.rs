@@ -112,7 +112,7 @@ async fn private_channels_need_a_valid_signature() {
     let ok = client.subscribe_private("private-chat.room.r1").await;
     assert_eq!(ok.event, "pusher_internal:subscription_succeeded");
     assert_eq!(ok.channel.as_deref(), Some("private-chat.room.r1"));
-    assert_eq!(ok.data, Some(json!({})));
+    assert_eq!(ok.data, Some(json!({})).map(Into::into));
 
     // Signed for another socket, for another channel, with another secret, or not at all.
     let other_socket = authorize_private_channel(KEY, SECRET, "1.1", "private-a").unwrap();
@@ -216,7 +216,7 @@ async fn presence_members_are_users_not_connections() {
     assert_eq!(added.channel.as_deref(), Some(channel));
     assert_eq!(
         added.data,
-        Some(json!({"user_id": "u", "user_info": {"name": "User u"}}))
+        Some(json!({"user_id": "u", "user_info": {"name": "User u"}})).map(Into::into)
     );
 
     let mut second = Client::connect(&server).await;
@@ -234,7 +234,7 @@ async fn presence_members_are_users_not_connections() {
     watcher.expect_silence(QUIET).await;
     second.close().await;
     let removed = watcher.expect("pusher_internal:member_removed").await;
-    assert_eq!(removed.data, Some(json!({"user_id": "u"})));
+    assert_eq!(removed.data, Some(json!({"user_id": "u"})).map(Into::into));
     watcher.expect_silence(QUIET).await;
 }
 
@@ -259,7 +259,7 @@ async fn presence_stamps_user_id_on_client_events() {
     assert_eq!(typing.user_id.as_deref(), Some("bob"));
     assert_eq!(
         typing.data,
-        Some(json!({"user_id": "alice", "is_typing": true}))
+        Some(json!({"user_id": "alice", "is_typing": true})).map(Into::into)
     );
     bob.expect_silence(QUIET).await;
 
@@ -294,9 +294,15 @@ async fn presence_limits_and_bad_channel_data() {
     assert_eq!(ok.event, "pusher_internal:subscription_succeeded");
 
     let info = json!({ "bio": "x".repeat(100) });
-    let auth =
-        authorize_presence_channel(KEY, SECRET, &c.socket_id, "presence-big", "c", Some(&info))
-            .unwrap();
+    let auth = authorize_presence_channel(
+        KEY,
+        SECRET,
+        &c.socket_id,
+        "presence-big",
+        "c",
+        Some(&info.into()),
+    )
+    .unwrap();
     let refused = c
         .subscribe_with(
             "presence-big",
@@ -340,7 +346,10 @@ async fn client_events_reach_others_but_not_the_sender() {
     for receiver in [&mut bob, &mut carol] {
         let typing = receiver.expect("client-typing").await;
         assert_eq!(typing.channel.as_deref(), Some(channel));
-        assert_eq!(typing.data, Some(json!({"is_typing": true})));
+        assert_eq!(
+            typing.data,
+            Some(json!({"is_typing": true})).map(Into::into)
+        );
     }
     alice.expect_silence(QUIET).await;
 }
@@ -412,7 +421,7 @@ async fn client_events_are_rate_limited() {
     assert_eq!(message, "Client event rejected due to rate limit");
     for i in 0..10 {
         let frame = receiver.expect("client-n").await;
-        assert_eq!(frame.data, Some(json!({"i": i})));
+        assert_eq!(frame.data, Some(json!({"i": i})).map(Into::into));
     }
     receiver.expect_silence(QUIET).await;
     sender.ping().await;
@@ -533,7 +542,7 @@ async fn clients_that_do_not_read_are_dropped() {
 async fn sign_in_checks_the_user_signature() {
     let server = start(Limits::default()).await;
     let mut client = Client::connect(&server).await;
-    let user = json!({"id": "u1", "name": "Ada"});
+    let user: domvia_realtime::json::Value = json!({"id": "u1", "name": "Ada"}).into();
     let signed = authenticate_user(KEY, SECRET, &client.socket_id, &user).unwrap();
     client
         .send(json!({"event": "pusher:signin", "data": {"auth": signed.auth, "user_data": signed.user_data}}))
@@ -552,7 +561,7 @@ async fn sign_in_checks_the_user_signature() {
 /// Signs `client` in as `user_id` and waits for the broker to confirm.
 async fn sign_in_as(client: &mut Client, user_id: &str) {
     let user = json!({ "id": user_id });
-    let signed = authenticate_user(KEY, SECRET, &client.socket_id, &user).unwrap();
+    let signed = authenticate_user(KEY, SECRET, &client.socket_id, &user.into()).unwrap();
     client
         .send(json!({"event": "pusher:signin", "data": {"auth": signed.auth, "user_data": signed.user_data}}))
         .await;

@@ -77,7 +77,7 @@ pub(crate) async fn channel_auth(
             &socket_id,
             &channel_name,
             &me.id,
-            Some(&json!({ "name": me.name })),
+            Some(&json!({ "name": me.name }).into()),
         ),
         _ => authorize_private_channel(&app.key, &app.secret, &socket_id, &channel_name),
     }
@@ -95,7 +95,7 @@ pub(crate) async fn user_auth(
     let socket_id = socket_id(&body)?;
     let app = backend.app();
     let user_data = json!({ "id": me.id, "user_info": { "name": me.name } });
-    let auth =
-        authenticate_user(&app.key, &app.secret, &socket_id, &user_data).map_err(signing_failed)?;
+    let auth = authenticate_user(&app.key, &app.secret, &socket_id, &user_data.into())
+        .map_err(signing_failed)?;
     Ok(Json(auth))
 }

@@ -68,7 +68,10 @@ async fn members_get_signatures_the_broker_accepts() {
     );
     let member = parse_presence_channel_data(&channel_data).unwrap();
     assert_eq!(member.user_id, bob.id);
-    assert_eq!(member.user_info, Some(json!({ "name": "Bob" })));
+    assert_eq!(
+        member.user_info,
+        Some(json!({ "name": "Bob" })).map(Into::into)
+    );
 
     // Cookie sessions work too.
     let cookie = format!("domvia_session={}", ada.token);

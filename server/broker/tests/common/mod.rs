@@ -124,7 +124,7 @@ impl Client {
             .data
             .as_ref()
             .and_then(|data| data.get("socket_id"))
-            .and_then(Value::as_str)
+            .and_then(domvia_realtime::json::Value::as_str)
             .expect("socket_id")
             .to_owned();
         Client { ws, socket_id }
@@ -215,9 +215,15 @@ impl Client {
     /// Subscribes to a presence channel as `user_id` with a valid signature.
     pub async fn subscribe_presence(&mut self, channel: &str, user_id: &str) -> Frame {
         let info = json!({ "name": format!("User {user_id}") });
-        let auth =
-            authorize_presence_channel(KEY, SECRET, &self.socket_id, channel, user_id, Some(&info))
-                .unwrap();
+        let auth = authorize_presence_channel(
+            KEY,
+            SECRET,
+            &self.socket_id,
+            channel,
+            user_id,
+            Some(&info.into()),
+        )
+        .unwrap();
         self.subscribe_with(channel, Some(&auth.auth), auth.channel_data.as_deref())
             .await
     }
