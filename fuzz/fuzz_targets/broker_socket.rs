@@ -9,11 +9,11 @@
 use arbitrary::Arbitrary;
 use domvia_broker::fuzzing::SocketSession;
 use domvia_broker::{AppCredentials, Broker, Limits};
+use domvia_realtime::json_value as json;
 use domvia_realtime::protocol::{
     authenticate_user, authorize_presence_channel, authorize_private_channel, Frame,
 };
 use libfuzzer_sys::fuzz_target;
-use serde_json::{json, Value};
 
 const KEY: &str = "fuzz-key";
 const SECRET: &str = "fuzz-secret";
@@ -90,7 +90,7 @@ fn subscribe_frame(socket_id: &str, channel: &str, auth: &Auth) -> String {
         Auth::Signed { user_id, user_info } => {
             let info = user_info
                 .as_deref()
-                .and_then(|text| serde_json::from_str::<Value>(text).ok());
+                .and_then(|text| domvia_realtime::json::from_str(text).ok());
             let signed = authorize_private_channel(KEY, SECRET, socket_id, channel).or_else(|_| {
                 authorize_presence_channel(KEY, SECRET, socket_id, channel, user_id, info.as_ref())
             });
@@ -114,7 +114,7 @@ fn subscribe_frame(socket_id: &str, channel: &str, auth: &Auth) -> String {
 }
 
 fn signin_frame(socket_id: &str, user_data: &str, signed: bool) -> String {
-    let parsed = serde_json::from_str::<Value>(user_data).ok();
+    let parsed = domvia_realtime::json::from_str(user_data).ok();
     let data = match parsed.and_then(|value| authenticate_user(KEY, SECRET, socket_id, &value).ok())
     {
         Some(auth) if signed => json!({ "auth": auth.auth, "user_data": auth.user_data }),
@@ -178,7 +178,7 @@ fuzz_target!(|steps: Vec<Step>| {
                 data,
             } => {
                 let data =
-                    serde_json::from_str::<Value>(data).unwrap_or_else(|_| data.clone().into());
+                    domvia_realtime::json::from_str(data).unwrap_or_else(|_| data.clone().into());
                 (
                     *second,
                     Frame::new(format!("client-{event}"))

@@ -11,14 +11,6 @@ use domvia_realtime::connection::{Connection, Options};
 use domvia_realtime::protocol::fuzzing::decode_raw_frame;
 use domvia_realtime::protocol::{Event, Frame};
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
-
-/// A number beyond the f64 range (`1e400`) that the client's reader passes
-/// on as text and `Frame::decode` refuses (documented on `RawFrame::decode`).
-fn has_huge_number(text: &str) -> bool {
-    serde_json::from_str::<Value>(text).is_err()
-        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-}
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else {
@@ -29,7 +21,6 @@ fuzz_target!(|bytes: &[u8]| {
     match (&server, &client) {
         (Ok(frame), Ok((raw, _))) => assert_eq!(frame, raw, "the two readers differ"),
         (Err(a), Err(b)) => assert_eq!(a.code(), b.code()),
-        _ if has_huge_number(text) => {}
         _ => panic!("one reader accepts what the other refuses: {server:?} vs {client:?}"),
     }
     if let Ok(frame) = server {

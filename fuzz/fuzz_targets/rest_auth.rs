@@ -172,7 +172,7 @@ fn protocol_checks(input: &Input) {
             Ok(())
         );
     }
-    let info = serde_json::from_str::<Value>(d).ok();
+    let info = domvia_realtime::json::from_str(d).ok();
     if let Ok(auth) = authorize_presence_channel(KEY, SECRET, a, b, c, info.as_ref()) {
         let data = auth.channel_data.as_deref();
         assert_eq!(
@@ -263,7 +263,7 @@ fn rest_request(request: &RestRequest) {
         authorize_presence_channel(KEY, SECRET, member.socket_id(), "presence-a", "u1", None)
             .expect("presence auth");
     let subscribe = Frame::new("pusher:subscribe")
-        .with_data(json!({ "channel": "presence-a", "auth": auth.auth, "channel_data": auth.channel_data }))
+        .with_data(domvia_realtime::json_value!({ "channel": "presence-a", "auth": auth.auth, "channel_data": auth.channel_data }))
         .encode_inline();
     member.on_text(&subscribe);
     member.on_text(r#"{"event":"pusher:subscribe","data":{"channel":"chat"}}"#);
