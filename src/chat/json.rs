@@ -9,7 +9,7 @@ use super::room::{Applied, OutgoingSend};
 use super::{ChatMessage, DeliveryStatus};
 use crate::protocol::push_json_string;
 
-fn push_u64(out: &mut String, n: u64) {
+pub(crate) fn push_u64(out: &mut String, n: u64) {
     // Writing to a String cannot fail.
     write!(out, "{n}").ok();
 }
@@ -22,9 +22,13 @@ fn push_optional_string(out: &mut String, text: Option<&str>) {
 }
 
 /// `[item, item, ...]`, each written by `write`.
-fn push_array<T>(out: &mut String, items: &[T], write: impl Fn(&mut String, &T)) {
+pub(crate) fn push_array<T>(
+    out: &mut String,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut String, T),
+) {
     out.push('[');
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }

@@ -27,7 +27,7 @@
 //! - Read positions and receipts only move forward; my own user id never
 //!   appears among the typing users.
 
-mod json;
+pub(crate) mod json;
 mod message;
 mod reads;
 mod room;

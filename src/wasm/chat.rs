@@ -13,9 +13,9 @@
 
 use crate::json::Value;
 use js_sys::JSON;
-use std::fmt::Write;
 use wasm_bindgen::prelude::*;
 
+use crate::chat::json::{push_array, push_u64};
 use crate::chat::{
     read_positions_to_json, Action, ChatMessage, Opened, RoomEvent, RoomSession, RoomState,
     SessionConfig, TypingSettings, TAIL_CHECK_MS,
@@ -162,14 +162,11 @@ impl ChatRoomSession {
     /// The actions since the last call, as plain objects.
     #[wasm_bindgen(js_name = takeActions, unchecked_return_type = "ChatRoomSessionAction[]")]
     pub fn take_actions(&mut self) -> Result<JsValue, JsValue> {
-        let mut out = String::from("[");
-        for (i, action) in self.session.take_actions().into_iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            self.push_action(&mut out, action);
-        }
-        out.push(']');
+        let actions = self.session.take_actions();
+        let mut out = String::new();
+        push_array(&mut out, actions, |out, action| {
+            self.push_action(out, action)
+        });
         from_json(&out)
     }
 
@@ -322,14 +319,10 @@ impl ChatRoomSession {
     /// Stored messages ascending by seq, then pending ones in send order.
     #[wasm_bindgen(unchecked_return_type = "ChatRoomViewMessage[]")]
     pub fn messages(&self) -> Result<JsValue, JsValue> {
-        let mut out = String::from("[");
-        for (i, message) in self.session.messages().iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            self.push_message(&mut out, message);
-        }
-        out.push(']');
+        let mut out = String::new();
+        push_array(&mut out, &self.session.messages(), |out, message| {
+            self.push_message(out, message)
+        });
         from_json(&out)
     }
 
@@ -396,9 +389,7 @@ impl<'a> JsonObject<'a> {
     }
 
     fn u64(&mut self, key: &str, value: u64) -> &mut Self {
-        let out = self.key(key);
-        // Writing to a String cannot fail.
-        write!(out, "{value}").ok();
+        push_u64(self.key(key), value);
         self
     }
 
@@ -476,7 +467,7 @@ impl ChatRoomSession {
                 if let Some(stale) = stale {
                     let out = object.key("stale");
                     out.push_str("{\"current_epoch\":");
-                    write!(out, "{}", stale.current_epoch).ok();
+                    push_u64(out, stale.current_epoch);
                     out.push_str(",\"needs_new_epoch\":");
                     out.push_str(if stale.needs_new_epoch {
                         "true}"
