@@ -18,7 +18,9 @@
 // senders, default 400: every event also fans out to the 98 other Node
 // clients, which share these cores with Chromium; at 1000/s Node fell behind
 // and the broker closed one of them), BENCH_MESSAGE_RATE (part 1, messages per
-// second, in REST batches of 10; default 2000).
+// second, in REST batches of 10; default 2000). BENCH_PROFILE=1 also samples
+// the main thread's JavaScript (CDP Profiler) during every measurement and
+// prints each way's top functions by self time, summed over the runs.
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createRealtimeClient } from "../packages/realtime-server/dist/index.js";
@@ -26,6 +28,7 @@ import { connectPusher, signIn, subscribed } from "../tests/support/chat.mjs";
 import { devApp, launchChromium, repoRoot, startServer } from "../tests/support/harness.mjs";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const PROFILE = process.env.BENCH_PROFILE === "1";
 const TYPING_RATE = Number(process.env.BENCH_TYPING_RATE ?? 400);
 const MESSAGE_RATE = Number(process.env.BENCH_MESSAGE_RATE ?? 2000);
 const MESSAGES = 1000;
@@ -190,10 +193,26 @@ try {
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Performance.enable");
   const metrics = async () => Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map((m) => [m.name, m.value]));
+  // BENCH_PROFILE: self time (ms) per "part way" per function, summed over the measured runs.
+  const selfTimes = new Map();
+  let profiling = false;
+  if (PROFILE) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+  }
+  function addProfile(key, { nodes, samples, timeDeltas }) {
+    const names = new Map(nodes.map(({ id, callFrame: f }) => [id, `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}:${f.lineNumber + 1}`]));
+    const totals = selfTimes.get(key) ?? new Map();
+    samples.forEach((id, i) => {
+      totals.set(names.get(id), (totals.get(names.get(id)) ?? 0) + (timeDeltas[i + 1] ?? 0) / 1000);
+    });
+    selfTimes.set(key, totals);
+  }
 
   /** Opens `way`, sends, waits for the page to finish; returns wall and CPU figures in ms. */
   async function measure(way, options, send, limitMs) {
     const seen = await page.evaluate(({ way, options }) => (way === "ours" ? B.openOurs(options) : B.openReference(options)).then(() => B.states.length), { way, options });
+    if (profiling) await cdp.send("Profiler.start");
     const before = await metrics();
     const finished = page.evaluate((ms) => B.result(ms), limitMs);
     finished.catch(() => {}); // a failing send() is the error to report
@@ -202,6 +221,7 @@ try {
     const sendMs = performance.now() - sendStart;
     const result = await finished;
     const after = await metrics();
+    if (profiling) addProfile(`${options.marker} ${way}`, (await cdp.send("Profiler.stop")).profile);
     // A socket closed or reconnecting mid-measurement (a 4100 from the broker) invalidates the run.
     const trouble = await page.evaluate((seen) => B.states.slice(seen), seen);
     // Typing counts are reported; every message must be rendered.
@@ -260,6 +280,7 @@ try {
   // Warm-up: part 1 three times each way (V8 tiers the wasm and both clients up), then the runs.
   for (let i = 0; i < 3; i++) for (const way of ["ours", "reference"]) await messages(way);
   const samples = { messages: { ours: [], reference: [] }, typing: { ours: [], reference: [] } };
+  profiling = PROFILE;
   for (let run = 0; run < RUNS; run++) {
     const order = run % 2 === 0 ? ["ours", "reference"] : ["reference", "ours"];
     for (const way of order) samples.messages[way].push(await messages(way));
@@ -295,6 +316,10 @@ try {
     ["wall, first to last event received", (s) => s.wallMs, "ms", 0],
   ]);
   console.log(`Typing events received per run: ${perRun("typing", (s) => s.count)}`);
+  for (const [key, totals] of selfTimes) {
+    console.log(`\n## Self time by function, ${key}, summed over ${RUNS} runs (BENCH_PROFILE)\n`);
+    for (const [name, ms] of [...totals].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${ms.toFixed(1).padStart(9)} ms  ${name}`);
+  }
 } finally {
   for (const { client } of senders) client.disconnect();
   await browser.close();

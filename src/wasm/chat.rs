@@ -60,6 +60,13 @@ fn value_from_js(value: &JsValue, what: &str) -> Result<Value, JsValue> {
     }
 }
 
+/// Event data as the broker sent it: its JSON, or the text itself as a string
+/// when it is not JSON (as the channel's listeners see it), which the session
+/// then ignores as malformed like any other wrong shape.
+fn event_data(text: &str) -> Value {
+    crate::json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
 fn parse_json(text: &str, what: &str) -> Result<Value, JsValue> {
     crate::json::from_str(text).map_err(|e| invalid_message(&format!("{what} ({e})")))
 }
@@ -235,37 +242,32 @@ impl ChatRoomSession {
         self.session.opened(message_id, result, to_u64(now_ms));
     }
 
+    // The room's channel events arrive as the JSON text the connection read
+    // off the socket (the TS layer binds them with `bindEventText`): no
+    // JSON.parse in the page and no JSON.stringify back into the wasm.
+
     #[wasm_bindgen(js_name = messageCreated)]
-    pub fn message_created(&mut self, data: JsValue, now_ms: f64) -> Result<(), JsValue> {
-        let data = value_from_js(&data, "the event data is not JSON")?;
-        self.session.message_created(data, to_u64(now_ms));
-        Ok(())
+    pub fn message_created(&mut self, data_json: &str, now_ms: f64) {
+        self.session
+            .message_created(event_data(data_json), to_u64(now_ms));
     }
 
-    pub fn receipt(&mut self, data: JsValue, now_ms: f64) -> Result<(), JsValue> {
-        let data = value_from_js(&data, "the event data is not JSON")?;
-        self.session.receipt(data, to_u64(now_ms));
-        Ok(())
+    pub fn receipt(&mut self, data_json: &str, now_ms: f64) {
+        self.session.receipt(event_data(data_json), to_u64(now_ms));
     }
 
     #[wasm_bindgen(js_name = memberRemoved)]
-    pub fn member_removed(&mut self, data: JsValue) -> Result<(), JsValue> {
-        let data = value_from_js(&data, "the event data is not JSON")?;
-        self.session.member_removed(&data);
-        Ok(())
+    pub fn member_removed(&mut self, data_json: &str) {
+        self.session.member_removed(&event_data(data_json));
     }
 
     #[wasm_bindgen(js_name = clientTyping)]
-    pub fn client_typing(
-        &mut self,
-        data: JsValue,
-        stamped_user_id: Option<String>,
-        now_ms: f64,
-    ) -> Result<(), JsValue> {
-        let data = value_from_js(&data, "the event data is not JSON")?;
-        self.session
-            .client_typing(&data, stamped_user_id.as_deref(), to_u64(now_ms));
-        Ok(())
+    pub fn client_typing(&mut self, data_json: &str, stamped_user_id: Option<String>, now_ms: f64) {
+        self.session.client_typing(
+            &event_data(data_json),
+            stamped_user_id.as_deref(),
+            to_u64(now_ms),
+        );
     }
 
     pub fn reconnected(&mut self) {
@@ -344,11 +346,6 @@ impl ChatRoomSession {
             Some(state) => from_json(&read_positions_to_json(state.read_positions())),
             None => from_json("{}"),
         }
-    }
-
-    #[wasm_bindgen(js_name = typingUsers)]
-    pub fn typing_users(&self) -> Vec<String> {
-        self.session.typing_users().to_vec()
     }
 }
 

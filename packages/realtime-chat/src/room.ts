@@ -12,7 +12,7 @@
 import type { Channel, ConnectionState, DomViaRealtime, Unsubscribe } from "@domvia/realtime";
 import { buildChatChannelName } from "@domvia/realtime";
 import type { ChatRoomSessionAction, ChatRoomSessionEvent, DomViaError } from "@domvia/realtime/core";
-import { ChatRoomSession, callCore, Listeners, toDomViaError } from "@domvia/realtime/core";
+import { bindEventText, ChatRoomSession, callCore, Listeners, toDomViaError } from "@domvia/realtime/core";
 import { BackendClient, backendError, chatError } from "./backend.js";
 import type {
   ChatMember,
@@ -233,10 +233,19 @@ export class DefaultChatRoom implements ChatRoom {
         this.#changed(true);
         return;
       case "message":
-        this.#messageListeners.emit(this.#rows.row(event.message as ViewMessageJson));
+        // No row is built for a room nobody listens to per message (the view builds its own).
+        if (this.#messageListeners.size > 0) this.#messageListeners.emit(this.#rows.row(event.message as ViewMessageJson));
         return;
       case "typing":
-        this.#typingUserIds = Object.freeze(this.#session?.typingUsers() ?? []);
+        // The session reports every change of its typing list as one event,
+        // stops before starts, starts in the order they began (checked by
+        // tests/chat_session.rs), so the list follows from the events alone:
+        // no copy of the whole list out of the wasm per signal.
+        this.#typingUserIds = Object.freeze(
+          event.is_typing
+            ? [...this.#typingUserIds.filter((id) => id !== event.user_id), event.user_id]
+            : this.#typingUserIds.filter((id) => id !== event.user_id),
+        );
         this.#changed(false);
         this.#typingListeners.emit({ user_id: event.user_id, is_typing: event.is_typing, verified: event.verified });
         return;
@@ -292,9 +301,9 @@ export class DefaultChatRoom implements ChatRoom {
     const now = Date.now;
     if (role === "private") {
       this.#cleanups.push(
-        channel.bind("message.created", (data) => this.#feed((session) => session.messageCreated(data, now()))),
-        channel.bind("receipt.updated", (data) => this.#feed((session) => session.receipt(data, now()))),
-        channel.bind("member.removed", (data) => this.#feed((session) => session.memberRemoved(data))),
+        bindEventText(channel, "message.created", (data) => this.#feed((session) => session.messageCreated(data ?? "null", now()))),
+        bindEventText(channel, "receipt.updated", (data) => this.#feed((session) => session.receipt(data ?? "null", now()))),
+        bindEventText(channel, "member.removed", (data) => this.#feed((session) => session.memberRemoved(data ?? "null"))),
       );
       if (this.#options.encrypted === true) {
         for (const event of ENCRYPTION_EVENTS) {
@@ -304,8 +313,8 @@ export class DefaultChatRoom implements ChatRoom {
     }
     if (role === (this.#presence ? "presence" : "private")) {
       this.#cleanups.push(
-        channel.bind("client-typing", (data, metadata) =>
-          this.#feed((session) => session.clientTyping(data, metadata.user_id, now())),
+        bindEventText(channel, "client-typing", (data, metadata) =>
+          this.#feed((session) => session.clientTyping(data ?? "null", metadata.user_id, now())),
         ),
       );
     }

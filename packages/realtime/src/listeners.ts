@@ -17,6 +17,11 @@ export class Listeners<A extends unknown[]> {
     };
   }
 
+  /** How many listeners there are. */
+  get size(): number {
+    return this.#listeners.size;
+  }
+
   emit(...args: A): void {
     for (const listener of [...this.#listeners]) {
       try {

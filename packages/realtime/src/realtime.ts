@@ -202,6 +202,8 @@ class RealtimeChannel implements Channel {
   readonly #owner: DomViaRealtime;
   readonly #byEvent = new Map<string, Listeners<[unknown, EventMetadata]>>();
   readonly #global = new Listeners<[string, unknown, EventMetadata]>();
+  /** The SDK's own listeners (`bindEventText`), which take the data as JSON text. */
+  readonly #textByEvent = new Map<string, Listeners<[string | undefined, EventMetadata]>>();
 
   constructor(owner: DomViaRealtime, name: string, core: () => CoreConnection | undefined) {
     this.#owner = owner;
@@ -218,6 +220,16 @@ class RealtimeChannel implements Channel {
     if (listeners === undefined) {
       listeners = new Listeners();
       this.#byEvent.set(event, listeners);
+    }
+    return listeners.add(callback);
+  }
+
+  /** @internal `bindEventText`'s half: `callback` gets the event's data as the JSON text it arrived as. */
+  _bindText(event: string, callback: (dataJson: string | undefined, metadata: EventMetadata) => void): Unsubscribe {
+    let listeners = this.#textByEvent.get(event);
+    if (listeners === undefined) {
+      listeners = new Listeners();
+      this.#textByEvent.set(event, listeners);
     }
     return listeners.add(callback);
   }
@@ -245,6 +257,12 @@ class RealtimeChannel implements Channel {
     this.#owner.unsubscribe(this.name);
   }
 
+  /** @internal An event off the socket: the text listeners get its JSON, the app's listeners its value, parsed once and only when someone listens. */
+  _emitText(event: string, dataJson: string | undefined, metadata: EventMetadata): void {
+    this.#textByEvent.get(event)?.emit(dataJson, metadata);
+    if (this.#byEvent.has(event) || this.#global.size > 0) this._emit(event, parseJson(dataJson), metadata);
+  }
+
   /** @internal */
   _emit(event: string, data: unknown, metadata: EventMetadata): void {
     this.#byEvent.get(event)?.emit(data, metadata);
@@ -254,6 +272,7 @@ class RealtimeChannel implements Channel {
   /** @internal */
   _clear(): void {
     this.#byEvent.clear();
+    this.#textByEvent.clear();
     this.#global.clear();
   }
 }
@@ -298,6 +317,21 @@ class Connection implements RealtimeConnection {
  * A realtime connection with its channels. Create it with
  * {@link DomViaRealtime.create}; release it with {@link DomViaRealtime.dispose}.
  */
+/**
+ * Binds `callback` to `event` on `channel` with the event's data as the JSON
+ * text it arrived as: for the SDK's packages, which hand it to the wasm core
+ * as it is (no JSON.parse here and JSON.stringify back per event). A channel
+ * of another implementation gets its data serialised.
+ */
+export function bindEventText(
+  channel: Channel,
+  event: string,
+  callback: (dataJson: string | undefined, metadata: EventMetadata) => void,
+): Unsubscribe {
+  if (channel instanceof RealtimeChannel) return channel._bindText(event, callback);
+  return channel.bind(event, (data, metadata) => callback(data === undefined ? undefined : JSON.stringify(data), metadata));
+}
+
 export class DomViaRealtime {
   readonly connection: RealtimeConnection;
   readonly #connection: Connection;
@@ -450,7 +484,7 @@ export class DomViaRealtime {
     if (target === undefined) return;
     const metadata: EventMetadata = {};
     if (userId !== undefined) metadata.user_id = userId;
-    target._emit(event, parseJson(dataJson), metadata);
+    target._emitText(event, dataJson, metadata);
   }
 
   #dispatch(notice: Notice): void {
