@@ -35,16 +35,28 @@ fn server() -> (String, u16) {
 /// The sink's `message` method: channel, event, data JSON, user id.
 type MessageListener = Closure<dyn FnMut(Option<String>, String, Option<String>, Option<String>)>;
 
+/// The sink's `authorize` method: socket id, channel (none: user authentication).
+type AuthorizeListener = Closure<dyn FnMut(String, Option<String>)>;
+
+/// The auth requests a connection asked for, as (socket id, channel).
+type AuthRequests = Rc<RefCell<Vec<(String, Option<String>)>>>;
+
 /// A connection with its notices recorded as plain JS objects, in order
-/// (channel messages too, as `{type: "message", channel, event, dataJson, userId}`).
+/// (channel messages too, as `{type: "message", channel, event, dataJson, userId}`),
+/// and the auth requests it asked for, as (socket id, channel).
 struct Recorded {
     connection: RealtimeConnection,
     notices: Rc<RefCell<Vec<JsValue>>>,
-    _listeners: (Closure<dyn FnMut(JsValue)>, MessageListener),
+    auth_requests: AuthRequests,
+    _listeners: (
+        Closure<dyn FnMut(JsValue)>,
+        MessageListener,
+        AuthorizeListener,
+    ),
 }
 
 fn connection(extra: &[(&str, JsValue)]) -> Recorded {
-    let (url, port) = server();
+    let (_, port) = server();
     let options = js_sys::Object::new();
     let set = |key: &str, value: JsValue| {
         js_sys::Reflect::set(&options, &key.into(), &value).unwrap();
@@ -54,7 +66,6 @@ fn connection(extra: &[(&str, JsValue)]) -> Recorded {
     set("port", port.into());
     set("forceTLS", false.into());
     set("clientEvents", true.into());
-    set("authEndpoint", format!("{url}/realtime/auth").into());
     for (key, value) in extra {
         set(key, value.clone());
     }
@@ -85,15 +96,50 @@ fn connection(extra: &[(&str, JsValue)]) -> Recorded {
             recorder.borrow_mut().push(object.into());
         },
     );
+    let auth_requests = Rc::new(RefCell::new(Vec::new()));
+    let recorder = auth_requests.clone();
+    let authorize: AuthorizeListener =
+        Closure::new(move |socket_id: String, channel: Option<String>| {
+            recorder.borrow_mut().push((socket_id, channel))
+        });
     let sink = js_sys::Object::new();
     js_sys::Reflect::set(&sink, &"notice".into(), notice.as_ref()).unwrap();
     js_sys::Reflect::set(&sink, &"message".into(), message.as_ref()).unwrap();
+    js_sys::Reflect::set(&sink, &"authorize".into(), authorize.as_ref()).unwrap();
     connection.set_listener(Some(sink.unchecked_into::<NoticeSink>()));
     Recorded {
         connection,
         notices,
-        _listeners: (notice, message),
+        auth_requests,
+        _listeners: (notice, message, authorize),
     }
+}
+
+/// POSTs an auth request to the real server's `/realtime/auth` as the TS
+/// layer does (a form of `socket_id` and `channel_name`); returns its status and body.
+async fn post_channel_auth(socket_id: &str, channel: &str) -> (u16, String) {
+    let (url, _) = server();
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(&format!(
+        "socket_id={}&channel_name={}",
+        js_sys::encode_uri_component(socket_id),
+        js_sys::encode_uri_component(channel)
+    )));
+    let request =
+        web_sys::Request::new_with_str_and_init(&format!("{url}/realtime/auth"), &init).unwrap();
+    request
+        .headers()
+        .set("content-type", "application/x-www-form-urlencoded")
+        .unwrap();
+    let window = web_sys::window().unwrap();
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let body = JsFuture::from(response.text().unwrap()).await.unwrap();
+    (response.status(), body.as_string().unwrap())
 }
 
 fn field(notice: &JsValue, name: &str) -> Option<String> {
@@ -151,6 +197,7 @@ async fn connects_subscribes_receives_and_disposes() {
         connection,
         notices,
         _listeners,
+        ..
     } = connection(&[]);
     assert_eq!(connection.state(), "initialized");
     connection.connect();
@@ -192,11 +239,19 @@ async fn a_refused_private_channel_is_a_subscription_error_notice() {
     let Recorded {
         connection,
         notices,
+        auth_requests,
         _listeners,
     } = connection(&[]);
     connection.connect();
     until("connected", || connection.state() == "connected").await;
     connection.subscribe("private-chat.room.nobody").unwrap();
+    until("the auth request", || !auth_requests.borrow().is_empty()).await;
+    let (socket_id, channel) = auth_requests.borrow()[0].clone();
+    assert_eq!(channel.as_deref(), Some("private-chat.room.nobody"));
+    assert_eq!(connection.socket_id().as_deref(), Some(socket_id.as_str()));
+    let (status, body) = post_channel_auth(&socket_id, "private-chat.room.nobody").await;
+    assert_eq!(status, 401, "{body}");
+    connection.channel_authorized("private-chat.room.nobody", &socket_id, status, &body);
     until("the subscription error", || {
         notices
             .borrow()

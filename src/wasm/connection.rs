@@ -1,7 +1,12 @@
 //! The browser side of a realtime connection: runs the pure
 //! [`Connection`](crate::connection::Connection) machine's actions with a
-//! web-sys `WebSocket`, gloo timers and `fetch`, and hands its notices to one
-//! JS listener (the TypeScript layer dispatches them to channels).
+//! web-sys `WebSocket` and gloo timers, and hands its notices to one JS
+//! listener (the TypeScript layer dispatches them to channels). The auth
+//! requests go out the way the chat session's do: the sink's `authorize` asks
+//! the TypeScript layer to POST to the endpoint (its headers, params and
+//! `headersProvider` are app options that live there), and the answer comes
+//! back through `channelAuthorized`/`userAuthenticated`, where the core checks
+//! it. So no fetch, futures executor or header plumbing is in the wasm.
 //!
 //! Borrow discipline: the machine's `RefCell` is borrowed only to feed it one
 //! input or to pop one action, never while JS runs, so a listener may call back
@@ -14,7 +19,6 @@ use crate::json::{Map, Value};
 use gloo_timers::callback::Timeout;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use crate::connection::{Action, ChannelState, Connection, Notice, Options};
@@ -24,16 +28,17 @@ use super::js_error;
 
 #[wasm_bindgen]
 extern "C" {
-    /// The global `fetch`, in windows and workers alike.
-    #[wasm_bindgen(js_name = fetch)]
-    fn global_fetch(request: &web_sys::Request) -> js_sys::Promise;
+    /// The global `queueMicrotask`, in windows and workers alike.
+    #[wasm_bindgen(js_name = queueMicrotask)]
+    fn queue_microtask(callback: &JsValue);
 
     #[wasm_bindgen(js_namespace = console, js_name = error)]
     fn console_error_value(message: &str, error: &JsValue);
 
-    /// Where notices go: `{ message(channel, event, dataJson, userId), notice(object) }`.
-    /// Channel messages, the hot path, arrive as plain arguments; the rarer
-    /// notices as one object with a `type`.
+    /// Where notices go: `{ message(channel, event, dataJson, userId),
+    /// notice(object), authorize(socketId, channel) }`. Channel messages, the
+    /// hot path, arrive as plain arguments; the rarer notices as one object
+    /// with a `type`; auth requests to make as `authorize` calls.
     #[wasm_bindgen(typescript_type = "NoticeSink")]
     #[derive(Clone)]
     pub type NoticeSink;
@@ -49,6 +54,9 @@ extern "C" {
 
     #[wasm_bindgen(method, catch, js_name = notice)]
     fn notice(this: &NoticeSink, notice: &JsValue) -> Result<(), JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = authorize)]
+    fn authorize(this: &NoticeSink, socket_id: &str, channel: Option<&str>) -> Result<(), JsValue>;
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -57,20 +65,14 @@ const NOTICE_SINK_TYPE: &str = r#"
 export interface NoticeSink {
   message(channel: string | undefined, event: string, dataJson: string | undefined, userId: string | undefined): void;
   notice(notice: { type: string; [field: string]: unknown }): void;
+  /**
+   * POST the auth request for `channel` (undefined: the user authentication
+   * for `pusher:signin`), then hand the answer to `channelAuthorized` or
+   * `userAuthenticated` (status 0 when there was none).
+   */
+  authorize(socketId: string, channel: string | undefined): void;
 }
 "#;
-
-/// Where and how to ask the app server for signatures.
-struct AuthSettings {
-    /// The app key, to check that the endpoint signed for this app.
-    app_key: String,
-    endpoint: String,
-    user_endpoint: Option<String>,
-    headers: Vec<(String, String)>,
-    params: Vec<(String, String)>,
-    /// `() => Promise<Record<string, string>>`, called before every auth request.
-    headers_provider: Option<js_sys::Function>,
-}
 
 /// A JS event handler owned by Rust.
 type EventHandler = Closure<dyn FnMut(web_sys::Event)>;
@@ -105,14 +107,16 @@ impl OpenSocket {
 }
 
 /// Drops `value` from a microtask: a closure or timer may be the very code that
-/// is running now, and must not be freed under its own feet.
+/// is running now, and must not be freed under its own feet. The callback is a
+/// once-closure that frees itself when it runs, which a microtask always does.
 fn drop_later<T: 'static>(value: T) {
-    wasm_bindgen_futures::spawn_local(async move { drop(value) });
+    queue_microtask(&Closure::once_into_js(move || drop(value)));
 }
 
 struct Shared {
     machine: RefCell<Connection>,
-    auth: AuthSettings,
+    /// The app key, to check that an auth endpoint signed for this app.
+    app_key: String,
     socket: RefCell<Option<OpenSocket>>,
     /// Increments with every socket, so events of an abandoned socket are ignored.
     socket_generation: Cell<u32>,
@@ -137,8 +141,9 @@ pub struct RealtimeConnection {
 #[wasm_bindgen(js_class = RealtimeConnection)]
 impl RealtimeConnection {
     /// `options` is the TS layer's validated config: `{ key, host, port?, forceTLS?,
-    /// clientEvents?, authEndpoint, userAuthEndpoint?, authHeaders?, authParams?,
-    /// headersProvider?, activityTimeoutMs?, pongTimeoutMs?, unavailableTimeoutMs? }`.
+    /// clientEvents?, userAuthentication?, activityTimeoutMs?, pongTimeoutMs?,
+    /// unavailableTimeoutMs? }`. (The auth endpoints, headers and params are
+    /// the TS layer's: it makes the requests.)
     #[wasm_bindgen(constructor)]
     pub fn new(options: &JsValue) -> Result<RealtimeConnection, JsValue> {
         let key = string_field(options, "key")?.ok_or_else(|| config_error("key is required"))?;
@@ -160,23 +165,13 @@ impl RealtimeConnection {
         if let Some(ms) = number_field(options, "unavailableTimeoutMs")? {
             machine_options.unavailable_timeout_ms = ms as u64;
         }
-        let user_endpoint = string_field(options, "userAuthEndpoint")?;
-        machine_options.user_authentication = user_endpoint.is_some();
-        let auth = AuthSettings {
-            app_key: key,
-            endpoint: string_field(options, "authEndpoint")?.unwrap_or_default(),
-            user_endpoint,
-            headers: string_pairs(options, "authHeaders")?,
-            params: string_pairs(options, "authParams")?,
-            headers_provider: js_sys::Reflect::get(options, &"headersProvider".into())
-                .ok()
-                .and_then(|value| value.dyn_into::<js_sys::Function>().ok()),
-        };
+        machine_options.user_authentication =
+            bool_field(options, "userAuthentication").unwrap_or(false);
         // Jitter needs spread, not secrecy: Math.random is enough for a seed.
         let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
         let shared = Rc::new(Shared {
             machine: RefCell::new(Connection::new(machine_options, seed)),
-            auth,
+            app_key: key,
             socket: RefCell::new(None),
             socket_generation: Cell::new(0),
             timers: RefCell::new([None, None, None, None]),
@@ -270,6 +265,50 @@ impl RealtimeConnection {
             .trigger_json(channel, event, data_json);
         run(&self.shared);
         sent.map_err(|error| js_error(&error))
+    }
+
+    /// The answer to an `authorize(socketId, channel)`: the endpoint's status
+    /// and body, or status 0 and why there was none. The core checks the
+    /// signature's key and shape before the subscribe goes out.
+    #[wasm_bindgen(js_name = channelAuthorized)]
+    pub fn channel_authorized(&self, channel: &str, socket_id: &str, status: u16, body: &str) {
+        if self.shared.disposed.get() {
+            return;
+        }
+        let outcome = auth_answer(status, body).and_then(|body| {
+            protocol::parse_channel_auth_response(&self.shared.app_key, channel, body)
+                .map_err(|error| (Some(status), error.to_string()))
+        });
+        {
+            let mut machine = self.shared.machine.borrow_mut();
+            match outcome {
+                Ok(auth) => machine.auth_succeeded(now_ms(), channel, socket_id, auth),
+                Err((status, message)) => {
+                    machine.auth_failed(now_ms(), channel, socket_id, status, &message)
+                }
+            }
+        }
+        run(&self.shared);
+    }
+
+    /// The answer to an `authorize(socketId, undefined)` (user authentication),
+    /// as for [`RealtimeConnection::channel_authorized`].
+    #[wasm_bindgen(js_name = userAuthenticated)]
+    pub fn user_authenticated(&self, socket_id: &str, status: u16, body: &str) {
+        if self.shared.disposed.get() {
+            return;
+        }
+        let outcome = auth_answer(status, body).and_then(|body| parse_user_auth(status, body));
+        {
+            let mut machine = self.shared.machine.borrow_mut();
+            match outcome {
+                Ok(auth) => machine.user_auth_succeeded(now_ms(), socket_id, auth),
+                Err((status, message)) => {
+                    machine.user_auth_failed(now_ms(), socket_id, status, &message)
+                }
+            }
+        }
+        run(&self.shared);
     }
 
     /// Releases the socket, timers and every closure. The connection is unusable after.
@@ -381,65 +420,9 @@ fn run(shared: &Rc<Shared>) {
                 }
             }
             Action::Authorize { channel, socket_id } => {
-                let weak = Rc::downgrade(shared);
-                let request = auth_request(
-                    &shared.auth,
-                    &shared.auth.endpoint,
-                    &socket_id,
-                    Some(&channel),
-                );
-                wasm_bindgen_futures::spawn_local(async move {
-                    let outcome = post_auth(request).await;
-                    with_live(&weak, |shared| {
-                        {
-                            let mut machine = shared.machine.borrow_mut();
-                            match outcome.and_then(|(status, body)| {
-                                protocol::parse_channel_auth_response(
-                                    &shared.auth.app_key,
-                                    &channel,
-                                    &body,
-                                )
-                                .map_err(|error| (Some(status), error.to_string()))
-                            }) {
-                                Ok(auth) => {
-                                    machine.auth_succeeded(now_ms(), &channel, &socket_id, auth)
-                                }
-                                Err((status, message)) => machine.auth_failed(
-                                    now_ms(),
-                                    &channel,
-                                    &socket_id,
-                                    status,
-                                    &message,
-                                ),
-                            }
-                        }
-                        run(shared);
-                    });
-                });
+                request_auth(shared, &socket_id, Some(&channel))
             }
-            Action::AuthenticateUser { socket_id } => {
-                let Some(endpoint) = shared.auth.user_endpoint.clone() else {
-                    continue;
-                };
-                let weak = Rc::downgrade(shared);
-                let request = auth_request(&shared.auth, &endpoint, &socket_id, None);
-                wasm_bindgen_futures::spawn_local(async move {
-                    let outcome = post_auth(request).await;
-                    with_live(&weak, |shared| {
-                        {
-                            let mut machine = shared.machine.borrow_mut();
-                            match outcome.and_then(|(status, body)| parse_user_auth(status, &body))
-                            {
-                                Ok(auth) => machine.user_auth_succeeded(now_ms(), &socket_id, auth),
-                                Err((status, message)) => {
-                                    machine.user_auth_failed(now_ms(), &socket_id, status, &message)
-                                }
-                            }
-                        }
-                        run(shared);
-                    });
-                });
-            }
+            Action::AuthenticateUser { socket_id } => request_auth(shared, &socket_id, None),
             Action::Notify(notice) => notify(shared, &notice),
         }
     }
@@ -534,105 +517,22 @@ fn with_current_socket(weak: &Weak<Shared>, generation: u32, f: impl FnOnce(&Rc<
     });
 }
 
-/// The auth POST as pusher-js sends it: a form body of `socket_id`,
-/// `channel_name` (for channels) and the configured params.
-fn auth_request(
-    auth: &AuthSettings,
-    endpoint: &str,
-    socket_id: &str,
-    channel: Option<&str>,
-) -> AuthRequest {
-    let mut body = format!("socket_id={}", form_encode(socket_id));
-    if let Some(channel) = channel {
-        body.push_str("&channel_name=");
-        body.push_str(&form_encode(channel));
-    }
-    for (name, value) in &auth.params {
-        body.push('&');
-        body.push_str(&form_encode(name));
-        body.push('=');
-        body.push_str(&form_encode(value));
-    }
-    AuthRequest {
-        endpoint: endpoint.to_owned(),
-        body,
-        headers: auth.headers.clone(),
-        headers_provider: auth.headers_provider.clone(),
+/// Asks the TS layer to make an auth request (see [`NoticeSink`]).
+fn request_auth(shared: &Rc<Shared>, socket_id: &str, channel: Option<&str>) {
+    let sink = shared.listener.borrow().clone();
+    let Some(sink) = sink else { return };
+    if let Err(thrown) = sink.authorize(socket_id, channel) {
+        console_error_value("domvia-realtime: the auth request could not start", &thrown);
     }
 }
 
-struct AuthRequest {
-    endpoint: String,
-    body: String,
-    headers: Vec<(String, String)>,
-    headers_provider: Option<js_sys::Function>,
-}
-
-/// POSTs the request; `Ok((status, body))` for a 2xx, else `Err((status, message))`.
-async fn post_auth(request: AuthRequest) -> Result<(u16, String), (Option<u16>, String)> {
-    let network = |what: &str, error: JsValue| {
-        let detail = error
-            .dyn_ref::<js_sys::Error>()
-            .map(|e| String::from(e.message()))
-            .unwrap_or_default();
-        (None, format!("{what}; {detail}"))
-    };
-    let headers = web_sys::Headers::new().map_err(|e| network("unable to build headers", e))?;
-    headers
-        .set("Content-Type", "application/x-www-form-urlencoded")
-        .map_err(|e| network("unable to build headers", e))?;
-    // An invalid header name or value fails the request with the browser's
-    // reason, instead of the header going missing and the server refusing it.
-    for (name, value) in &request.headers {
-        headers
-            .set(name, value)
-            .map_err(|e| network(&format!("invalid header {}", crate::error::quoted(name)), e))?;
-    }
-    if let Some(provider) = &request.headers_provider {
-        let provided = provider
-            .call0(&JsValue::UNDEFINED)
-            .map_err(|e| network("the headersProvider threw", e))?;
-        let provided = JsFuture::from(js_sys::Promise::resolve(&provided))
-            .await
-            .map_err(|e| network("the headersProvider rejected", e))?;
-        for (name, value) in object_string_pairs(&provided) {
-            headers.set(&name, &value).map_err(|e| {
-                network(
-                    &format!(
-                        "invalid header {} from the headersProvider",
-                        crate::error::quoted(&name)
-                    ),
-                    e,
-                )
-            })?;
-        }
-    }
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
-    init.set_headers(&headers);
-    init.set_body(&JsValue::from_str(&request.body));
-    init.set_credentials(web_sys::RequestCredentials::SameOrigin);
-    let fetch_request = web_sys::Request::new_with_str_and_init(&request.endpoint, &init)
-        .map_err(|e| network("unable to build the auth request", e))?;
-    let response = JsFuture::from(global_fetch(&fetch_request))
-        .await
-        .map_err(|e| network("the auth endpoint could not be reached", e))?;
-    let response: web_sys::Response = response
-        .dyn_into()
-        .map_err(|e| network("the auth endpoint gave no response", e))?;
-    let status = response.status();
-    let text = match response.text() {
-        Ok(promise) => JsFuture::from(promise)
-            .await
-            .ok()
-            .and_then(|text| text.as_string())
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    if response.ok() {
-        Ok((status, text))
-    } else {
-        Err((Some(status), endpoint_error_message(status, &text)))
+/// An auth endpoint's answer: the body of a 2xx, else the failure as the
+/// machine reports it (no status when there was no answer at all).
+fn auth_answer(status: u16, body: &str) -> Result<&str, (Option<u16>, String)> {
+    match status {
+        0 => Err((None, body.to_owned())),
+        200..=299 => Ok(body),
+        _ => Err((Some(status), endpoint_error_message(status, body))),
     }
 }
 
@@ -650,10 +550,6 @@ fn endpoint_error_message(status: u16, body: &str) -> String {
         Some(message) => format!("the auth endpoint refused ({status}): {message}"),
         None => format!("the auth endpoint refused ({status})"),
     }
-}
-
-fn form_encode(text: &str) -> String {
-    String::from(js_sys::encode_uri_component(text)).replace("%20", "+")
 }
 
 /// Hands a notice to the JS sink; a throwing listener is reported, never fatal.
@@ -818,30 +714,4 @@ fn number_field(options: &JsValue, name: &str) -> Result<Option<f64>, JsValue> {
 
 fn bool_field(options: &JsValue, name: &str) -> Option<bool> {
     field(options, name).as_bool()
-}
-
-fn string_pairs(options: &JsValue, name: &str) -> Result<Vec<(String, String)>, JsValue> {
-    let value = field(options, name);
-    if value.is_undefined() || value.is_null() {
-        return Ok(Vec::new());
-    }
-    if !value.is_object() {
-        return Err(config_error(&format!(
-            "{name} must be an object of strings"
-        )));
-    }
-    Ok(object_string_pairs(&value))
-}
-
-fn object_string_pairs(value: &JsValue) -> Vec<(String, String)> {
-    let Some(object) = value.dyn_ref::<js_sys::Object>() else {
-        return Vec::new();
-    };
-    js_sys::Object::entries(object)
-        .iter()
-        .filter_map(|entry| {
-            let pair = entry.dyn_into::<js_sys::Array>().ok()?;
-            Some((pair.get(0).as_string()?, pair.get(1).as_string()?))
-        })
-        .collect()
 }

@@ -5,6 +5,7 @@
  * ergonomics: typed options, channel objects, listener bookkeeping.
  */
 import { RealtimeConnection as CoreConnection } from "../wasm/domvia_realtime.js";
+import { postAuth } from "./auth.js";
 import { DomViaError, toDomViaError } from "./errors.js";
 import { Listeners } from "./listeners.js";
 import { ready, reportListenerError } from "./runtime.js";
@@ -349,12 +350,18 @@ export class DomViaRealtime {
    * `autoConnect` is false, connects as soon as it is loaded. Channels
    * subscribed meanwhile are subscribed then.
    *
-   * @throws {DomViaError} `invalid_config` for a missing key, host or authEndpoint.
+   * @throws {DomViaError} `invalid_config` for a missing key, host or authEndpoint, or auth headers or params that are not strings.
    */
   static create(options: DomViaRealtimeOptions): DomViaRealtime {
     for (const field of ["key", "host", "authEndpoint"] as const) {
       if (typeof options[field] !== "string" || options[field].length === 0) {
         throw new DomViaError("invalid_config", `unable to create the connection; ${field} must be a non-empty string`);
+      }
+    }
+    for (const field of ["headers", "params"] as const) {
+      const value: unknown = options.auth?.[field];
+      if (value !== undefined && (typeof value !== "object" || value === null || Object.values(value).some((v) => typeof v !== "string"))) {
+        throw new DomViaError("invalid_config", `unable to create the connection; auth.${field} must be an object of strings`);
       }
     }
     return new DomViaRealtime(options);
@@ -381,11 +388,7 @@ export class DomViaRealtime {
       forceTLS: options.forceTLS ?? !pageIsPlainHttp,
       // Absent, the core's default applies (off; `Options` in src/connection/mod.rs).
       clientEvents: options.clientEvents,
-      authEndpoint: options.authEndpoint,
-      userAuthEndpoint: options.userAuthentication?.endpoint,
-      authHeaders: options.auth?.headers,
-      authParams: options.auth?.params,
-      headersProvider: options.headersProvider,
+      userAuthentication: options.userAuthentication !== undefined,
       activityTimeoutMs: options.activityTimeoutMs,
       pongTimeoutMs: options.pongTimeoutMs,
       unavailableTimeoutMs: options.unavailableTimeoutMs,
@@ -394,9 +397,22 @@ export class DomViaRealtime {
     core.setListener({
       message: (channel, event, dataJson, userId) => this.#deliver(channel, event, dataJson, userId),
       notice: (notice) => this.#dispatch(notice as Notice),
+      authorize: (socketId, channel) => void this.#authorize(core, socketId, channel),
     });
     for (const name of this.#channels.keys()) core.subscribe(name);
     if (this.#wantConnected) core.connect();
+  }
+
+  /** Makes the auth request the core asked for and hands it the answer. */
+  async #authorize(core: CoreConnection, socketId: string, channel: string | undefined): Promise<void> {
+    const options = this.#options;
+    const endpoint = channel === undefined ? options.userAuthentication?.endpoint : options.authEndpoint;
+    if (endpoint === undefined) return;
+    const answer = await postAuth(endpoint, socketId, channel, { ...options.auth, headersProvider: options.headersProvider });
+    // Disposed meanwhile: the core is freed, and nobody waits for the answer.
+    if (this.#core !== core) return;
+    if (channel === undefined) core.userAuthenticated(socketId, answer.status, answer.body);
+    else core.channelAuthorized(channel, socketId, answer.status, answer.body);
   }
 
   /** @internal The wasm connection, once attached. */
