@@ -13,8 +13,8 @@ use domvia_realtime::json_value as json;
 use proptest::prelude::*;
 
 use domvia_realtime::chat::{
-    Action, Opened, Request, RoomEvent, RoomSession, SessionConfig, StaleEpoch, TypingSettings,
-    EPOCH_STALE_ATTEMPTS, READ_DEBOUNCE_MS, RETRY_CAP_MS, TAIL_CHECK_MS,
+    Action, ChatMessage, Opened, Request, RoomEvent, RoomSession, SessionConfig, StaleEpoch,
+    TypingSettings, EPOCH_STALE_ATTEMPTS, READ_DEBOUNCE_MS, RETRY_CAP_MS, TAIL_CHECK_MS,
 };
 
 const ROOM: &str = "r1";
@@ -111,6 +111,39 @@ impl Backend {
             other => panic!("unexpected request {other:?}"),
         };
         (200, answer.to_string())
+    }
+}
+
+/// A message list kept the way the TS layer keeps it
+/// (packages/realtime-chat/src/view.ts): from `view_since` deltas alone.
+#[derive(Default)]
+struct ViewMirror {
+    epoch: u64,
+    cursor: u64,
+    stored: Vec<ChatMessage>,
+    pending: Vec<ChatMessage>,
+    /// How many messages the deltas carried, over every refresh.
+    carried: usize,
+}
+
+impl ViewMirror {
+    /// Applies the session's delta since the last refresh; returns the list.
+    fn refresh(&mut self, session: &RoomSession) -> Vec<ChatMessage> {
+        let delta = session.view_since(self.epoch, self.cursor);
+        self.epoch = delta.epoch;
+        self.cursor = delta.cursor;
+        if delta.full {
+            self.stored.clear();
+        }
+        self.carried += delta.changed.len();
+        for message in delta.changed {
+            match self.stored.binary_search_by(|m| m.seq.cmp(&message.seq)) {
+                Ok(at) => self.stored[at] = message,
+                Err(at) => self.stored.insert(at, message),
+            }
+        }
+        self.pending = delta.pending;
+        self.stored.iter().chain(&self.pending).cloned().collect()
     }
 }
 
@@ -573,7 +606,18 @@ fn encrypted_messages_are_shown_and_reported_once_opened() {
         1,
         "an opening that failed offline is tried again"
     );
+    let mut view = ViewMirror::default();
+    assert_eq!(view.refresh(&h.session), h.session.messages());
+    let carried = view.carried;
     h.session.opened("m3", Opened::Text("late".into()), h.now);
+    let after = view.refresh(&h.session);
+    assert_eq!(after, h.session.messages());
+    assert_eq!(after[2].text.as_deref(), Some("late"));
+    assert_eq!(
+        view.carried,
+        carried + 1,
+        "only the reopened message is read again"
+    );
     let actions = h.session.take_actions();
     assert!(
         actions.contains(&Action::Emit(RoomEvent::Changed)),
@@ -837,7 +881,9 @@ proptest! {
     ) {
         let mut h = Harness::ready(backlog);
         let mut sends = BTreeSet::new();
-        for step in steps {
+        // The view as the TS layer keeps it, refreshed after every few steps.
+        let mut view = ViewMirror::default();
+        for (index, step) in steps.into_iter().enumerate() {
             match step {
                 Step::AdaSends(n) => h.ada_sends(n),
                 Step::ISend => {
@@ -870,6 +916,9 @@ proptest! {
                 _ => {}
             }
             prop_assert!(h.emitted.windows(2).all(|w| w[0] < w[1]), "out of order: {:?}", h.emitted);
+            if index % 3 == 0 {
+                prop_assert_eq!(view.refresh(&h.session), h.session.messages());
+            }
         }
         // Then the network heals; a reconnect catches up what was dropped.
         h.settle();
@@ -884,6 +933,10 @@ proptest! {
         prop_assert_eq!(delivered, sends);
         prop_assert!(h.failed.is_empty());
         let shown = h.session.messages();
+        prop_assert_eq!(&view.refresh(&h.session), &shown);
+        // Each stored message was carried once, not once per refresh.
+        let stored = shown.iter().filter(|m| m.seq.is_some()).count();
+        prop_assert_eq!(view.carried, stored);
         // The history page holds the newest 3 of the backlog.
         prop_assert_eq!(shown.len() as u64, total - backlog.saturating_sub(3) as u64);
         prop_assert!(shown.iter().all(|m| m.status.as_str() == "sent"));

@@ -60,6 +60,13 @@ fn array(value: &JsValue) -> Array {
     value.clone().unchecked_into()
 }
 
+/// The room's whole message list, as a view that reads it from scratch gets it.
+fn shown(s: &ChatRoomSession) -> Array {
+    let delta = s.view_since(0.0, 0.0).unwrap();
+    assert_eq!(get(&delta, "full"), JsValue::TRUE);
+    array(&get(&delta, "changed")).concat(&array(&get(&delta, "pending")))
+}
+
 /// Asserts `thrown` is a JS `Error` named DomViaError whose `code` is `code`.
 fn assert_js_error(thrown: JsValue, code: &str) {
     let error = thrown
@@ -193,7 +200,7 @@ fn a_loaded_room_reports_ready_and_shows_plain_snake_case_messages() {
     let mut s = session(false);
     let done = loaded(&mut s, &page_json(1..=2));
     assert_eq!(events(&done, "ready").len(), 1);
-    let shown = array(&s.messages().unwrap());
+    let shown = shown(&s);
     assert_eq!(shown.length(), 2);
     for message in shown.iter() {
         assert_plain_object(&message, &STORED_KEYS);
@@ -203,6 +210,24 @@ fn a_loaded_room_reports_ready_and_shows_plain_snake_case_messages() {
     assert_eq!(s.unread_count(), 1.0);
     assert!(!s.has_older());
     assert_plain_object(&s.read_positions().unwrap(), &[ME]);
+    // A view that read the list gets only what is new: numbers and a flag cross.
+    let first = s.view_since(0.0, 0.0).unwrap();
+    assert_plain_object(&first, &["epoch", "cursor", "full", "changed", "pending"]);
+    let (epoch, cursor) = (
+        number(&get(&first, "epoch")),
+        number(&get(&first, "cursor")),
+    );
+    let unchanged = s.view_since(epoch, cursor).unwrap();
+    assert_eq!(get(&unchanged, "full"), JsValue::FALSE);
+    assert_eq!(array(&get(&unchanged, "changed")).length(), 0);
+    s.message_created(&message_json(3), 2_000.0);
+    actions(&mut s);
+    let next = s.view_since(epoch, cursor).unwrap();
+    assert_eq!(get(&next, "full"), JsValue::FALSE);
+    let changed = array(&get(&next, "changed"));
+    assert_eq!(changed.length(), 1);
+    assert_eq!(number(&get(&changed.get(0), "seq")), 3.0);
+    assert_eq!(number(&get(&next, "cursor")), cursor + 1.0);
 }
 
 #[wasm_bindgen_test]
@@ -214,7 +239,7 @@ fn bad_text_is_a_coded_error_and_shows_nothing() {
         s.send("c 1", "hi", 1_000.0).unwrap_err(),
         "invalid_client_id",
     );
-    assert_eq!(array(&s.messages().unwrap()).length(), 2);
+    assert_eq!(shown(&s).length(), 2);
     assert!(actions(&mut s).is_empty());
     assert_js_error(s.retry("c-unknown").unwrap_err(), "unknown_client_id");
 }
@@ -225,7 +250,7 @@ fn a_send_posts_json_text_with_the_socket_id_and_settles_as_delivered() {
     loaded(&mut s, &page_json(1..=2));
     s.send("c-1", "hello", 1_000.0).unwrap();
     let sent = actions(&mut s);
-    let pending = array(&s.messages().unwrap()).get(2);
+    let pending = shown(&s).get(2);
     assert_eq!(get(&pending, "message_id"), JsValue::NULL);
     assert_eq!(
         get(&pending, "status").as_string().as_deref(),
@@ -376,7 +401,7 @@ fn an_encrypted_room_asks_to_open_with_the_ciphertext_object_and_shows_the_resul
     );
     s.opened("m_1", None, "e2ee_replay", "unable to open; a replay", 1.0);
     assert_eq!(events(&actions(&mut s), "ready").len(), 1);
-    let shown = array(&s.messages().unwrap()).get(0);
+    let shown = shown(&s).get(0);
     assert_eq!(get(&shown, "text"), JsValue::NULL);
     let error = get(&shown, "decryption_error");
     assert_plain_object(&error, &["code", "message"]);

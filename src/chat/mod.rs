@@ -41,7 +41,8 @@ pub use message::{
 };
 pub use room::{Applied, OutgoingSend, RoomState};
 pub use session::{
-    Action, Opened, Request, RoomEvent, RoomSession, SessionConfig, StaleEpoch, CATCH_UP_PAGE_SIZE,
-    EPOCH_STALE_ATTEMPTS, READ_DEBOUNCE_MS, RETRY_BASE_MS, RETRY_CAP_MS, TAIL_CHECK_MS,
+    Action, Opened, Request, RoomEvent, RoomSession, SessionConfig, StaleEpoch, ViewDelta,
+    CATCH_UP_PAGE_SIZE, EPOCH_STALE_ATTEMPTS, READ_DEBOUNCE_MS, RETRY_BASE_MS, RETRY_CAP_MS,
+    TAIL_CHECK_MS,
 };
 pub use typing::TypingSettings;

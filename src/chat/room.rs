@@ -84,6 +84,12 @@ pub struct RoomState {
     has_older: bool,
     typing: Typing,
     reads: Reads,
+    /// The seq of every stored message in the order it was stored, and again
+    /// whenever its view changes ([`RoomState::touch`]): a view that has read
+    /// the first n entries re-reads only the messages after them, instead of
+    /// the whole history per refresh. Stored messages never leave or move
+    /// (the list only grows, by seq), so this is all a view can miss.
+    view_log: Vec<u64>,
 }
 
 impl RoomState {
@@ -104,6 +110,7 @@ impl RoomState {
             has_older: false,
             typing: Typing::new(typing),
             reads: Reads::default(),
+            view_log: Vec::new(),
         }
     }
 
@@ -244,6 +251,7 @@ impl RoomState {
             // order, so this appends, and it spares wasm a generic sort.
             let slot = added.partition_point(|m: &ChatMessage| m.seq < Some(message.seq));
             added.insert(slot, ChatMessage::from(&message));
+            self.view_log.push(message.seq);
             self.messages.insert(at, message);
         }
         typing_stopped.extend(self.typing.expire(now_ms));
@@ -516,6 +524,30 @@ impl RoomState {
             .map(ChatMessage::from)
             .chain(self.pending.iter().map(|p| self.pending_message(p)))
             .collect()
+    }
+
+    /// The stored messages ascending by seq (what [`messages`](Self::messages)
+    /// lists before the pending sends).
+    pub fn stored_messages(&self) -> impl Iterator<Item = &StoredMessage> {
+        self.messages.iter()
+    }
+
+    /// My pending sends as [`messages`](Self::messages) lists them, in send order.
+    pub fn pending_messages(&self) -> impl Iterator<Item = ChatMessage> + '_ {
+        self.pending.iter().map(|p| self.pending_message(p))
+    }
+
+    /// See the `view_log` field: seqs in the order they were stored or touched.
+    pub fn view_log(&self) -> &[u64] {
+        &self.view_log
+    }
+
+    /// Logs that the view of the stored message `message_id` changed (its
+    /// opened text, in an encrypted room).
+    pub fn touch(&mut self, message_id: &str) {
+        if let Some(seq) = self.seq_by_id.get(message_id) {
+            self.view_log.push(*seq);
+        }
     }
 
     /// How many messages [`messages`](Self::messages) lists.

@@ -320,6 +320,26 @@ pub struct RoomSession {
     typing_unverified: VecSet<String>,
     /// When the room last heard a message (live or caught up), for the tail check.
     heard_at: u64,
+    /// Counts the room states this session made (one, unless the history is
+    /// loaded again): a view cursor of another state is read from scratch.
+    view_epoch: u64,
+}
+
+/// What a view must change to show [`RoomSession::messages`] again, since the
+/// cursor it read last: see [`RoomSession::view_since`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewDelta {
+    /// Pass these two to the next call.
+    pub epoch: u64,
+    pub cursor: u64,
+    /// The view must drop its stored messages first: `changed` is all of them.
+    pub full: bool,
+    /// Stored messages new or shown differently since the cursor, ascending
+    /// by seq, each once. Each goes where its seq puts it among the stored
+    /// ones, replacing one with the same seq.
+    pub changed: Vec<ChatMessage>,
+    /// My pending sends, all of them, in send order: they follow the stored ones.
+    pub pending: Vec<ChatMessage>,
 }
 
 fn delay_until(deadline: u64, now_ms: u64) -> u64 {
@@ -356,6 +376,7 @@ impl RoomSession {
             typing_timer_at: None,
             typing_unverified: VecSet::new(),
             heard_at: 0,
+            view_epoch: 0,
         }
     }
 
@@ -659,6 +680,7 @@ impl RoomSession {
             },
             Purpose::LatestPage => match answer.and_then(|b| Page::read(b, operation)) {
                 Ok(page) => {
+                    self.view_epoch += 1;
                     self.state = Some(RoomState::new(
                         self.config.room_id.clone(),
                         self.loading.user_id.clone().unwrap_or_default(),
@@ -795,6 +817,9 @@ impl RoomSession {
         }
         if reopened && self.phase == Phase::Ready {
             // Opened again after a reconnect: only the view changes.
+            if let Some(state) = self.state.as_mut() {
+                state.touch(message_id);
+            }
             self.emit(RoomEvent::Changed);
         }
         self.apply_ready_batches(now_ms);
@@ -972,6 +997,44 @@ impl RoomSession {
             .into_iter()
             .map(|m| self.view_message(m))
             .collect()
+    }
+
+    /// The change to a view that last read `(epoch, cursor)` (`(0, 0)`: none
+    /// yet), so that a refresh costs what changed rather than the whole
+    /// history: applying `changed` and `pending` to the view gives
+    /// [`messages`](Self::messages) (held to it by tests/chat_session.rs).
+    pub fn view_since(&self, epoch: u64, cursor: u64) -> ViewDelta {
+        let mut delta = ViewDelta {
+            epoch: self.view_epoch,
+            cursor: 0,
+            full: true,
+            changed: Vec::new(),
+            pending: Vec::new(),
+        };
+        let Some(state) = self.state.as_ref() else {
+            return delta;
+        };
+        let log = state.view_log();
+        let seen = usize::try_from(cursor).unwrap_or(usize::MAX);
+        delta.cursor = log.len() as u64;
+        delta.full = epoch != self.view_epoch || seen > log.len();
+        let view = |message: &StoredMessage| self.view_message(ChatMessage::from(message));
+        if delta.full {
+            delta.changed = state.stored_messages().map(view).collect();
+        } else {
+            // Usually a few seqs, ascending already (live messages arrive in order).
+            let mut seqs = VecSet::new();
+            for seq in &log[seen..] {
+                seqs.insert(*seq);
+            }
+            delta.changed = seqs
+                .iter()
+                .filter_map(|seq| state.stored_message(*seq))
+                .map(view)
+                .collect();
+        }
+        delta.pending = state.pending_messages().collect();
+        delta
     }
 
     // ---- live events ------------------------------------------------------

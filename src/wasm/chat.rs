@@ -120,6 +120,18 @@ export interface ChatRoomViewMessage {
   status: "sending" | "sent" | "failed";
   decryption_error?: { code: string; message: string };
 }
+/** What changed in the room's message list since a view last read it (viewSince). */
+export interface ChatRoomViewDelta {
+  /** Pass both to the next viewSince. */
+  epoch: number;
+  cursor: number;
+  /** Drop the stored messages first: `changed` holds all of them. */
+  full: boolean;
+  /** Stored messages new or changed, ascending by seq: insert or replace each by seq. */
+  changed: ChatRoomViewMessage[];
+  /** Every pending send, in send order, after the stored messages. */
+  pending: ChatRoomViewMessage[];
+}
 "#;
 
 /// One chat room's policy ([`RoomSession`]): the SDK feeds it what arrives
@@ -318,13 +330,30 @@ impl ChatRoomSession {
         self.session.my_user_id().map(str::to_owned)
     }
 
-    /// Stored messages ascending by seq, then pending ones in send order.
-    #[wasm_bindgen(unchecked_return_type = "ChatRoomViewMessage[]")]
-    pub fn messages(&self) -> Result<JsValue, JsValue> {
-        let mut out = String::new();
-        push_array(&mut out, &self.session.messages(), |out, message| {
+    /// What the message list gained or changed since the view read
+    /// `(epoch, cursor)` (`(0, 0)` at first): a refresh costs what changed,
+    /// not the whole history (see `RoomSession::view_since`).
+    #[wasm_bindgen(js_name = viewSince, unchecked_return_type = "ChatRoomViewDelta")]
+    pub fn view_since(&self, epoch: f64, cursor: f64) -> Result<JsValue, JsValue> {
+        let delta = self.session.view_since(to_u64(epoch), to_u64(cursor));
+        let mut out = String::from("{");
+        let mut object = JsonObject {
+            out: &mut out,
+            empty: true,
+        };
+        object
+            .u64("epoch", delta.epoch)
+            .u64("cursor", delta.cursor)
+            .bool("full", delta.full);
+        let list = object.key("changed");
+        push_array(list, &delta.changed, |out, message| {
             self.push_message(out, message)
         });
+        let list = object.key("pending");
+        push_array(list, &delta.pending, |out, message| {
+            self.push_message(out, message)
+        });
+        object.end();
         from_json(&out)
     }
 

@@ -28,7 +28,7 @@ import type {
 } from "./types.js";
 import { ENCRYPTION_EVENTS, EncryptionBridge } from "./encryption.js";
 import { PresenceMembers } from "./presence.js";
-import { MessageRows, type ViewMessageJson } from "./view.js";
+import { MessageRows, type ViewDeltaJson, type ViewMessageJson } from "./view.js";
 
 /** `c-` and 32 random hex digits: the idempotency key of one message. */
 function newClientId(): string {
@@ -492,7 +492,7 @@ export class DefaultChatRoom implements ChatRoom {
     const session = this.#session;
     if (!this.#viewDirty || session === undefined) return;
     this.#viewDirty = false;
-    this.#rows.update(session.messages() as ViewMessageJson[]);
+    this.#rows.apply(session.viewSince(this.#rows.epoch, this.#rows.cursor) as ViewDeltaJson);
     this.#viewUnread = session.unreadCount;
     this.#viewHasOlder = session.hasOlder;
     this.#viewReadPositions = Object.freeze(session.readPositions());

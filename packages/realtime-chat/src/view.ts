@@ -56,34 +56,103 @@ function keyOf(message: ViewMessageJson): string {
   return message.message_id ?? `pending:${message.client_id}`;
 }
 
-/** The message rows, rebuilt from the session's list keeping unchanged rows. */
+/** What changed since the view last read the session (`ChatRoomViewDelta`). */
+export interface ViewDeltaJson {
+  epoch: number;
+  cursor: number;
+  full: boolean;
+  changed: ViewMessageJson[];
+  pending: ViewMessageJson[];
+}
+
+/**
+ * The message rows, kept from the session's deltas (`viewSince`): a refresh
+ * reads and converts only the messages that are new or changed, not the whole
+ * history, so a long room costs the same per refresh as a short one.
+ */
 export class MessageRows {
-  #rows = new Map<string, ChatMessage>();
+  #epoch = 0;
+  #cursor = 0;
+  /** The stored rows, ascending by seq. */
+  #stored: ChatMessage[] = [];
+  #pending: readonly ChatMessage[] = [];
+  /** Every row shown, by message id (pending ones by client id). */
+  #byKey = new Map<string, ChatMessage>();
   #list: readonly ChatMessage[] = Object.freeze([]);
 
   get list(): readonly ChatMessage[] {
     return this.#list;
   }
 
-  /** Replaces the rows with `messages`, reusing the row object of every message that shows the same. */
-  update(messages: readonly ViewMessageJson[]): readonly ChatMessage[] {
-    const rows = new Map<string, ChatMessage>();
-    const list: ChatMessage[] = [];
-    for (const message of messages) {
-      const key = keyOf(message);
-      const known = this.#rows.get(key);
-      const row = known !== undefined && showsSame(known, message) ? known : toChatMessage(message);
-      rows.set(key, row);
-      list.push(row);
+  /** What to pass to the session's `viewSince(epoch, cursor)` next. */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  get cursor(): number {
+    return this.#cursor;
+  }
+
+  /** Applies one delta; rows of messages that show the same keep their objects. */
+  apply(delta: ViewDeltaJson): readonly ChatMessage[] {
+    this.#epoch = delta.epoch;
+    this.#cursor = delta.cursor;
+    let changed = false;
+    const before = this.#byKey;
+    if (delta.full) {
+      this.#byKey = new Map();
+      this.#stored = delta.changed.map((message) => this.#keep(before, message));
+      changed = true;
+    } else {
+      for (const message of delta.changed) changed = this.#place(this.#keep(before, message)) || changed;
     }
-    this.#rows = rows;
-    this.#list = Object.freeze(list);
+    const pending = delta.pending.map((message) => this.#keep(before, message));
+    if (pending.length !== this.#pending.length || pending.some((row, i) => row !== this.#pending[i])) {
+      // A send that left the pending list is stored now (under its message id) or gone.
+      for (const row of this.#pending) {
+        const key = keyOf(row);
+        if (this.#byKey.get(key) === row && !pending.includes(row)) this.#byKey.delete(key);
+      }
+      this.#pending = pending;
+      changed = true;
+    }
+    if (changed) this.#list = Object.freeze([...this.#stored, ...this.#pending]);
     return this.#list;
   }
 
   /** The row for one message (the current one when it shows the same). */
   row(message: ViewMessageJson): ChatMessage {
-    const known = this.#rows.get(keyOf(message));
+    const known = this.#byKey.get(keyOf(message));
     return known !== undefined && showsSame(known, message) ? known : toChatMessage(message);
+  }
+
+  /** The row for `message`, reusing the one in `from` if it shows the same; recorded as current. */
+  #keep(from: Map<string, ChatMessage>, message: ViewMessageJson): ChatMessage {
+    const key = keyOf(message);
+    const known = from.get(key);
+    const row = known !== undefined && showsSame(known, message) ? known : toChatMessage(message);
+    this.#byKey.set(key, row);
+    return row;
+  }
+
+  /** Puts a stored row where its seq goes (usually the end); false when it was already there. */
+  #place(row: ChatMessage): boolean {
+    const stored = this.#stored;
+    const seq = row.seq ?? 0;
+    let low = 0;
+    let high = stored.length;
+    if (high === 0 || (stored[high - 1]?.seq ?? 0) < seq) low = high;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if ((stored[middle]?.seq ?? 0) < seq) low = middle + 1;
+      else high = middle;
+    }
+    if (stored[low]?.seq === seq) {
+      if (stored[low] === row) return false;
+      stored[low] = row;
+    } else {
+      stored.splice(low, 0, row);
+    }
+    return true;
   }
 }

@@ -28,22 +28,47 @@ test("a row has exactly the documented fields and is frozen", () => {
   assert.deepEqual(failed.ciphertext, { v: 1 });
 });
 
-test("an update keeps the row object of every message that shows the same, and replaces the changed ones", () => {
+test("deltas build the list: appends, older pages in place, replaced rows, pending sends; unchanged rows and lists keep their objects", () => {
   const rows = new MessageRows();
+  assert.deepEqual([rows.epoch, rows.cursor], [0, 0]);
   const pending = { ...stored(0), message_id: null, seq: null, client_id: "c-p", status: "sending" };
-  const first = rows.update([stored(1), stored(2), pending]);
+  const first = rows.apply({ epoch: 1, cursor: 2, full: true, changed: [stored(4), stored(5)], pending: [pending] });
   assert.ok(Object.isFrozen(first));
-  const second = rows.update([stored(1), stored(2, { text: "edited" }), { ...pending, status: "failed" }, stored(3)]);
-  assert.equal(second[0], first[0], "unchanged: the same object");
-  assert.notEqual(second[1], first[1], "new text: a new row");
-  assert.equal(second[1].text, "edited");
-  assert.notEqual(second[2], first[2], "new status: a new row");
-  assert.equal(second[2].status, "failed");
-  assert.equal(rows.row(stored(1)), second[0], "row() hands out the current row");
-  assert.equal(rows.list, second);
-  const third = rows.update([stored(1, { decryption_error: { code: "network_error", message: "offline" }, text: null })]);
-  assert.notEqual(third[0], second[0], "an opening that failed changes the row");
-  assert.equal(rows.update([]).length, 0);
+  assert.deepEqual(first.map((row) => row.seq), [4, 5, null]);
+  assert.deepEqual([rows.epoch, rows.cursor], [1, 2]);
+
+  // Nothing new: the same list object (frameworks skip the render).
+  assert.equal(rows.apply({ epoch: 1, cursor: 2, full: false, changed: [], pending: [pending] }), first);
+
+  // A live message, an older page below, a failed send: rows land by seq.
+  const second = rows.apply({
+    epoch: 1, cursor: 5, full: false,
+    changed: [stored(2), stored(3), stored(6)],
+    pending: [{ ...pending, status: "failed" }],
+  });
+  assert.deepEqual(second.map((row) => row.seq), [2, 3, 4, 5, 6, null]);
+  assert.equal(second[2], first[0], "unchanged: the same object");
+  assert.equal(second[3], first[1]);
+  assert.notEqual(second[5], first[2], "new status: a new row");
+  assert.equal(second[5].status, "failed");
+  assert.equal(rows.row({ ...pending, status: "failed" }), second[5], "row() hands out the current row");
+
+  // A message shown differently (opened again) replaces its row; the send is stored now.
+  const third = rows.apply({
+    epoch: 1, cursor: 7, full: false,
+    changed: [stored(4, { text: null, decryption_error: { code: "network_error", message: "offline" } }), stored(7, { client_id: "c-p", user_id: "u_me" })],
+    pending: [],
+  });
+  assert.deepEqual(third.map((row) => row.seq), [2, 3, 4, 5, 6, 7]);
+  assert.notEqual(third[2], second[2]);
+  assert.equal(third[2].decryption_error?.code, "network_error");
+  assert.equal(third[0], second[0]);
+  assert.equal(rows.list, third);
+
+  // Another epoch: read from scratch, still reusing rows that show the same.
+  const fourth = rows.apply({ epoch: 2, cursor: 1, full: true, changed: [stored(3)], pending: [] });
+  assert.deepEqual(fourth.map((row) => row.seq), [3]);
+  assert.equal(fourth[0], third[1]);
 });
 
 /** A presence channel as @domvia/realtime exposes it: bind() and members.each(). */
