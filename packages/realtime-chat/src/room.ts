@@ -241,13 +241,14 @@ export class DefaultChatRoom implements ChatRoom {
         // stops before starts, starts in the order they began (checked by
         // tests/chat_session.rs), so the list follows from the events alone:
         // no copy of the whole list out of the wasm per signal.
+        // (A start names someone not listed, a stop someone listed.)
         this.#typingUserIds = Object.freeze(
-          event.is_typing
-            ? [...this.#typingUserIds.filter((id) => id !== event.user_id), event.user_id]
-            : this.#typingUserIds.filter((id) => id !== event.user_id),
+          event.is_typing ? [...this.#typingUserIds, event.user_id] : this.#typingUserIds.filter((id) => id !== event.user_id),
         );
         this.#changed(false);
-        this.#typingListeners.emit({ user_id: event.user_id, is_typing: event.is_typing, verified: event.verified });
+        if (this.#typingListeners.size > 0) {
+          this.#typingListeners.emit({ user_id: event.user_id, is_typing: event.is_typing, verified: event.verified });
+        }
         return;
       case "receipt":
         this.#receiptListeners.emit({ user_id: event.user_id, message_id: event.message_id, seq: event.seq });

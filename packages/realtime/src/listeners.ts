@@ -23,6 +23,7 @@ export class Listeners<A extends unknown[]> {
   }
 
   emit(...args: A): void {
+    if (this.#listeners.size === 0) return;
     for (const listener of [...this.#listeners]) {
       try {
         listener(...args);
