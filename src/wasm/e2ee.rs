@@ -1,6 +1,8 @@
 //! End-to-end encryption behind JS classes: `E2eeDevice`, `E2eeRoomSession`
-//! (the room's policy: the TS layer pumps its actions), `E2eeRoom`,
-//! `E2eeKnownDevices` and `safetyNumber`, over the pure core in `src/e2ee`.
+//! (the room's policy: the TS layer pumps its actions) and `safetyNumber`,
+//! over the pure core in `src/e2ee`; with the `e2ee-primitives` feature also
+//! the primitives under the session, `E2eeRoom` and `E2eeKnownDevices`, for
+//! the wasm tests and bench/e2ee.mjs (the release module leaves them out).
 //!
 //! Thin like `chat.rs`: objects (device records, key shares, envelopes) cross
 //! as JSON text (`JSON.stringify` in, the core's JSON reader, then its writer
@@ -11,6 +13,7 @@
 //! injected rng. Secrets are zeroized in wasm memory as the core does it; what
 //! JS holds (`exportSecret`, `exportState`) is the caller's to protect.
 
+#[cfg(feature = "e2ee-primitives")]
 use crate::vec_map::VecMap;
 use std::convert::Infallible;
 
@@ -18,13 +21,14 @@ use js_sys::{Array, Object, Reflect, Uint8Array, JSON};
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::e2ee::json::{Json, JsonWriter};
+use crate::e2ee::json::Json;
+#[cfg(feature = "e2ee-primitives")]
+use crate::e2ee::json::JsonWriter;
 use crate::e2ee::rand_core::{TryCryptoRng, TryRng};
 use crate::e2ee::session::{Action, EncryptedMessage, Event, Failure, StaleEpoch};
-use crate::e2ee::{
-    safety_number as core_safety_number, DeviceCheck, DeviceKeys, DeviceRecord, Envelope, KeyShare,
-    KnownDevices, RoomKeys, RoomSession, MAX_EPOCH,
-};
+use crate::e2ee::{safety_number as core_safety_number, DeviceKeys, DeviceRecord, RoomSession};
+#[cfg(feature = "e2ee-primitives")]
+use crate::e2ee::{DeviceCheck, Envelope, KeyShare, KnownDevices, RoomKeys, MAX_EPOCH};
 use crate::protocol::Error;
 
 use super::{js_error, to_u64};
@@ -444,6 +448,7 @@ fn event_fields(object: &Object, event: Event) -> Result<&'static str, JsValue> 
     })
 }
 
+#[cfg(feature = "e2ee-primitives")]
 /// One room's epochs, members and seen message ids on this device.
 #[wasm_bindgen(js_name = E2eeRoom)]
 pub struct E2eeRoom {
@@ -454,9 +459,11 @@ pub struct E2eeRoom {
     verified: VecMap<String, DeviceRecord>,
 }
 
+#[cfg(feature = "e2ee-primitives")]
 /// The most records the verified cache holds before it starts over.
 const VERIFIED_CACHE_LIMIT: usize = 4096;
 
+#[cfg(feature = "e2ee-primitives")]
 #[wasm_bindgen(js_class = E2eeRoom)]
 impl E2eeRoom {
     /// Throws `e2ee_malformed` for an invalid room id.
@@ -645,6 +652,7 @@ impl E2eeRoom {
     }
 }
 
+#[cfg(feature = "e2ee-primitives")]
 impl E2eeRoom {
     fn from_keys(keys: RoomKeys) -> Self {
         E2eeRoom {
@@ -677,18 +685,21 @@ impl E2eeRoom {
     }
 }
 
+#[cfg(feature = "e2ee-primitives")]
 /// The devices seen so far, pinned on first use.
 #[wasm_bindgen(js_name = E2eeKnownDevices)]
 pub struct E2eeKnownDevices {
     known: KnownDevices,
 }
 
+#[cfg(feature = "e2ee-primitives")]
 impl Default for E2eeKnownDevices {
     fn default() -> Self {
         Self::new()
     }
 }
 
+#[cfg(feature = "e2ee-primitives")]
 #[wasm_bindgen(js_class = E2eeKnownDevices)]
 impl E2eeKnownDevices {
     #[wasm_bindgen(constructor)]
@@ -824,6 +835,7 @@ fn record_from_js(value: &JsValue) -> Result<DeviceRecord, JsValue> {
     DeviceRecord::read(&parse(&text, "the device record")?).map_err(|e| js_error(&e))
 }
 
+#[cfg(feature = "e2ee-primitives")]
 fn envelope_from_js(value: &JsValue) -> Result<Envelope, JsValue> {
     let text = json_text(value, "the envelope")?;
     Envelope::from_json_str(&text).map_err(|e| js_error(&e))
@@ -839,6 +851,7 @@ fn set(object: &JsValue, key: &str, value: &JsValue) {
     Reflect::set(object, &key.into(), value).ok();
 }
 
+#[cfg(feature = "e2ee-primitives")]
 /// A JS number as an epoch: an integer from 1 to 2^53 - 1, else `e2ee_malformed`.
 fn to_epoch(n: f64) -> Result<u64, JsValue> {
     if n.fract() == 0.0 && n >= 1.0 && n <= MAX_EPOCH as f64 {
