@@ -380,6 +380,11 @@ impl RoomSession {
         }
     }
 
+    /// Whether [`take_actions`](Self::take_actions) has anything to hand out.
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
     /// What to do next, in order; empties the list.
     pub fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)

@@ -178,6 +178,13 @@ impl ChatRoomSession {
         })
     }
 
+    /// Whether `takeActions` has anything: a check that crosses no string,
+    /// so a pump whose input asked for nothing pays no JSON.
+    #[wasm_bindgen(getter, js_name = hasActions)]
+    pub fn has_actions(&self) -> bool {
+        self.session.has_actions()
+    }
+
     /// The actions since the last call, as plain objects.
     #[wasm_bindgen(js_name = takeActions, unchecked_return_type = "ChatRoomSessionAction[]")]
     pub fn take_actions(&mut self) -> Result<JsValue, JsValue> {

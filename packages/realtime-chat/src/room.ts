@@ -173,10 +173,10 @@ export class DefaultChatRoom implements ChatRoom {
   }
 
   #pump(session: ChatRoomSession): void {
-    for (;;) {
-      const actions = session.takeActions();
-      if (actions.length === 0) return;
-      for (const action of actions) this.#perform(action);
+    // Until the session has nothing more to ask, or the room was left (and
+    // the session freed) by a listener of one of these actions.
+    while (this.#session === session && session.hasActions) {
+      for (const action of session.takeActions()) this.#perform(action);
     }
   }
 
