@@ -300,6 +300,7 @@ try {
       console.log(`| ${label} | ${ours.toFixed(digits)} ${unit} | ${reference.toFixed(digits)} ${unit} | ${(ours / reference).toFixed(2)}x |`);
     }
     console.log(`\nTaskDuration per run (ms): ${perRun(part, (s) => s.taskMs.toFixed(0))}`);
+    console.log(`ScriptDuration per run (ms): ${perRun(part, (s) => s.scriptMs.toFixed(1))}`);
   };
   console.log(`# @domvia/realtime-chat vs bare pusher-js 8 in one Chromium page (${await browser.version()}), ${process.env.DOMVIA_SERVER_BIN}`);
   console.log(`Medians of ${RUNS} runs; ratio = ours / reference.`);
