@@ -16,6 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use crate::json::{Map, Value};
+use crate::vec_map::VecMap;
 use gloo_timers::callback::Timeout;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -43,13 +44,15 @@ extern "C" {
     #[derive(Clone)]
     pub type NoticeSink;
 
+    /// `channel`, `event` and `user_id` are JS strings (or undefined) from
+    /// [`js_name`]'s cache.
     #[wasm_bindgen(method, catch, js_name = message)]
     fn message(
         this: &NoticeSink,
-        channel: Option<&str>,
-        event: &str,
+        channel: &JsValue,
+        event: &JsValue,
         data_json: Option<&str>,
-        user_id: Option<&str>,
+        user_id: &JsValue,
     ) -> Result<(), JsValue>;
 
     #[wasm_bindgen(method, catch, js_name = notice)]
@@ -126,6 +129,32 @@ struct Shared {
     listener: RefCell<Option<NoticeSink>>,
     online_listener: RefCell<Option<EventHandler>>,
     disposed: Cell<bool>,
+    /// See [`js_name`].
+    js_names: RefCell<VecMap<String, JsValue>>,
+}
+
+/// The most names [`js_name`] keeps before it starts over: a busy presence
+/// room's member ids fit.
+const JS_NAME_CACHE_LIMIT: usize = 512;
+
+/// The JS string for a name that recurs on every channel message (channel
+/// and event names, sender ids), made once: each otherwise costs a
+/// TextDecoder call per message, which profiles showed among the largest
+/// costs of a busy room (bench/chat.mjs, BENCH_PROFILE=1).
+fn js_name(shared: &Shared, name: Option<&str>) -> JsValue {
+    let Some(name) = name else {
+        return JsValue::UNDEFINED;
+    };
+    let mut names = shared.js_names.borrow_mut();
+    if let Some(value) = names.get(name) {
+        return value.clone();
+    }
+    if names.len() >= JS_NAME_CACHE_LIMIT {
+        names.clear();
+    }
+    let value = JsValue::from_str(name);
+    names.insert(name.to_owned(), value.clone());
+    value
 }
 
 fn now_ms() -> u64 {
@@ -178,6 +207,7 @@ impl RealtimeConnection {
             listener: RefCell::new(None),
             online_listener: RefCell::new(None),
             disposed: Cell::new(false),
+            js_names: RefCell::new(VecMap::new()),
         });
         listen_for_online(&shared);
         Ok(RealtimeConnection { shared })
@@ -347,6 +377,7 @@ fn release(shared: &Rc<Shared>) {
         }
     }
     *shared.listener.borrow_mut() = None;
+    shared.js_names.borrow_mut().clear();
 }
 
 fn listen_for_online(shared: &Rc<Shared>) {
@@ -563,10 +594,10 @@ fn notify(shared: &Rc<Shared>, notice: &Notice) {
             data,
             user_id,
         } => sink.message(
-            channel.as_deref(),
-            event,
+            &js_name(shared, channel.as_deref()),
+            &js_name(shared, Some(event)),
             data.as_deref(),
-            user_id.as_deref(),
+            &js_name(shared, user_id.as_deref()),
         ),
         other => sink.notice(&notice_object(other)),
     };
