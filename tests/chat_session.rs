@@ -741,6 +741,26 @@ fn the_typing_events_alone_rebuild_the_typing_list_in_order() {
     assert!(seen > 500, "the sequence exercised the list: {seen} events");
 }
 
+/// A typing signal is its own event and nothing else: a `Changed` per signal
+/// had the app re-read the whole view (in a 100-member room, a 5 KB read
+/// positions JSON per animation frame: bench/chat.mjs).
+#[test]
+fn typing_changes_are_typing_events_only() {
+    let mut h = Harness::ready(1);
+    h.session
+        .client_typing(&json!({"user_id": ADA, "is_typing": true}), None, h.now);
+    let actions = h.session.take_actions();
+    assert!(actions.contains(&Action::Emit(RoomEvent::Typing {
+        user_id: ADA.to_owned(),
+        is_typing: true,
+        verified: false,
+    })));
+    assert!(
+        !actions.contains(&Action::Emit(RoomEvent::Changed)),
+        "{actions:?}"
+    );
+}
+
 #[test]
 fn a_broker_stamp_wins_and_an_unstamped_presence_signal_is_unverified() {
     let mut h = Harness::configured(false, true, 0);

@@ -120,7 +120,8 @@ pub enum RoomEvent {
         code: String,
         message: String,
     },
-    /// The view changed (messages, unread count, read positions, typing).
+    /// The view changed (messages, unread count, read positions). Typing
+    /// changes are reported by `Typing` events alone.
     Changed,
     /// A live message, in seq order, each once (`onMessage`).
     Message(ChatMessage),
@@ -1621,9 +1622,9 @@ impl RoomSession {
             .filter(|id| !before.contains(id))
             .cloned()
             .collect();
-        if !stopped.is_empty() || !started.is_empty() {
-            self.emit(RoomEvent::Changed);
-        }
+        // No `Changed` here: each change of the list is its own `Typing`
+        // event, and `Changed` would have the app re-read the whole view
+        // (messages, unread count, read positions) per typing signal.
         for user_id in stopped {
             let verified = !self.typing_unverified.remove(&user_id);
             self.emit(RoomEvent::Typing {
