@@ -11,6 +11,9 @@
 //! and `JSON.parse` on the way out. Both JS functions are native and fast, and
 //! this keeps a generic JS-value (de)serializer per type out of the wasm.
 
+use std::cell::{Ref, RefCell, RefMut};
+use std::rc::Rc;
+
 use crate::json::Value;
 use js_sys::JSON;
 use wasm_bindgen::prelude::*;
@@ -138,7 +141,10 @@ export interface ChatRoomViewDelta {
 /// and carries out the actions it returns; it decides everything else.
 #[wasm_bindgen(js_name = ChatRoomSession)]
 pub struct ChatRoomSession {
-    session: RoomSession,
+    /// Shared with the connection while the room's channel events are routed
+    /// to it (`RealtimeConnection.routeToSession`): borrowed only for one
+    /// call into the pure session, never while JS runs.
+    session: Rc<RefCell<RoomSession>>,
 }
 
 #[wasm_bindgen(js_class = ChatRoomSession)]
@@ -162,7 +168,7 @@ impl ChatRoomSession {
         };
         let defaults = TypingSettings::default();
         Ok(ChatRoomSession {
-            session: RoomSession::new(SessionConfig {
+            session: Rc::new(RefCell::new(RoomSession::new(SessionConfig {
                 room_id,
                 user_id: text("user_id"),
                 encrypted: config.get("encrypted") == Some(&Value::Bool(true)),
@@ -174,7 +180,7 @@ impl ChatRoomSession {
                 },
                 tail_check_ms: number("tail_check_ms", TAIL_CHECK_MS),
                 jitter_seed: number("jitter_seed", 0),
-            }),
+            }))),
         })
     }
 
@@ -182,69 +188,71 @@ impl ChatRoomSession {
     /// so a pump whose input asked for nothing pays no JSON.
     #[wasm_bindgen(getter, js_name = hasActions)]
     pub fn has_actions(&self) -> bool {
-        self.session.has_actions()
+        self.view().has_actions()
     }
 
     /// The actions since the last call, as plain objects.
     #[wasm_bindgen(js_name = takeActions, unchecked_return_type = "ChatRoomSessionAction[]")]
-    pub fn take_actions(&mut self) -> Result<JsValue, JsValue> {
-        let actions = self.session.take_actions();
+    pub fn take_actions(&self) -> Result<JsValue, JsValue> {
+        let mut session = self.session();
+        let actions = session.take_actions();
+        let session = &*session;
         let mut out = String::new();
         push_array(&mut out, actions, |out, action| {
-            self.push_action(out, action)
+            push_action(session, out, action)
         });
         from_json(&out)
     }
 
-    pub fn start(&mut self) {
-        self.session.start();
+    pub fn start(&self) {
+        self.session().start();
     }
 
-    pub fn subscribed(&mut self, presence: bool) {
-        self.session.subscribed(presence);
+    pub fn subscribed(&self, presence: bool) {
+        self.session().subscribed(presence);
     }
 
     #[wasm_bindgen(js_name = subscriptionRefused)]
-    pub fn subscription_refused(&mut self, channel: &str, status: Option<f64>) {
+    pub fn subscription_refused(&self, channel: &str, status: Option<f64>) {
         let status = status.and_then(|s| u16::try_from(to_u64(s)).ok());
-        self.session.subscription_refused(channel, status);
+        self.session().subscription_refused(channel, status);
     }
 
     /// The answer to request `id`: status 0 when there was none (`body` then says why).
-    pub fn response(&mut self, id: f64, status: f64, body: &str, now_ms: f64) {
+    pub fn response(&self, id: f64, status: f64, body: &str, now_ms: f64) {
         let status = u16::try_from(to_u64(status)).unwrap_or(0);
-        self.session
+        self.session()
             .response(to_u64(id), status, body, to_u64(now_ms));
     }
 
     #[wasm_bindgen(js_name = timerFired)]
-    pub fn timer_fired(&mut self, name: &str, now_ms: f64) {
-        self.session.timer_fired(name, to_u64(now_ms));
+    pub fn timer_fired(&self, name: &str, now_ms: f64) {
+        self.session().timer_fired(name, to_u64(now_ms));
     }
 
     #[wasm_bindgen(js_name = encryptionPrepared)]
-    pub fn encryption_prepared(&mut self) {
-        self.session.encryption_prepared();
+    pub fn encryption_prepared(&self) {
+        self.session().encryption_prepared();
     }
 
     #[wasm_bindgen(js_name = encryptionFailed)]
-    pub fn encryption_failed(&mut self, code: &str, message: &str) {
-        self.session.encryption_failed(code, message);
+    pub fn encryption_failed(&self, code: &str, message: &str) {
+        self.session().encryption_failed(code, message);
     }
 
     /// The sealed envelope of a send, as JSON text.
-    pub fn sealed(&mut self, client_id: &str, envelope: &str) {
-        self.session.sealed(client_id, envelope);
+    pub fn sealed(&self, client_id: &str, envelope: &str) {
+        self.session().sealed(client_id, envelope);
     }
 
     #[wasm_bindgen(js_name = sealFailed)]
-    pub fn seal_failed(&mut self, client_id: &str, code: &str, message: &str) {
-        self.session.seal_failed(client_id, code, message);
+    pub fn seal_failed(&self, client_id: &str, code: &str, message: &str) {
+        self.session().seal_failed(client_id, code, message);
     }
 
     /// How an encrypted message opened: its text, or (text undefined) a code and message.
     pub fn opened(
-        &mut self,
+        &self,
         message_id: &str,
         text: Option<String>,
         code: &str,
@@ -258,91 +266,59 @@ impl ChatRoomSession {
                 message: message.to_owned(),
             },
         };
-        self.session.opened(message_id, result, to_u64(now_ms));
+        self.session().opened(message_id, result, to_u64(now_ms));
     }
 
-    // The room's channel events arrive as the JSON text the connection read
-    // off the socket (the TS layer binds them with `bindEventText`): no
-    // JSON.parse in the page and no JSON.stringify back into the wasm.
-
-    #[wasm_bindgen(js_name = messageCreated)]
-    pub fn message_created(&mut self, data_json: &str, now_ms: f64) {
-        self.session
-            .message_created(event_data(data_json), to_u64(now_ms));
-    }
-
-    pub fn receipt(&mut self, data_json: &str, now_ms: f64) {
-        self.session.receipt(event_data(data_json), to_u64(now_ms));
-    }
-
-    #[wasm_bindgen(js_name = memberRemoved)]
-    pub fn member_removed(&mut self, data_json: &str) {
-        self.session.member_removed(&event_data(data_json));
-    }
-
-    #[wasm_bindgen(js_name = clientTyping)]
-    pub fn client_typing(&mut self, data_json: &str, stamped_user_id: Option<String>, now_ms: f64) {
-        self.session.client_typing(
-            &event_data(data_json),
-            stamped_user_id.as_deref(),
-            to_u64(now_ms),
-        );
-    }
-
-    pub fn reconnected(&mut self) {
-        self.session.reconnected();
+    pub fn reconnected(&self) {
+        self.session().reconnected();
     }
 
     /// Throws DomViaError `invalid_text`, `text_too_large` or `invalid_client_id`.
-    pub fn send(&mut self, client_id: &str, text: &str, now_ms: f64) -> Result<(), JsValue> {
-        self.session
+    pub fn send(&self, client_id: &str, text: &str, now_ms: f64) -> Result<(), JsValue> {
+        self.session()
             .send(client_id, text, to_u64(now_ms))
             .map_err(|e| js_error(&e))
     }
 
     /// Throws `unknown_client_id` unless the send failed.
-    pub fn retry(&mut self, client_id: &str) -> Result<(), JsValue> {
-        self.session.retry(client_id).map_err(|e| js_error(&e))
+    pub fn retry(&self, client_id: &str) -> Result<(), JsValue> {
+        self.session().retry(client_id).map_err(|e| js_error(&e))
     }
 
     #[wasm_bindgen(js_name = loadOlder)]
-    pub fn load_older(&mut self) {
-        self.session.load_older();
+    pub fn load_older(&self) {
+        self.session().load_older();
     }
 
     #[wasm_bindgen(js_name = typingInput)]
-    pub fn typing_input(&mut self, claimed_user_id: Option<String>, now_ms: f64) {
-        self.session
+    pub fn typing_input(&self, claimed_user_id: Option<String>, now_ms: f64) {
+        self.session()
             .typing_input(claimed_user_id.as_deref(), to_u64(now_ms));
     }
 
     #[wasm_bindgen(js_name = stopTyping)]
-    pub fn stop_typing(&mut self) {
-        self.session.stop_typing();
+    pub fn stop_typing(&self) {
+        self.session().stop_typing();
     }
 
     #[wasm_bindgen(js_name = markRead)]
-    pub fn mark_read(&mut self, message_id: &str) {
-        self.session.mark_read(message_id);
+    pub fn mark_read(&self, message_id: &str) {
+        self.session().mark_read(message_id);
     }
 
-    pub fn leave(&mut self) {
-        self.session.leave();
+    pub fn leave(&self) {
+        self.session().leave();
     }
 
     // ---- the view -----------------------------------------------------------
-
-    #[wasm_bindgen(getter, js_name = myUserId)]
-    pub fn my_user_id(&self) -> Option<String> {
-        self.session.my_user_id().map(str::to_owned)
-    }
 
     /// What the message list gained or changed since the view read
     /// `(epoch, cursor)` (`(0, 0)` at first): a refresh costs what changed,
     /// not the whole history (see `RoomSession::view_since`).
     #[wasm_bindgen(js_name = viewSince, unchecked_return_type = "ChatRoomViewDelta")]
     pub fn view_since(&self, epoch: f64, cursor: f64) -> Result<JsValue, JsValue> {
-        let delta = self.session.view_since(to_u64(epoch), to_u64(cursor));
+        let session = self.view();
+        let delta = session.view_since(to_u64(epoch), to_u64(cursor));
         let mut out = String::from("{");
         let mut object = JsonObject {
             out: &mut out,
@@ -354,11 +330,11 @@ impl ChatRoomSession {
             .bool("full", delta.full);
         let list = object.key("changed");
         push_array(list, &delta.changed, |out, message| {
-            self.push_message(out, message)
+            push_message(&session, out, message)
         });
         let list = object.key("pending");
         push_array(list, &delta.pending, |out, message| {
-            self.push_message(out, message)
+            push_message(&session, out, message)
         });
         object.end();
         from_json(&out)
@@ -366,23 +342,123 @@ impl ChatRoomSession {
 
     #[wasm_bindgen(getter, js_name = unreadCount)]
     pub fn unread_count(&self) -> f64 {
-        self.session
-            .state()
-            .map_or(0.0, |s| s.unread_count() as f64)
+        self.view().state().map_or(0.0, |s| s.unread_count() as f64)
     }
 
     #[wasm_bindgen(getter, js_name = hasOlder)]
     pub fn has_older(&self) -> bool {
-        self.session.state().is_some_and(RoomState::has_older)
+        self.view().state().is_some_and(RoomState::has_older)
     }
 
     #[wasm_bindgen(js_name = readPositions, unchecked_return_type = "Record<string, number>")]
     pub fn read_positions(&self) -> Result<JsValue, JsValue> {
-        match self.session.state() {
+        match self.view().state() {
             Some(state) => from_json(&read_positions_to_json(state.read_positions())),
             None => from_json("{}"),
         }
     }
+}
+
+impl ChatRoomSession {
+    /// The session, for the connection to feed routed channel events to.
+    pub(crate) fn shared(&self) -> Rc<RefCell<RoomSession>> {
+        Rc::clone(&self.session)
+    }
+
+    // The two borrows, each in one place: inlined, every export would carry
+    // its own borrow check and panic path (+4.5 KB of code for ~30 exports).
+
+    #[inline(never)]
+    fn session(&self) -> RefMut<'_, RoomSession> {
+        self.session.borrow_mut()
+    }
+
+    #[inline(never)]
+    fn view(&self) -> Ref<'_, RoomSession> {
+        self.session.borrow()
+    }
+}
+
+/// The room's channel events reach the session from the connection, inside
+/// the wasm (`feed_channel_event`), never from JS: these are the same inputs
+/// for Rust callers (the wasm-bindgen tests), not exports.
+impl ChatRoomSession {
+    pub fn message_created(&self, data_json: &str, now_ms: f64) -> bool {
+        self.channel_event("message.created", data_json, None, now_ms)
+    }
+
+    pub fn receipt(&self, data_json: &str, now_ms: f64) -> bool {
+        self.channel_event("receipt.updated", data_json, None, now_ms)
+    }
+
+    pub fn member_removed(&self, data_json: &str) -> bool {
+        self.channel_event("member.removed", data_json, None, 0.0)
+    }
+
+    pub fn client_typing(
+        &self,
+        data_json: &str,
+        stamped_user_id: Option<&str>,
+        now_ms: f64,
+    ) -> bool {
+        self.channel_event("client-typing", data_json, stamped_user_id, now_ms)
+    }
+
+    fn channel_event(
+        &self,
+        event: &str,
+        data_json: &str,
+        user_id: Option<&str>,
+        now_ms: f64,
+    ) -> bool {
+        let kinds = ROOM_EVENTS | TYPING_EVENTS;
+        feed_channel_event(
+            &self.session,
+            kinds,
+            event,
+            Some(data_json),
+            user_id,
+            to_u64(now_ms),
+        )
+    }
+}
+
+/// A route's `kinds`: the room's own events (`message.created`,
+/// `receipt.updated`, `member.removed`, on the private channel).
+pub(crate) const ROOM_EVENTS: u8 = 1;
+/// A route's `kinds`: `client-typing` (on the presence channel of a presence
+/// room, else the private one).
+pub(crate) const TYPING_EVENTS: u8 = 2;
+
+/// Feeds one channel event of a routed channel to its session, as the
+/// `messageCreated`/`receipt`/`memberRemoved`/`clientTyping` exports would;
+/// false when the route does not take this event. `user_id` is the broker's
+/// stamp on a client event.
+pub(crate) fn feed_channel_event(
+    session: &RefCell<RoomSession>,
+    kinds: u8,
+    event: &str,
+    data_json: Option<&str>,
+    user_id: Option<&str>,
+    now_ms: u64,
+) -> bool {
+    let data = || event_data(data_json.unwrap_or("null"));
+    // No JS runs while the session is borrowed (see `ChatRoomSession`), so
+    // this borrow cannot fail; were it to, the event goes on to the JS
+    // listeners like one of an unrouted channel, rather than a panic.
+    let Ok(mut session) = session.try_borrow_mut() else {
+        return false;
+    };
+    match event {
+        "message.created" if kinds & ROOM_EVENTS != 0 => session.message_created(data(), now_ms),
+        "receipt.updated" if kinds & ROOM_EVENTS != 0 => session.receipt(data(), now_ms),
+        "member.removed" if kinds & ROOM_EVENTS != 0 => session.member_removed(&data()),
+        "client-typing" if kinds & TYPING_EVENTS != 0 => {
+            session.client_typing(&data(), user_id, now_ms)
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// One JSON object written field by field, straight into the text that
@@ -442,168 +518,166 @@ impl<'a> JsonObject<'a> {
     }
 }
 
-impl ChatRoomSession {
-    /// Appends a view message, with its `decryption_error` when opening failed.
-    fn push_message(&self, out: &mut String, message: &ChatMessage) {
-        let error = message
-            .message_id
-            .as_deref()
-            .and_then(|id| self.session.decryption_error(id));
-        let start = out.len();
-        message.push_json(out);
-        if let Some((code, text)) = error {
-            // The message object is still open at its last byte: reopen it.
-            if out.len() > start && out.ends_with('}') {
-                out.pop();
-                out.push_str(",\"decryption_error\":{\"code\":");
-                push_json_string(out, code);
-                out.push_str(",\"message\":");
-                push_json_string(out, text);
-                out.push_str("}}");
-            }
+/// Appends a view message, with its `decryption_error` when opening failed.
+fn push_message(session: &RoomSession, out: &mut String, message: &ChatMessage) {
+    let error = message
+        .message_id
+        .as_deref()
+        .and_then(|id| session.decryption_error(id));
+    let start = out.len();
+    message.push_json(out);
+    if let Some((code, text)) = error {
+        // The message object is still open at its last byte: reopen it.
+        if out.len() > start && out.ends_with('}') {
+            out.pop();
+            out.push_str(",\"decryption_error\":{\"code\":");
+            push_json_string(out, code);
+            out.push_str(",\"message\":");
+            push_json_string(out, text);
+            out.push_str("}}");
         }
     }
+}
 
-    fn push_action(&self, out: &mut String, action: Action) {
-        match action {
-            Action::Request(r) => {
-                let mut object = JsonObject::typed(out, "request");
-                object
-                    .u64("id", r.id)
-                    .str("operation", r.operation)
-                    .str("method", r.method)
-                    .str("path", &r.path)
-                    .bool("with_socket_id", r.with_socket_id)
-                    .bool("keepalive", r.keepalive);
-                // Absent rather than null: the TS side reads `undefined` as "none".
-                if let Some(body) = &r.body {
-                    object.str("body", body);
-                }
-                object.end();
+fn push_action(session: &RoomSession, out: &mut String, action: Action) {
+    match action {
+        Action::Request(r) => {
+            let mut object = JsonObject::typed(out, "request");
+            object
+                .u64("id", r.id)
+                .str("operation", r.operation)
+                .str("method", r.method)
+                .str("path", &r.path)
+                .bool("with_socket_id", r.with_socket_id)
+                .bool("keepalive", r.keepalive);
+            // Absent rather than null: the TS side reads `undefined` as "none".
+            if let Some(body) = &r.body {
+                object.str("body", body);
             }
-            Action::StartTimer { name, delay_ms } => JsonObject::typed(out, "timer")
-                .str("name", &name)
-                .u64("delay_ms", delay_ms)
-                .end(),
-            Action::PrepareEncryption { user_id } => {
-                JsonObject::typed(out, "prepare_encryption")
-                    .str("user_id", &user_id)
-                    .end();
+            object.end();
+        }
+        Action::StartTimer { name, delay_ms } => JsonObject::typed(out, "timer")
+            .str("name", &name)
+            .u64("delay_ms", delay_ms)
+            .end(),
+        Action::PrepareEncryption { user_id } => {
+            JsonObject::typed(out, "prepare_encryption")
+                .str("user_id", &user_id)
+                .end();
+        }
+        Action::Seal {
+            client_id,
+            text,
+            stale,
+        } => {
+            let mut object = JsonObject::typed(out, "seal");
+            object.str("client_id", &client_id).str("text", &text);
+            if let Some(stale) = stale {
+                let out = object.key("stale");
+                out.push_str("{\"current_epoch\":");
+                push_u64(out, stale.current_epoch);
+                out.push_str(",\"needs_new_epoch\":");
+                out.push_str(if stale.needs_new_epoch {
+                    "true}"
+                } else {
+                    "false}"
+                });
             }
-            Action::Seal {
-                client_id,
-                text,
-                stale,
-            } => {
-                let mut object = JsonObject::typed(out, "seal");
-                object.str("client_id", &client_id).str("text", &text);
-                if let Some(stale) = stale {
-                    let out = object.key("stale");
-                    out.push_str("{\"current_epoch\":");
-                    push_u64(out, stale.current_epoch);
-                    out.push_str(",\"needs_new_epoch\":");
-                    out.push_str(if stale.needs_new_epoch {
-                        "true}"
-                    } else {
-                        "false}"
-                    });
-                }
-                object.end();
-            }
-            Action::Open { message } => {
-                let mut object = JsonObject::typed(out, "open");
-                let inner = object.key("message");
-                inner.push('{');
-                let mut fields = JsonObject {
-                    out: inner,
-                    empty: true,
-                };
-                fields
-                    .str("message_id", &message.message_id)
-                    .str("user_id", &message.user_id);
-                fields
-                    .str("client_id", &message.client_id)
-                    .u64("sent_at", message.sent_at);
-                // The ciphertext is the envelope's JSON text; anything that is
-                // not JSON goes as null, and opening it then fails in the TS layer.
-                match message.ciphertext.as_deref() {
-                    Some(text) if is_json(text) => fields.raw("ciphertext", text),
-                    _ => fields.raw("ciphertext", "null"),
-                };
-                fields.end();
-                object.end();
-            }
-            Action::SendTyping { data } => {
-                JsonObject::typed(out, "typing")
-                    .raw("data", &data.to_string())
-                    .end();
-            }
-            Action::Emit(event) => {
-                let mut object = JsonObject::typed(out, "event");
-                let inner = object.key("event");
-                self.push_event(inner, event);
-                object.end();
-            }
+            object.end();
+        }
+        Action::Open { message } => {
+            let mut object = JsonObject::typed(out, "open");
+            let inner = object.key("message");
+            inner.push('{');
+            let mut fields = JsonObject {
+                out: inner,
+                empty: true,
+            };
+            fields
+                .str("message_id", &message.message_id)
+                .str("user_id", &message.user_id);
+            fields
+                .str("client_id", &message.client_id)
+                .u64("sent_at", message.sent_at);
+            // The ciphertext is the envelope's JSON text; anything that is
+            // not JSON goes as null, and opening it then fails in the TS layer.
+            match message.ciphertext.as_deref() {
+                Some(text) if is_json(text) => fields.raw("ciphertext", text),
+                _ => fields.raw("ciphertext", "null"),
+            };
+            fields.end();
+            object.end();
+        }
+        Action::SendTyping { data } => {
+            JsonObject::typed(out, "typing")
+                .raw("data", &data.to_string())
+                .end();
+        }
+        Action::Emit(event) => {
+            let mut object = JsonObject::typed(out, "event");
+            let inner = object.key("event");
+            push_event(session, inner, event);
+            object.end();
         }
     }
+}
 
-    fn push_event(&self, out: &mut String, event: RoomEvent) {
-        match event {
-            RoomEvent::Ready => JsonObject::typed(out, "ready").end(),
-            RoomEvent::Failed { code, message } => JsonObject::typed(out, "failed")
-                .str("code", &code)
-                .str("message", &message)
-                .end(),
-            RoomEvent::Changed => JsonObject::typed(out, "changed").end(),
-            RoomEvent::Message(message) => {
-                let mut object = JsonObject::typed(out, "message");
-                self.push_message(object.key("message"), &message);
-                object.end();
-            }
-            RoomEvent::Typing {
-                user_id,
-                is_typing,
-                verified,
-            } => JsonObject::typed(out, "typing")
-                .str("user_id", &user_id)
-                .bool("is_typing", is_typing)
-                .bool("verified", verified)
-                .end(),
-            RoomEvent::Receipt {
-                user_id,
-                message_id,
-                seq,
-            } => JsonObject::typed(out, "receipt")
-                .str("user_id", &user_id)
-                .str("message_id", &message_id)
-                .u64("seq", seq)
-                .end(),
-            RoomEvent::Delivered { client_id, message } => {
-                let mut object = JsonObject::typed(out, "delivered");
-                object.str("client_id", &client_id);
-                self.push_message(object.key("message"), &message);
-                object.end();
-            }
-            RoomEvent::SendFailed {
-                client_id,
-                code,
-                message,
-            } => JsonObject::typed(out, "send_failed")
-                .str("client_id", &client_id)
-                .str("code", &code)
-                .str("message", &message)
-                .end(),
-            RoomEvent::OlderLoaded { added, has_more } => JsonObject::typed(out, "older_loaded")
-                .u64("added", added as u64)
-                .bool("has_more", has_more)
-                .end(),
-            RoomEvent::OlderFailed { code, message } => JsonObject::typed(out, "older_failed")
-                .str("code", &code)
-                .str("message", &message)
-                .end(),
-            RoomEvent::Ignored { message } => JsonObject::typed(out, "ignored")
-                .str("message", &message)
-                .end(),
+fn push_event(session: &RoomSession, out: &mut String, event: RoomEvent) {
+    match event {
+        RoomEvent::Ready => JsonObject::typed(out, "ready").end(),
+        RoomEvent::Failed { code, message } => JsonObject::typed(out, "failed")
+            .str("code", &code)
+            .str("message", &message)
+            .end(),
+        RoomEvent::Changed => JsonObject::typed(out, "changed").end(),
+        RoomEvent::Message(message) => {
+            let mut object = JsonObject::typed(out, "message");
+            push_message(session, object.key("message"), &message);
+            object.end();
         }
+        RoomEvent::Typing {
+            user_id,
+            is_typing,
+            verified,
+        } => JsonObject::typed(out, "typing")
+            .str("user_id", &user_id)
+            .bool("is_typing", is_typing)
+            .bool("verified", verified)
+            .end(),
+        RoomEvent::Receipt {
+            user_id,
+            message_id,
+            seq,
+        } => JsonObject::typed(out, "receipt")
+            .str("user_id", &user_id)
+            .str("message_id", &message_id)
+            .u64("seq", seq)
+            .end(),
+        RoomEvent::Delivered { client_id, message } => {
+            let mut object = JsonObject::typed(out, "delivered");
+            object.str("client_id", &client_id);
+            push_message(session, object.key("message"), &message);
+            object.end();
+        }
+        RoomEvent::SendFailed {
+            client_id,
+            code,
+            message,
+        } => JsonObject::typed(out, "send_failed")
+            .str("client_id", &client_id)
+            .str("code", &code)
+            .str("message", &message)
+            .end(),
+        RoomEvent::OlderLoaded { added, has_more } => JsonObject::typed(out, "older_loaded")
+            .u64("added", added as u64)
+            .bool("has_more", has_more)
+            .end(),
+        RoomEvent::OlderFailed { code, message } => JsonObject::typed(out, "older_failed")
+            .str("code", &code)
+            .str("message", &message)
+            .end(),
+        RoomEvent::Ignored { message } => JsonObject::typed(out, "ignored")
+            .str("message", &message)
+            .end(),
     }
 }

@@ -97,24 +97,3 @@ pub fn close_action(code: u16) -> String {
     }
     .to_owned()
 }
-
-#[cfg(feature = "connection")]
-/// Checks the body an auth endpoint returned for `channel_name` before it is
-/// sent to the broker, so a misconfigured server fails with a clear code here
-/// instead of an opaque rejection from the broker. Returns `{ auth, channel_data? }`.
-#[wasm_bindgen(js_name = parseChannelAuthResponse)]
-pub fn parse_channel_auth_response(
-    app_key: &str,
-    channel_name: &str,
-    body: &str,
-) -> Result<JsValue, JsValue> {
-    let auth = protocol::parse_channel_auth_response(app_key, channel_name, body)
-        .map_err(|e| js_error(&e))?;
-    let result = js_sys::Object::new();
-    // Reflect.set on a fresh plain object cannot fail.
-    js_sys::Reflect::set(&result, &"auth".into(), &auth.auth.into()).ok();
-    if let Some(channel_data) = auth.channel_data {
-        js_sys::Reflect::set(&result, &"channel_data".into(), &channel_data.into()).ok();
-    }
-    Ok(result.into())
-}

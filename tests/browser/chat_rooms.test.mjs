@@ -249,6 +249,65 @@ test("typing: shown and gone on stopTyping, on expiry, and when the typist's mes
   assert.deepEqual(unexpectedErrors(bob), []);
 });
 
+test("the room's events go to its session inside the wasm; the app's own bind and bindGlobal on the room's channels still get them, until unbound", async () => {
+  const ada = await openUser("Ada");
+  const bob = await openUser("Bob");
+  const room = await directRoom(ada, bob);
+  assert.deepEqual(await openRoom(ada, room.room_id), { ok: true });
+  assert.deepEqual(await openRoom(bob, room.room_id), { ok: true });
+  await eventually("both online", async () => (await snapshot(bob)).members.length === 2);
+
+  // Bob's app listens on the room's two channels itself: message.created on
+  // the private one, everything (typing included) on the presence one.
+  const listen = () =>
+    bob.page.evaluate(async (roomId) => {
+      const chat = await import("@domvia/realtime-chat");
+      const privateChannel = window.realtime.channel(chat.buildChatChannelName(roomId));
+      const presenceChannel = window.realtime.channel(chat.buildChatChannelName(roomId, { presence: true }));
+      window.appHeard ??= [];
+      const offBind = privateChannel.bind("message.created", (data) => window.appHeard.push(`bind ${data.text}`));
+      const offGlobal = presenceChannel.bindGlobal((event, _data, metadata) => {
+        if (event === "client-typing") window.appHeard.push(`global typing ${metadata.user_id}`);
+      });
+      window.unlisten = () => {
+        offBind();
+        offGlobal();
+      };
+    }, room.room_id);
+  const appHeard = () => bob.page.evaluate(() => window.appHeard);
+  const bobGot = (count) => eventually(`Bob's room to have ${count} messages`, async () => (await logOf(bob)).messages.length === count);
+
+  // (The session has no JS entry point for these events: the connection
+  // feeds it in the wasm, so the room hearing them at all is the routing.)
+  await listen();
+  assert.equal((await send(ada, "one")).ok, true);
+  await bobGot(1);
+  await ada.page.evaluate(() => window.room.sendTyping());
+  await eventually("Bob to see Ada typing", async () => (await snapshot(bob)).typingUserIds.includes(ada.user.id));
+  assert.deepEqual(await appHeard(), ["bind one", `global typing ${ada.user.id}`]);
+
+  // Unbound: the room still gets everything, the app's listeners nothing
+  // (they would run in the same task as the room's, before the log grows).
+  await bob.page.evaluate(() => window.unlisten());
+  assert.equal((await send(ada, "two")).ok, true);
+  await bobGot(2);
+  await ada.page.evaluate(() => window.room.sendTyping());
+  await eventually("Bob to see Ada typing again", async () => (await logOf(bob)).typing.filter((e) => e.is_typing).length === 2);
+  assert.deepEqual(await appHeard(), ["bind one", `global typing ${ada.user.id}`]);
+
+  // Bound again: heard again.
+  await listen();
+  assert.equal((await send(ada, "three")).ok, true);
+  await bobGot(3);
+  // (Ada's send also ends her typing: a client-typing false may come first.)
+  const heard = await appHeard();
+  assert.deepEqual(heard.slice(0, 2), ["bind one", `global typing ${ada.user.id}`]);
+  assert.deepEqual(heard.slice(2).filter((entry) => entry !== `global typing ${ada.user.id}`), ["bind three"]);
+  assert.deepEqual((await logOf(bob)).messages.map((m) => m.text), ["one", "two", "three"]);
+  assert.deepEqual(unexpectedErrors(ada), []);
+  assert.deepEqual(unexpectedErrors(bob), []);
+});
+
 test("unread count and read receipts: markRead moves Bob's position at once, Ada gets the receipt", async () => {
   const ada = await openUser("Ada");
   const bob = await openUser("Bob");

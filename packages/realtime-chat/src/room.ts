@@ -12,7 +12,15 @@
 import type { Channel, ConnectionState, DomViaRealtime, Unsubscribe } from "@domvia/realtime";
 import { buildChatChannelName } from "@domvia/realtime";
 import type { ChatRoomSessionAction, ChatRoomSessionEvent, DomViaError } from "@domvia/realtime/core";
-import { bindEventText, ChatRoomSession, callCore, Listeners, toDomViaError } from "@domvia/realtime/core";
+import {
+  ChatRoomSession,
+  callCore,
+  Listeners,
+  ROOM_EVENTS,
+  routeToSession,
+  toDomViaError,
+  TYPING_EVENTS,
+} from "@domvia/realtime/core";
 import { BackendClient, backendError, chatError } from "./backend.js";
 import type {
   ChatMember,
@@ -159,8 +167,14 @@ export class DefaultChatRoom implements ChatRoom {
       this.#fail(toDomViaError(thrown));
       return;
     }
-    this.#join(options.channelName, "private");
-    if (this.#presence) this.#join(buildChatChannelName(this.roomId, { presence: true }), "presence");
+    try {
+      this.#join(options.channelName, "private");
+      if (this.#presence) this.#join(buildChatChannelName(this.roomId, { presence: true }), "presence");
+    } catch (thrown) {
+      // A channel name the connection refuses, or a connection from another copy of the SDK.
+      this.#fail(toDomViaError(thrown));
+      return;
+    }
     this.#feed((session) => session.start());
   }
 
@@ -299,25 +313,19 @@ export class DefaultChatRoom implements ChatRoom {
     if (role === "private") this.#privateChannel = channel;
     else this.#presenceChannel = channel;
 
-    const now = Date.now;
-    if (role === "private") {
-      this.#cleanups.push(
-        bindEventText(channel, "message.created", (data) => this.#feed((session) => session.messageCreated(data ?? "null", now()))),
-        bindEventText(channel, "receipt.updated", (data) => this.#feed((session) => session.receipt(data ?? "null", now()))),
-        bindEventText(channel, "member.removed", (data) => this.#feed((session) => session.memberRemoved(data ?? "null"))),
-      );
-      if (this.#options.encrypted === true) {
-        for (const event of ENCRYPTION_EVENTS) {
-          this.#cleanups.push(channel.bind(event, (data) => this.#encryption?.roomEvent(event, data)));
-        }
-      }
+    // The private channel carries the room's own events; typing goes on the
+    // presence channel of a presence room.
+    const kinds = (role === "private" ? ROOM_EVENTS : 0) | (role === (this.#presence ? "presence" : "private") ? TYPING_EVENTS : 0);
+    // The connection feeds them to the session inside the wasm (it lives in
+    // the same module): no strings cross per event; only the pump runs here.
+    const session = this.#session;
+    if (session !== undefined && kinds !== 0) {
+      this.#cleanups.push(routeToSession(channel, session, kinds, () => this.#pump(session)));
     }
-    if (role === (this.#presence ? "presence" : "private")) {
-      this.#cleanups.push(
-        bindEventText(channel, "client-typing", (data, metadata) =>
-          this.#feed((session) => session.clientTyping(data ?? "null", metadata.user_id, now())),
-        ),
-      );
+    if (role === "private" && this.#options.encrypted === true) {
+      for (const event of ENCRYPTION_EVENTS) {
+        this.#cleanups.push(channel.bind(event, (data) => this.#encryption?.roomEvent(event, data)));
+      }
     }
     if (role === "presence") {
       this.#cleanups.push(...this.#presenceMembers.bind(channel));

@@ -14,6 +14,6 @@ export type { ChatRoomSessionAction, ChatRoomSessionEvent, ChatRoomViewMessage }
 export { callCore, wasmRuntime } from "./runtime.js";
 export type { WasmRuntime, WasmSource } from "./runtime.js";
 export { Listeners } from "./listeners.js";
-export { bindEventText } from "./realtime.js";
+export { ROOM_EVENTS, routeToSession, TYPING_EVENTS } from "./realtime.js";
 export { DomViaError, toDomViaError } from "./errors.js";
 export type { BackendErrorCode, CoreErrorCode, DomViaErrorCode, SdkErrorCode } from "./errors.js";

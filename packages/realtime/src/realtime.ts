@@ -5,6 +5,7 @@
  * ergonomics: typed options, channel objects, listener bookkeeping.
  */
 import { RealtimeConnection as CoreConnection } from "../wasm/domvia_realtime.js";
+import type { ChatRoomSession } from "../wasm/domvia_realtime.js";
 import { postAuth } from "./auth.js";
 import { DomViaError, toDomViaError } from "./errors.js";
 import { Listeners } from "./listeners.js";
@@ -197,14 +198,17 @@ class PresenceMemberList implements PresenceMembers {
   }
 }
 
+/** `routeToSession` kinds: the room's own events on its private channel. */
+export const ROOM_EVENTS = 1;
+/** `routeToSession` kinds: `client-typing`. */
+export const TYPING_EVENTS = 2;
+
 class RealtimeChannel implements Channel {
   readonly name: string;
   readonly members: PresenceMembers | undefined;
   readonly #owner: DomViaRealtime;
   readonly #byEvent = new Map<string, Listeners<[unknown, EventMetadata]>>();
   readonly #global = new Listeners<[string, unknown, EventMetadata]>();
-  /** The SDK's own listeners (`bindEventText`), which take the data as JSON text. */
-  readonly #textByEvent = new Map<string, Listeners<[string | undefined, EventMetadata]>>();
 
   constructor(owner: DomViaRealtime, name: string, core: () => CoreConnection | undefined) {
     this.#owner = owner;
@@ -225,18 +229,25 @@ class RealtimeChannel implements Channel {
     return listeners.add(callback);
   }
 
-  /** @internal `bindEventText`'s half: `callback` gets the event's data as the JSON text it arrived as. */
-  _bindText(event: string, callback: (dataJson: string | undefined, metadata: EventMetadata) => void): Unsubscribe {
-    let listeners = this.#textByEvent.get(event);
-    if (listeners === undefined) {
-      listeners = new Listeners();
-      this.#textByEvent.set(event, listeners);
-    }
-    return listeners.add(callback);
-  }
-
   bindGlobal(callback: GlobalEventCallback): Unsubscribe {
     return this.#global.add(callback);
+  }
+
+  /**
+   * @internal Feeds the channel's chat events (`kinds`) to `session` inside
+   * the wasm, calling `wake` after each (see `routeToSession`).
+   */
+  _route(session: ChatRoomSession, kinds: number, wake: () => void): Unsubscribe {
+    const core = this.#owner._core();
+    // Not attached (disposed meanwhile): no events will arrive.
+    if (core === undefined) return () => undefined;
+    // The answer: whether the app listens to the event too, so that only then
+    // does the event cross to JS (the session needs no JS copy of it).
+    const id = core.routeToSession(this.name, session, kinds, (event) => {
+      wake();
+      return this.#listens(event);
+    });
+    return () => this.#owner._core()?.unroute(id);
   }
 
   trigger(event: string, data: unknown): Promise<void> {
@@ -258,10 +269,14 @@ class RealtimeChannel implements Channel {
     this.#owner.unsubscribe(this.name);
   }
 
-  /** @internal An event off the socket: the text listeners get its JSON, the app's listeners its value, parsed once and only when someone listens. */
+  /** @internal An event off the socket: the app's listeners get its value, parsed once and only when someone listens. */
   _emitText(event: string, dataJson: string | undefined, metadata: EventMetadata): void {
-    this.#textByEvent.get(event)?.emit(dataJson, metadata);
-    if (this.#byEvent.has(event) || this.#global.size > 0) this._emit(event, parseJson(dataJson), metadata);
+    if (this.#listens(event)) this._emit(event, parseJson(dataJson), metadata);
+  }
+
+  /** Whether the app has a listener for `event` here. */
+  #listens(event: string): boolean {
+    return (this.#byEvent.get(event)?.size ?? 0) > 0 || this.#global.size > 0;
   }
 
   /** @internal */
@@ -273,7 +288,6 @@ class RealtimeChannel implements Channel {
   /** @internal */
   _clear(): void {
     this.#byEvent.clear();
-    this.#textByEvent.clear();
     this.#global.clear();
   }
 }
@@ -315,24 +329,30 @@ class Connection implements RealtimeConnection {
 }
 
 /**
+ * Feeds `channel`'s chat events to `session` inside the wasm, where the
+ * connection and the session both live: `kinds` {@link ROOM_EVENTS} is the
+ * room's own events (`message.created`, `receipt.updated`, `member.removed`),
+ * {@link TYPING_EVENTS} `client-typing` (stamped with the sender's `user_id`).
+ * `wake` runs after each event fed, to carry out the session's actions. The
+ * app's own listeners on the channel still get these events.
+ *
+ * @throws {DomViaError} `invalid_config` for a channel of another copy of
+ * `@domvia/realtime` (another wasm module, which cannot take this session).
+ */
+export function routeToSession(channel: Channel, session: ChatRoomSession, kinds: number, wake: () => void): Unsubscribe {
+  if (!(channel instanceof RealtimeChannel)) {
+    throw new DomViaError(
+      "invalid_config",
+      `unable to open the room on ${channel.name}; its connection is from another copy of @domvia/realtime (install one copy)`,
+    );
+  }
+  return channel._route(session, kinds, wake);
+}
+
+/**
  * A realtime connection with its channels. Create it with
  * {@link DomViaRealtime.create}; release it with {@link DomViaRealtime.dispose}.
  */
-/**
- * Binds `callback` to `event` on `channel` with the event's data as the JSON
- * text it arrived as: for the SDK's packages, which hand it to the wasm core
- * as it is (no JSON.parse here and JSON.stringify back per event). A channel
- * of another implementation gets its data serialised.
- */
-export function bindEventText(
-  channel: Channel,
-  event: string,
-  callback: (dataJson: string | undefined, metadata: EventMetadata) => void,
-): Unsubscribe {
-  if (channel instanceof RealtimeChannel) return channel._bindText(event, callback);
-  return channel.bind(event, (data, metadata) => callback(data === undefined ? undefined : JSON.stringify(data), metadata));
-}
-
 export class DomViaRealtime {
   readonly connection: RealtimeConnection;
   readonly #connection: Connection;
