@@ -13,7 +13,7 @@ use super::encoding::{malformed, validate_id, Fields, Transcript, FORMAT_VERSION
 use super::json::{Json, JsonWriter};
 use super::primitives::{sha256, x25519_shared};
 use super::{labels, MAX_RECORD_BYTES};
-use crate::error::Error;
+use crate::error::{quoted, Error};
 use crate::protocol::hex;
 
 /// The private keys of this device with its ids. The secrets are zeroized when
@@ -431,8 +431,9 @@ impl KnownDevices {
             let key = (f.id("user_id")?, f.id("device_id")?);
             if known.pinned.contains_key(&key) {
                 return Err(malformed(format!(
-                    "device {:?} of user {:?} is listed twice",
-                    key.1, key.0
+                    "device {} of user {} is listed twice",
+                    quoted(&key.1),
+                    quoted(&key.0)
                 )));
             }
             known

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::json::Json;
-use crate::error::Error;
+use crate::error::{quoted, Error};
 
 /// The format version every object carries as `"v"`.
 pub const FORMAT_VERSION: u64 = 1;
@@ -234,27 +234,38 @@ impl<'a> Fields<'a> {
             .filter(|key| *key != "v" && !expected.contains(key))
             .min();
         if let Some(key) = unknown {
-            return Err(malformed(format!("a {what} has an unknown field {key:?}")));
+            return Err(malformed(format!(
+                "a {what} has an unknown field {key}",
+                key = quoted(key)
+            )));
         }
         Ok(Fields { object, what })
     }
 
     pub(crate) fn list(&self, key: &str) -> Result<&'a [Json<'a>], Error> {
-        self.get(key)?
-            .as_array()
-            .ok_or_else(|| malformed(format!("{key:?} of a {} must be an array", self.what)))
+        self.get(key)?.as_array().ok_or_else(|| {
+            malformed(format!(
+                "{key} of a {} must be an array",
+                self.what,
+                key = quoted(key)
+            ))
+        })
     }
 
     fn get(&self, key: &str) -> Result<&'a Json<'a>, Error> {
         self.object
             .get(key)
-            .ok_or_else(|| malformed(format!("a {} lacks {key:?}", self.what)))
+            .ok_or_else(|| malformed(format!("a {} lacks {key}", self.what, key = quoted(key))))
     }
 
     pub(crate) fn str(&self, key: &str) -> Result<&'a str, Error> {
-        self.get(key)?
-            .as_str()
-            .ok_or_else(|| malformed(format!("{key:?} of a {} must be a string", self.what)))
+        self.get(key)?.as_str().ok_or_else(|| {
+            malformed(format!(
+                "{key} of a {} must be a string",
+                self.what,
+                key = quoted(key)
+            ))
+        })
     }
 
     pub(crate) fn id(&self, key: &str) -> Result<String, Error> {
@@ -266,8 +277,9 @@ impl<'a> Fields<'a> {
     pub(crate) fn u64(&self, key: &str) -> Result<u64, Error> {
         self.get(key)?.as_u64().ok_or_else(|| {
             malformed(format!(
-                "{key:?} of a {} must be a non-negative integer",
-                self.what
+                "{key} of a {} must be a non-negative integer",
+                self.what,
+                key = quoted(key)
             ))
         })
     }
@@ -281,8 +293,9 @@ impl<'a> Fields<'a> {
     pub(crate) fn bytes(&self, key: &str) -> Result<Vec<u8>, Error> {
         b64u_decode(self.str(key)?).ok_or_else(|| {
             malformed(format!(
-                "{key:?} of a {} is not canonical unpadded base64url",
-                self.what
+                "{key} of a {} is not canonical unpadded base64url",
+                self.what,
+                key = quoted(key)
             ))
         })
     }
@@ -290,8 +303,9 @@ impl<'a> Fields<'a> {
     pub(crate) fn array<const N: usize>(&self, key: &str) -> Result<[u8; N], Error> {
         self.bytes(key)?.try_into().map_err(|_| {
             malformed(format!(
-                "{key:?} of a {} must decode to {N} bytes",
-                self.what
+                "{key} of a {} must decode to {N} bytes",
+                self.what,
+                key = quoted(key)
             ))
         })
     }

@@ -13,7 +13,7 @@ use super::primitives::{
     aes256gcm_open, aes256gcm_seal, hkdf_sha256, sha256, x25519_public, x25519_shared,
 };
 use super::{labels, MAX_SHARE_BYTES};
-use crate::error::Error;
+use crate::error::{quoted, Error};
 
 /// Bytes of a wrapped epoch secret: 32 of secret and 16 of tag.
 pub const WRAPPED_SECRET_BYTES: usize = 48;
@@ -144,9 +144,9 @@ fn listed_twice(members: &[DeviceRecord]) -> Error {
         .find(|&(i, member)| members[..i].iter().any(|earlier| same(earlier, member)))
         .map_or(&members[0], |(_, member)| member);
     malformed(format!(
-        "device {:?} of user {:?} is listed twice",
-        repeat.device_id(),
-        repeat.user_id()
+        "device {} of user {} is listed twice",
+        quoted(repeat.device_id()),
+        quoted(repeat.user_id())
     ))
 }
 

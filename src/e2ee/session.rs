@@ -47,6 +47,7 @@ use super::envelope::Envelope;
 use super::epoch::KeyShare;
 use super::json::{Json, JsonWriter};
 use super::room::RoomKeys;
+use crate::error::quoted;
 use crate::protocol::Error;
 
 /// Epoch creations refused with `409 epoch_conflict` or `409
@@ -998,8 +999,8 @@ impl<R: TryCryptoRng> RoomSession<R> {
                 return Err(Failure::new(
                     codes::MALFORMED,
                     format!(
-                        "unable to restore the room's keys; the state belongs to room {:?}",
-                        keys.room_id()
+                        "unable to restore the room's keys; the state belongs to room {}",
+                        quoted(keys.room_id())
                     ),
                 ));
             }
@@ -1750,8 +1751,8 @@ impl<R: TryCryptoRng> RoomSession<R> {
             return Err(fail(Failure::new(
                 codes::MALFORMED,
                 format!(
-                    "unable to open the message; messages of kind {:?} are not text",
-                    envelope.kind()
+                    "unable to open the message; messages of kind {} are not text",
+                    quoted(envelope.kind())
                 ),
             )));
         }

@@ -12,6 +12,15 @@ mod value;
 pub(crate) use read::Json;
 pub use value::{from_str, Map, Number, ParseError, Value};
 
+/// `text[start..end]` where the caller found both ends beside ASCII bytes
+/// (quotes, digits, delimiters), so both are char boundaries. `get`, not
+/// indexing: the message of a str indexing panic is formatted with `char` and
+/// `Range` `Debug`, ~3.5 KB of wasm that nothing else needs. Out of range
+/// (a bug) gives "", never a panic.
+pub(crate) fn ascii_slice(text: &str, start: usize, end: usize) -> &str {
+    text.get(start..end).unwrap_or_default()
+}
+
 /// serde_json's `json!`, giving the core's [`Value`]: the unit tests write
 /// their expected values with it.
 #[cfg(test)]

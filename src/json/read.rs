@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 
+use super::ascii_slice;
 use crate::protocol::push_json_string;
 
 /// The most nested arrays and objects: serde_json refuses a 128th level.
@@ -242,7 +243,7 @@ impl<'a> Reader<'a> {
         loop {
             match self.next()? {
                 b'"' => {
-                    let run = &self.text[start..self.at - 1];
+                    let run = ascii_slice(self.text, start, self.at - 1);
                     return Some(match owned {
                         None => Cow::Borrowed(run),
                         Some(mut text) => {
@@ -253,7 +254,7 @@ impl<'a> Reader<'a> {
                 }
                 b'\\' => {
                     let text = owned.get_or_insert_with(String::new);
-                    text.push_str(&self.text[start..self.at - 1]);
+                    text.push_str(ascii_slice(self.text, start, self.at - 1));
                     let unescaped = match self.next()? {
                         b'"' => '"',
                         b'\\' => '\\',
@@ -346,7 +347,7 @@ impl<'a> Reader<'a> {
         if overflows_f64(integer, fraction, exponent) {
             return None;
         }
-        Some(Json::Number(&self.text[start..self.at]))
+        Some(Json::Number(ascii_slice(self.text, start, self.at)))
     }
 
     fn digits(&mut self) -> &'a str {
@@ -354,7 +355,7 @@ impl<'a> Reader<'a> {
         while let Some(b'0'..=b'9') = self.peek() {
             self.at += 1;
         }
-        &self.text[start..self.at]
+        ascii_slice(self.text, start, self.at)
     }
 }
 

@@ -1,6 +1,6 @@
 //! WebSocket frames: the JSON envelope `{"event", "channel", "data", "user_id"}`.
 
-use crate::json::{Json, Value};
+use crate::json::{ascii_slice, Json, Value};
 
 use super::Error;
 
@@ -67,7 +67,7 @@ pub(crate) fn push_json_string(out: &mut String, text: &str) {
             0x00..=0x1f => "",
             _ => continue,
         };
-        out.push_str(&text[start..at]);
+        out.push_str(ascii_slice(text, start, at));
         if escape.is_empty() {
             out.push_str("\\u00");
             out.push(char::from(HEX[usize::from(byte >> 4)]));
@@ -77,7 +77,7 @@ pub(crate) fn push_json_string(out: &mut String, text: &str) {
         }
         start = at + 1;
     }
-    out.push_str(&text[start..]);
+    out.push_str(ascii_slice(text, start, text.len()));
     out.push('"');
 }
 
@@ -235,10 +235,10 @@ impl<'a> RawFrame<'a> {
                 _ => {}
             }
             let key_end = string_end(bytes, at);
-            let key = &text[at..key_end];
+            let key = ascii_slice(text, at, key_end);
             let value_start = skip_whitespace(bytes, skip_whitespace(bytes, key_end) + 1);
             at = value_end(bytes, value_start);
-            let value = &text[value_start..at];
+            let value = ascii_slice(text, value_start, at);
             // A later duplicate member wins, as in a serde_json::Map.
             match unquote_key(key).as_deref() {
                 Some("event") => event = Some(value),
@@ -307,7 +307,7 @@ fn parse_valid(text: &str) -> Value {
 
 /// A member name's text: the JSON string without quotes, unescaped if need be.
 fn unquote_key(key: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let inner = &key[1..key.len() - 1];
+    let inner = ascii_slice(key, 1, key.len().saturating_sub(1));
     if !inner.contains('\\') {
         return Some(inner.into());
     }

@@ -14,6 +14,8 @@
 //! JS holds (`exportSecret`, `exportState`) is the caller's to protect.
 
 #[cfg(feature = "e2ee-primitives")]
+use crate::error::quoted;
+#[cfg(feature = "e2ee-primitives")]
 use crate::vec_map::VecMap;
 use std::convert::Infallible;
 
@@ -480,7 +482,7 @@ impl E2eeRoom {
         let keys = RoomKeys::restore_state(state).map_err(|e| js_error(&e))?;
         if keys.room_id() != room_id {
             return Err(js_error(&Error::E2eeMalformed {
-                reason: format!("the state belongs to room {:?}", keys.room_id()),
+                reason: format!("the state belongs to room {}", quoted(keys.room_id())),
             }));
         }
         Ok(E2eeRoom::from_keys(keys))
@@ -620,7 +622,7 @@ impl E2eeRoom {
         // seen (the kind is bound into the associated data: no forgery).
         if envelope.kind() != "text" {
             return Err(js_error(&Error::E2eeMalformed {
-                reason: format!("messages of kind {:?} are not text", envelope.kind()),
+                reason: format!("messages of kind {} are not text", quoted(envelope.kind())),
             }));
         }
         let opened = self
