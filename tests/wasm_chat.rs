@@ -231,6 +231,23 @@ fn a_loaded_room_reports_ready_and_shows_plain_snake_case_messages() {
 }
 
 #[wasm_bindgen_test]
+fn message_events_are_reported_only_while_the_page_listens() {
+    let mut s = session(false);
+    loaded(&mut s, &page_json(1..=2));
+    // No onMessage listener: the message is stored and shown, not reported.
+    s.set_reports_messages(false);
+    s.message_created(&message_json(3), 2_000.0);
+    assert!(events(&actions(&mut s), "message").is_empty());
+    assert_eq!(shown(&s).length(), 3);
+    // A listener again: the next one is reported.
+    s.set_reports_messages(true);
+    s.message_created(&message_json(4), 2_000.0);
+    let reported = events(&actions(&mut s), "message");
+    assert_eq!(reported.len(), 1);
+    assert_eq!(number(&get(&get(&reported[0], "message"), "seq")), 4.0);
+}
+
+#[wasm_bindgen_test]
 fn bad_text_is_a_coded_error_and_shows_nothing() {
     let mut s = session(false);
     loaded(&mut s, &page_json(1..=2));

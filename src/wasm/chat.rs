@@ -11,7 +11,7 @@
 //! and `JSON.parse` on the way out. Both JS functions are native and fast, and
 //! this keeps a generic JS-value (de)serializer per type out of the wasm.
 
-use std::cell::{Ref, RefCell, RefMut};
+use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::rc::Rc;
 
 use crate::json::Value;
@@ -145,6 +145,10 @@ pub struct ChatRoomSession {
     /// to it (`RealtimeConnection.routeToSession`): borrowed only for one
     /// call into the pure session, never while JS runs.
     session: Rc<RefCell<RoomSession>>,
+    /// Whether `takeActions` includes the `message` events (`onMessage`):
+    /// off while the app has no listener, so a busy room's messages are not
+    /// written as JSON and parsed in the page only to be dropped there.
+    reports_messages: Cell<bool>,
 }
 
 #[wasm_bindgen(js_class = ChatRoomSession)]
@@ -181,6 +185,7 @@ impl ChatRoomSession {
                 tail_check_ms: number("tail_check_ms", TAIL_CHECK_MS),
                 jitter_seed: number("jitter_seed", 0),
             }))),
+            reports_messages: Cell::new(true),
         })
     }
 
@@ -197,11 +202,21 @@ impl ChatRoomSession {
         let mut session = self.session();
         let actions = session.take_actions();
         let session = &*session;
+        let reports_messages = self.reports_messages.get();
+        let wanted = actions.into_iter().filter(|action| {
+            reports_messages || !matches!(action, Action::Emit(RoomEvent::Message(_)))
+        });
         let mut out = String::new();
-        push_array(&mut out, actions, |out, action| {
+        push_array(&mut out, wanted, |out, action| {
             push_action(session, out, action)
         });
         from_json(&out)
+    }
+
+    /// Whether to report `message` events (on at first); see `reports_messages`.
+    #[wasm_bindgen(setter, js_name = reportsMessages)]
+    pub fn set_reports_messages(&self, reports: bool) {
+        self.reports_messages.set(reports);
     }
 
     pub fn start(&self) {

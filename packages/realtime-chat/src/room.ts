@@ -167,6 +167,7 @@ export class DefaultChatRoom implements ChatRoom {
       this.#fail(toDomViaError(thrown));
       return;
     }
+    this.#syncMessageReports();
     try {
       this.#join(options.channelName, "private");
       if (this.#presence) this.#join(buildChatChannelName(this.roomId, { presence: true }), "presence");
@@ -247,7 +248,8 @@ export class DefaultChatRoom implements ChatRoom {
         this.#changed(true);
         return;
       case "message":
-        // No row is built for a room nobody listens to per message (the view builds its own).
+        // The session reports these only while someone listens (#syncMessageReports);
+        // the last listener may have gone since.
         if (this.#messageListeners.size > 0) this.#messageListeners.emit(this.#rows.row(event.message as ViewMessageJson));
         return;
       case "typing":
@@ -412,7 +414,17 @@ export class DefaultChatRoom implements ChatRoom {
   }
 
   onMessage(listener: (message: ChatMessage) => void): Unsubscribe {
-    return this.#messageListeners.add(listener);
+    const unsubscribe = this.#messageListeners.add(listener);
+    this.#syncMessageReports();
+    return () => {
+      unsubscribe();
+      this.#syncMessageReports();
+    };
+  }
+
+  /** The session writes `message` events out only while someone listens (no JSON per message for nobody). */
+  #syncMessageReports(): void {
+    if (this.#session !== undefined) this.#session.reportsMessages = this.#messageListeners.size > 0;
   }
 
   // ---- Typing -------------------------------------------------------------
