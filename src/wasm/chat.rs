@@ -445,10 +445,9 @@ pub(crate) const ROOM_EVENTS: u8 = 1;
 /// room, else the private one).
 pub(crate) const TYPING_EVENTS: u8 = 2;
 
-/// Feeds one channel event of a routed channel to its session, as the
-/// `messageCreated`/`receipt`/`memberRemoved`/`clientTyping` exports would;
-/// false when the route does not take this event. `user_id` is the broker's
-/// stamp on a client event.
+/// Feeds one channel event of a routed channel to its session (the only way
+/// these events reach it); false when the route does not take this event.
+/// `user_id` is the broker's stamp on a client event.
 pub(crate) fn feed_channel_event(
     session: &RefCell<RoomSession>,
     kinds: u8,

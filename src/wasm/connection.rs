@@ -8,6 +8,9 @@
 //! back through `channelAuthorized`/`userAuthenticated`, where the core checks
 //! it. So no fetch, futures executor or header plumbing is in the wasm.
 //!
+//! A chat room's channel events go to the room's session in this module
+//! ([`Route`], `routeToSession`), and to the listener only when the app listens too.
+//!
 //! Borrow discipline: the machine's `RefCell` is borrowed only to feed it one
 //! input or to pop one action, never while JS runs, so a listener may call back
 //! into the connection (for example `trigger` from a message handler).
