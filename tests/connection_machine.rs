@@ -1315,6 +1315,42 @@ fn channel_events_become_messages() {
             user_id: None,
         }]
     );
+    // cache_miss and watchlist_events reach the app as the broker framed
+    // them (a field this SDK does not know included), once they check out.
+    let actions = d.message(
+        r#"{"event":"pusher:cache_miss","channel":"private-chat.room.r1","data":"{\"hint\":1}"}"#,
+    );
+    assert_eq!(
+        notices(&actions),
+        [Notice::Message {
+            channel: Some("private-chat.room.r1".into()),
+            event: "pusher:cache_miss".into(),
+            data: Some(r#"{"hint":1}"#.into()),
+            user_id: None,
+        }]
+    );
+    // (Keys in the order the core writes objects: sorted.)
+    let watchlist = r#"{"events":[{"name":"online","since":7,"user_ids":["u2"]}]}"#;
+    let actions = d.message(&format!(
+        r#"{{"event":"pusher_internal:watchlist_events","data":{}}}"#,
+        json!(watchlist)
+    ));
+    assert_eq!(
+        notices(&actions),
+        [Notice::Message {
+            channel: None,
+            event: "pusher_internal:watchlist_events".into(),
+            data: Some(watchlist.into()),
+            user_id: None,
+        }]
+    );
+    // A malformed one is an error notice, not an event.
+    let actions =
+        d.message(r#"{"event":"pusher_internal:watchlist_events","data":"{\"events\":3}"}"#);
+    assert!(
+        matches!(notices(&actions).as_slice(), [Notice::Error { message, .. }] if message.contains("events is not an array")),
+        "{actions:?}"
+    );
     // Unknown internal events and events of unknown channels are dropped.
     assert!(d
         .message(r#"{"event":"pusher_internal:new_thing","channel":"private-chat.room.r1"}"#)

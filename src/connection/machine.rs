@@ -10,6 +10,7 @@ use super::{
     Action, ChannelState, ConnectionState, Members, Notice, Options, Timer, CLOSE_NORMAL,
     MAX_CLIENT_EVENT_DATA_BYTES, MAX_EVENT_NAME_LEN,
 };
+use crate::protocol::event::{CACHE_MISS, WATCHLIST_EVENTS};
 use crate::protocol::{
     close_action, parse_presence_channel_data, validate_channel_name, ChannelAuth, ChannelKind,
     CloseAction, Error, Event, Frame, PresenceSnapshot, UserAuth, CLIENT_EVENT_PREFIX,
@@ -234,15 +235,21 @@ impl Connection {
             // its data as the JSON text it came in; only protocol events
             // have their data parsed.
             let decoded = RawFrame::decode(text).and_then(|raw| {
-                if raw.event.starts_with("pusher:") || raw.event.starts_with(INTERNAL_EVENT_PREFIX)
+                if !raw.event.starts_with("pusher:")
+                    && !raw.event.starts_with(INTERNAL_EVENT_PREFIX)
                 {
-                    raw.into_frame().and_then(Event::from_frame).map(Ok)
-                } else {
-                    Ok(Err(raw))
+                    return Ok(Err(raw));
                 }
+                let frame = raw.into_frame()?;
+                // These two reach the app as the broker sent them, once they
+                // check out, rather than re-encoded from their typed form.
+                let passed_on = matches!(frame.event.as_str(), CACHE_MISS | WATCHLIST_EVENTS)
+                    .then(|| frame.clone());
+                Event::from_frame(frame).map(|event| Ok((event, passed_on)))
             });
             match decoded {
-                Ok(Ok(event)) => self.handle_event(now_ms, event),
+                Ok(Ok((_, Some(frame)))) => self.deliver_frame(frame),
+                Ok(Ok((event, None))) => self.handle_event(now_ms, event),
                 Ok(Err(raw)) => {
                     let data = raw.data_json();
                     self.deliver(raw.channel, raw.event, data, raw.user_id);
@@ -335,11 +342,7 @@ impl Connection {
         let broker_knows = entry.state == ChannelState::Subscribed
             || (entry.state == ChannelState::Subscribing && entry.step == Step::AwaitingBroker);
         if broker_knows && matches!(self.socket, Socket::Established { .. }) {
-            let frame = Event::Unsubscribe {
-                channel: channel.to_owned(),
-            }
-            .to_frame();
-            self.send(&frame);
+            self.send(&Event::unsubscribe_frame(channel));
         }
     }
 
@@ -401,12 +404,7 @@ impl Connection {
             }
         }
         entry.step = Step::AwaitingBroker;
-        let frame = Event::Subscribe {
-            channel: channel.to_owned(),
-            auth: Some(auth.auth),
-            channel_data: auth.channel_data,
-        }
-        .to_frame();
+        let frame = Event::subscribe_frame(channel, Some(&auth.auth), auth.channel_data.as_deref());
         self.send(&frame);
     }
 
@@ -450,12 +448,7 @@ impl Connection {
     pub fn user_auth_succeeded(&mut self, now_ms: u64, socket_id: &str, auth: UserAuth) {
         self.catch_up(now_ms);
         if self.take_user_auth(socket_id) {
-            let frame = Event::Signin {
-                auth: auth.auth,
-                user_data: auth.user_data,
-            }
-            .to_frame();
-            self.send(&frame);
+            self.send(&Event::signin_frame(&auth.auth, &auth.user_data));
         }
     }
 
@@ -795,7 +788,7 @@ impl Connection {
     }
 
     fn ping(&mut self, now_ms: u64) {
-        self.send(&Event::Ping.to_frame());
+        self.send(&Event::ping_frame());
         self.awaiting_pong = true;
         self.start_timer(now_ms, Timer::Pong, self.options.pong_timeout_ms);
     }
@@ -820,7 +813,7 @@ impl Connection {
                 activity_timeout,
             } => self.establish(now_ms, socket_id, activity_timeout),
             Event::Error { message, code } => self.broker_error(now_ms, code, message),
-            Event::Ping => self.send(&Event::Pong.to_frame()),
+            Event::Ping => self.send(&Event::pong_frame()),
             Event::Pong => {}
             Event::SubscriptionSucceeded { channel, presence } => {
                 self.subscription_succeeded(channel, presence)
@@ -886,9 +879,8 @@ impl Connection {
                     None,
                 );
             }
-            event @ (Event::CacheMiss { .. } | Event::WatchlistEvents { .. }) => {
-                self.deliver_frame(event.to_frame())
-            }
+            // Delivered as framed (see `socket_message`).
+            Event::CacheMiss { .. } | Event::WatchlistEvents { .. } => {}
             Event::Custom(frame) => {
                 if !frame.event.starts_with(INTERNAL_EVENT_PREFIX) {
                     self.deliver_frame(frame);
@@ -1018,12 +1010,7 @@ fn begin_subscription(
         entry.step = Step::AwaitingBroker;
         // pusher-js sends an empty auth for public channels; so do we, so that
         // every broker that accepts pusher-js accepts us.
-        let frame = Event::Subscribe {
-            channel: name.to_owned(),
-            auth: Some(String::new()),
-            channel_data: None,
-        }
-        .to_frame();
+        let frame = Event::subscribe_frame(name, Some(""), None);
         actions.push_back(Action::Send {
             text: frame.encode_inline(),
         });

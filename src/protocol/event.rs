@@ -406,21 +406,14 @@ impl Event {
                 ("message", Some(Value::from(message.as_str()))),
                 ("code", code.map(Value::from)),
             ])),
-            Event::Ping => Frame::new(PING).with_data(object(&mut [])),
-            Event::Pong => Frame::new(PONG).with_data(object(&mut [])),
+            Event::Ping => Event::ping_frame(),
+            Event::Pong => Event::pong_frame(),
             Event::Subscribe {
                 channel,
                 auth,
                 channel_data,
-            } => Frame::new(SUBSCRIBE).with_data(object(&mut [
-                ("channel", Some(Value::from(channel.as_str()))),
-                ("auth", auth.as_deref().map(Value::from)),
-                ("channel_data", channel_data.as_deref().map(Value::from)),
-            ])),
-            Event::Unsubscribe { channel } => Frame::new(UNSUBSCRIBE).with_data(object(&mut [(
-                "channel",
-                Some(Value::from(channel.as_str())),
-            )])),
+            } => Event::subscribe_frame(channel, auth.as_deref(), channel_data.as_deref()),
+            Event::Unsubscribe { channel } => Event::unsubscribe_frame(channel),
             Event::SubscriptionSucceeded { channel, presence } => {
                 let presence = presence.as_ref().map(|presence| {
                     let mut hash = Map::new();
@@ -475,10 +468,7 @@ impl Event {
                     "user_id",
                     Some(Value::from(user_id.as_str())),
                 )])),
-            Event::Signin { auth, user_data } => Frame::new(SIGNIN).with_data(object(&mut [
-                ("auth", Some(Value::from(auth.as_str()))),
-                ("user_data", Some(Value::from(user_data.as_str()))),
-            ])),
+            Event::Signin { auth, user_data } => Event::signin_frame(auth, user_data),
             Event::SigninSuccess { user_data } => Frame::new(SIGNIN_SUCCESS).with_data(object(
                 &mut [("user_data", Some(Value::from(user_data.as_str())))],
             )),
@@ -497,6 +487,43 @@ impl Event {
             }
             Event::Custom(frame) => frame.clone(),
         }
+    }
+
+    // The frames a client sends, built without an `Event`. The connection
+    // machine calls these rather than `to_frame`, whose arms for every broker
+    // event (presence snapshots, watchlists) would otherwise all be linked
+    // into the browser module for the five it sends.
+
+    /// `pusher:ping`.
+    pub fn ping_frame() -> Frame {
+        Frame::new(PING).with_data(object(&mut []))
+    }
+
+    /// `pusher:pong`.
+    pub fn pong_frame() -> Frame {
+        Frame::new(PONG).with_data(object(&mut []))
+    }
+
+    /// `pusher:subscribe` (an empty `auth` for public channels, as pusher-js sends).
+    pub fn subscribe_frame(channel: &str, auth: Option<&str>, channel_data: Option<&str>) -> Frame {
+        Frame::new(SUBSCRIBE).with_data(object(&mut [
+            ("channel", Some(Value::from(channel))),
+            ("auth", auth.map(Value::from)),
+            ("channel_data", channel_data.map(Value::from)),
+        ]))
+    }
+
+    /// `pusher:unsubscribe`.
+    pub fn unsubscribe_frame(channel: &str) -> Frame {
+        Frame::new(UNSUBSCRIBE).with_data(object(&mut [("channel", Some(Value::from(channel)))]))
+    }
+
+    /// `pusher:signin`.
+    pub fn signin_frame(auth: &str, user_data: &str) -> Frame {
+        Frame::new(SIGNIN).with_data(object(&mut [
+            ("auth", Some(Value::from(auth))),
+            ("user_data", Some(Value::from(user_data))),
+        ]))
     }
 
     /// The event name on the wire.
