@@ -16,7 +16,7 @@
 //
 // The TS layer drives these through E2eeRoomSession, whose release module
 // leaves out the E2eeRoom export; so this bench builds the same module, the
-// same way (release, wasm-opt -Oz), with the `e2ee-primitives` feature, into
+// same way (release, the wasm-opt passes of scripts/build), with the `e2ee-primitives` feature, into
 // target/bench-e2ee, and the page imports that copy.
 //
 // A benchmark, not a test: `npm run bench:e2ee` (builds the release SDK and
@@ -35,7 +35,7 @@ const wasmFeatures = ["bulk-memory", "nontrapping-float-to-int", "sign-ext", "mu
 execFileSync("wasm-pack", ["--quiet", "build", "--release", "--target", "web", "--mode", "no-install", "--no-pack",
   "--out-dir", moduleDir, "--out-name", "domvia_e2ee", ".", "--", "--no-default-features", "--features", "e2ee,e2ee-primitives"],
 { cwd: repoRoot, stdio: "inherit" });
-execFileSync(`${repoRoot}node_modules/.bin/wasm-opt`, ["-Oz", "--strip-debug", "--strip-producers",
+execFileSync(`${repoRoot}node_modules/.bin/wasm-opt`, ["--flatten", "--rereloop", "-Oz", "-Oz", "--strip-debug", "--strip-producers",
   ...wasmFeatures.map((feature) => `--enable-${feature}`), `${moduleDir}/domvia_e2ee_bg.wasm`, "-o", `${moduleDir}/domvia_e2ee_bg.wasm`]);
 
 process.env.DOMVIA_SERVER_BIN ??= `${repoRoot}target/server/domvia-server`;
