@@ -18,6 +18,16 @@ pub mod connection;
 #[cfg(feature = "e2ee")]
 pub mod e2ee;
 
+/// The allocator of both modules: talc, 2 KB gz smaller per module than
+/// std's dlmalloc and no slower (bench/RESULTS.md).
+// SAFETY: `new_global` requires single-threaded wasm, which these modules are
+// without the `atomics` target feature (no shared memory, no threads); with
+// it, std's allocator stays.
+#[cfg(not(target_feature = "atomics"))]
+#[allow(unsafe_code)]
+#[global_allocator]
+static ALLOCATOR: talc::TalckWasm = unsafe { talc::TalckWasm::new_global() };
+
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_namespace = console, js_name = error)]
