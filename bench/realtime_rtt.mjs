@@ -7,12 +7,17 @@
 // A benchmark, not a test: `npm run bench:rtt` (builds the release SDK and the
 // optimised server first). BENCH_ROUND_TRIPS (default 1000 per way) and
 // BENCH_PASSES (default 10: the three ways alternate in short passes, so machine noise falls on all three alike; 300 warm-up round trips each let V8 tier the wasm up first).
+// BENCH_PROFILE=ours (or pusher-js, or raw) runs that way alone and prints the
+// page's JavaScript self time per function (CDP Profiler) under its figures.
 import { readFile } from "node:fs/promises";
 import { devApp, launchChromium, repoRoot, startServer } from "../tests/support/harness.mjs";
 
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 1000);
 const PASSES = Number(process.env.BENCH_PASSES ?? 10);
 const WARMUP = 300;
+const PROFILE = process.env.BENCH_PROFILE;
+const WAYS = ["ours", "pusher-js", "raw WebSockets"].filter((name) => PROFILE === undefined || name.startsWith(PROFILE));
+if (WAYS.length !== 1 && PROFILE !== undefined) throw new Error(`BENCH_PROFILE is ours, pusher-js or raw, not ${PROFILE}`);
 
 process.env.DOMVIA_SERVER_BIN ??= `${repoRoot}target/server/domvia-server`;
 const server = await startServer({ DOMVIA_CLIENT_EVENTS_PER_SECOND: "0" });
@@ -28,7 +33,13 @@ try {
   await page.goto(`${server.url}/healthz`);
   await page.addScriptTag({ content: pusherJs.toString("utf8") });
 
-  const results = await page.evaluate(async ({ key, port, roundTrips, passes, warmup }) => {
+  const cdp = PROFILE === undefined ? undefined : await page.context().newCDPSession(page);
+  if (cdp !== undefined) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 50 });
+    await cdp.send("Profiler.start");
+  }
+  const results = await page.evaluate(async ({ key, port, roundTrips, passes, warmup, only }) => {
     if (!crossOriginIsolated) throw new Error("the page is not cross-origin isolated: timings would be coarse");
     const sdk = await import("/sdk/realtime/dist/index.js");
     const session = await (await fetch("/api/session", {
@@ -169,7 +180,9 @@ try {
       return samples;
     }
 
-    const ways = { ours: await ours(), "pusher-js": await pusher(), "raw WebSockets": await raw() };
+    const open = { ours, "pusher-js": pusher, "raw WebSockets": raw };
+    const ways = {};
+    for (const name of only) ways[name] = await open[name]();
     const samples = Object.fromEntries(Object.keys(ways).map((name) => [name, []]));
     for (const way of Object.values(ways)) await measure(way, warmup);
     for (let pass = 0; pass < passes; pass++) {
@@ -179,20 +192,31 @@ try {
     }
     for (const way of Object.values(ways)) way.close();
     return samples;
-  }, { key: devApp.key, port: server.port, roundTrips: ROUND_TRIPS, passes: PASSES, warmup: WARMUP });
+  }, { key: devApp.key, port: server.port, roundTrips: ROUND_TRIPS, passes: PASSES, warmup: WARMUP, only: WAYS });
+  const profile = cdp === undefined ? undefined : (await cdp.send("Profiler.stop")).profile;
 
   const summary = (values) => {
     const sorted = [...values].sort((a, b) => a - b);
     const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
     return { n: sorted.length, p50: at(0.5), p99: at(0.99), mean: sorted.reduce((s, x) => s + x, 0) / sorted.length };
   };
-  const floor = summary(results["raw WebSockets"]);
+  // Alone (BENCH_PROFILE), a way is its own floor.
+  const floor = summary(results["raw WebSockets"] ?? Object.values(results)[0]);
   console.log(`# client-event round trip in one Chromium page (${await browser.version()}), ${process.env.DOMVIA_SERVER_BIN}`);
   console.log("| client | n | p50 | p99 | mean | p50 - raw | p99 - raw |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const [name, values] of Object.entries(results)) {
     const s = summary(values);
     const f = (x) => `${x.toFixed(3)} ms`;
     console.log(`| ${name} | ${s.n} | ${f(s.p50)} | ${f(s.p99)} | ${f(s.mean)} | ${f(s.p50 - floor.p50)} | ${f(s.p99 - floor.p99)} |`);
+  }
+  if (profile !== undefined) {
+    const names = new Map(profile.nodes.map(({ id, callFrame: f }) => [id, `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}:${f.lineNumber + 1}`]));
+    const selfMs = new Map();
+    profile.samples.forEach((id, i) => {
+      selfMs.set(names.get(id), (selfMs.get(names.get(id)) ?? 0) + (profile.timeDeltas[i + 1] ?? 0) / 1000);
+    });
+    console.log(`\n## Self time by function, ${WAYS[0]} alone, warm-up included (BENCH_PROFILE)\n`);
+    for (const [name, ms] of [...selfMs].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${ms.toFixed(1).padStart(9)} ms  ${name}`);
   }
 } finally {
   await browser.close();
