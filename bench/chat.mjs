@@ -26,6 +26,7 @@ import { readFile } from "node:fs/promises";
 import { createRealtimeClient } from "../packages/realtime-server/dist/index.js";
 import { connectPusher, signIn, subscribed } from "../tests/support/chat.mjs";
 import { devApp, launchChromium, repoRoot, startServer } from "../tests/support/harness.mjs";
+import { addSelfTimes, printSelfTimes } from "./support/profile.mjs";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const PROFILE = process.env.BENCH_PROFILE === "1";
@@ -201,13 +202,8 @@ try {
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
   }
-  function addProfile(key, { nodes, samples, timeDeltas }) {
-    const names = new Map(nodes.map(({ id, callFrame: f }) => [id, `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}:${f.lineNumber + 1}`]));
-    const totals = selfTimes.get(key) ?? new Map();
-    samples.forEach((id, i) => {
-      totals.set(names.get(id), (totals.get(names.get(id)) ?? 0) + (timeDeltas[i + 1] ?? 0) / 1000);
-    });
-    selfTimes.set(key, totals);
+  function addProfile(key, profile) {
+    selfTimes.set(key, addSelfTimes(selfTimes.get(key) ?? new Map(), profile));
   }
 
   /** Opens `way`, sends, waits for the page to finish; returns wall and CPU figures in ms. */
@@ -320,7 +316,7 @@ try {
   console.log(`Typing events received per run: ${perRun("typing", (s) => s.count)}`);
   for (const [key, totals] of selfTimes) {
     console.log(`\n## Self time by function, ${key}, summed over ${RUNS} runs (BENCH_PROFILE)\n`);
-    for (const [name, ms] of [...totals].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${ms.toFixed(1).padStart(9)} ms  ${name}`);
+    printSelfTimes(totals);
   }
 } finally {
   for (const { client } of senders) client.disconnect();

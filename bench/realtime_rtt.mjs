@@ -11,6 +11,7 @@
 // page's JavaScript self time per function (CDP Profiler) under its figures.
 import { readFile } from "node:fs/promises";
 import { devApp, launchChromium, repoRoot, startServer } from "../tests/support/harness.mjs";
+import { addSelfTimes, printSelfTimes } from "./support/profile.mjs";
 
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 1000);
 const PASSES = Number(process.env.BENCH_PASSES ?? 10);
@@ -210,13 +211,8 @@ try {
     console.log(`| ${name} | ${s.n} | ${f(s.p50)} | ${f(s.p99)} | ${f(s.mean)} | ${f(s.p50 - floor.p50)} | ${f(s.p99 - floor.p99)} |`);
   }
   if (profile !== undefined) {
-    const names = new Map(profile.nodes.map(({ id, callFrame: f }) => [id, `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}:${f.lineNumber + 1}`]));
-    const selfMs = new Map();
-    profile.samples.forEach((id, i) => {
-      selfMs.set(names.get(id), (selfMs.get(names.get(id)) ?? 0) + (profile.timeDeltas[i + 1] ?? 0) / 1000);
-    });
     console.log(`\n## Self time by function, ${WAYS[0]} alone, warm-up included (BENCH_PROFILE)\n`);
-    for (const [name, ms] of [...selfMs].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${ms.toFixed(1).padStart(9)} ms  ${name}`);
+    printSelfTimes(addSelfTimes(new Map(), profile));
   }
 } finally {
   await browser.close();
