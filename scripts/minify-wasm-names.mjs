@@ -1,41 +1,31 @@
-// Shortens the import and export names of a release wasm module and rewrites
-// its wasm-bindgen glue to match, as emscripten does for its own output.
+// Rewrites a release wasm module's wasm-bindgen glue for the short import and
+// export names binaryen gave the module, as emscripten does for its own output.
 // wasm-bindgen names every import `__wbg_<name>_<16 hex digits>` under the
 // module "./<name>_bg.js", and every export after its Rust path: ~4.5 KB of
 // names in the base module, the hex digits incompressible, and the glue
-// repeats them all. binaryen renames them (`A`, `B`, ... under module `a`)
-// and prints the mapping, which this script applies to the glue (the import
-// object's keys and module, each `wasm.<export>`) and to the `InitOutput`
-// interface of its .d.ts. Anything it cannot match exactly fails the build.
+// repeats them all. scripts/build's wasm-opt run ends with
+// `--minify-imports-and-exports-and-modules`, which renames them (`A`, `B`,
+// ... under module `a`) and prints the mapping; this script applies it to the
+// glue (the import object's keys and module, each `wasm.<export>`) and to the
+// `InitOutput` interface of its .d.ts. Anything it cannot match exactly fails
+// the build.
 //
-// usage: node scripts/minify-wasm-names.mjs <module.wasm> <glue.js> <glue.d.ts>
-// (scripts/build runs it on both modules, after wasm-opt's size passes).
-import { execFileSync } from "node:child_process";
+// usage: node scripts/minify-wasm-names.mjs <mapping.json> <module.wasm> <glue.js> <glue.d.ts>
 import { readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 
-const [wasmPath, gluePath, typesPath] = process.argv.slice(2);
+const [mappingPath, wasmPath, gluePath, typesPath] = process.argv.slice(2);
 if (!typesPath) {
-  console.error("usage: node scripts/minify-wasm-names.mjs <module.wasm> <glue.js> <glue.d.ts>");
+  console.error("usage: node scripts/minify-wasm-names.mjs <mapping.json> <module.wasm> <glue.js> <glue.d.ts>");
   process.exit(2);
 }
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const features = ["bulk-memory", "nontrapping-float-to-int", "sign-ext", "mutable-globals", "reference-types", "multivalue"];
 
 function fail(message) {
   console.error(`minify-wasm-names: ${message} (${gluePath})`);
   process.exit(1);
 }
 
-const before = readFileSync(wasmPath);
-const mappingText = execFileSync(
-  join(root, "node_modules/.bin/wasm-opt"),
-  [...features.map((feature) => `--enable-${feature}`), "--minify-imports-and-exports-and-modules", wasmPath, "-o", wasmPath],
-  { encoding: "utf8" },
-);
 /** @type {{ imports: [string, string, string][], exports: [string, string][] }} */
-const mapping = JSON.parse(mappingText);
+const mapping = JSON.parse(readFileSync(mappingPath, "utf8"));
 
 // The one import module the glue provides, before and after.
 const oldModules = new Set(mapping.imports.map(([module]) => module));
@@ -78,7 +68,6 @@ const block = types.slice(start, end).replace(/^(\s+readonly )([\w$]+)(:)/gm, (_
 });
 types = types.slice(0, start) + block + types.slice(end);
 writeFileSync(typesPath, types);
-console.log(`minify-wasm-names: ${wasmPath} ${before.length} -> ${readFileSync(wasmPath).length} B`);
 
 /** The module names of a wasm binary's imports, read from its import section. */
 function importModules(bytes) {
