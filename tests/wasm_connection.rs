@@ -49,7 +49,7 @@ struct Recorded {
     notices: Rc<RefCell<Vec<JsValue>>>,
     auth_requests: AuthRequests,
     _listeners: (
-        Closure<dyn FnMut(JsValue)>,
+        Closure<dyn FnMut(String)>,
         MessageListener,
         AuthorizeListener,
     ),
@@ -69,10 +69,12 @@ fn connection(extra: &[(&str, JsValue)]) -> Recorded {
     for (key, value) in extra {
         set(key, value.clone());
     }
-    let connection = RealtimeConnection::new(&options).expect("valid options");
+    let connection = RealtimeConnection::new(options.into()).expect("valid options");
     let notices = Rc::new(RefCell::new(Vec::new()));
     let recorder = notices.clone();
-    let notice = Closure::<dyn FnMut(JsValue)>::new(move |notice: JsValue| {
+    // Notices arrive as JSON text (`NoticeSink.notice`), parsed as the TS layer does.
+    let notice = Closure::<dyn FnMut(String)>::new(move |notice_json: String| {
+        let notice = js_sys::JSON::parse(&notice_json).expect("a notice is JSON");
         recorder.borrow_mut().push(notice)
     });
     let recorder = notices.clone();
@@ -286,13 +288,45 @@ async fn a_refused_private_channel_is_a_subscription_error_notice() {
 #[wasm_bindgen_test]
 fn bad_options_and_bad_channels_are_coded_errors() {
     let bad = js_sys::Object::new();
-    let thrown = RealtimeConnection::new(&bad)
+    let thrown = RealtimeConnection::new(bad.into())
         .err()
         .expect("a key is required");
     let code = js_sys::Reflect::get(&thrown, &"code".into())
         .unwrap()
         .as_string();
     assert_eq!(code.as_deref(), Some("invalid_config"));
+
+    // Options cross as JSON: a wrong type, a negative number, and NaN (which
+    // JSON.stringify writes as null) are each refused with the field's name.
+    for (key, value, expected) in [
+        ("host", JsValue::from(7), "host must be a string"),
+        ("port", JsValue::from(-1), "port must be a non-negative number"),
+        ("port", JsValue::from(f64::NAN), "port must be a non-negative number"),
+        (
+            "pongTimeoutMs",
+            JsValue::from("5"),
+            "pongTimeoutMs must be a non-negative number",
+        ),
+    ] {
+        let options = js_sys::Object::new();
+        js_sys::Reflect::set(&options, &"key".into(), &APP_KEY.into()).unwrap();
+        if key != "host" {
+            js_sys::Reflect::set(&options, &"host".into(), &"127.0.0.1".into()).unwrap();
+        }
+        js_sys::Reflect::set(&options, &key.into(), &value).unwrap();
+        let thrown = RealtimeConnection::new(options.into())
+            .err()
+            .unwrap_or_else(|| panic!("{key}: {value:?} is refused"));
+        let code = js_sys::Reflect::get(&thrown, &"code".into())
+            .unwrap()
+            .as_string();
+        assert_eq!(code.as_deref(), Some("invalid_config"), "{key}");
+        let message = js_sys::Reflect::get(&thrown, &"message".into())
+            .unwrap()
+            .as_string()
+            .unwrap_or_default();
+        assert!(message.contains(expected), "{key}: {message}");
+    }
 
     let Recorded { connection, .. } = connection(&[]);
     let thrown = connection.subscribe("bad name").unwrap_err();

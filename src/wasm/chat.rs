@@ -7,7 +7,7 @@
 //! nothing here can re-enter the room.
 //!
 //! Objects cross as JSON text: `JSON.stringify` on the way in (then the
-//! serde_json parser the protocol already links), the core's own JSON writer
+//! core's JSON reader, which the protocol links anyway), the core's own JSON writer
 //! and `JSON.parse` on the way out. Both JS functions are native and fast, and
 //! this keeps a generic JS-value (de)serializer per type out of the wasm.
 
@@ -25,42 +25,12 @@ use crate::chat::{
 };
 use crate::protocol::{is_json, push_json_string, Error};
 
-use super::{js_error, to_u64};
+use super::{js_error, js_number_as_u64, json_from_js, to_u64, JsonObject};
 
-/// A JS number (from `JSON.stringify`) as the core's u64, as [`to_u64`] reads
-/// one: fractions dropped, negatives 0, beyond `u64::MAX` saturated.
-fn js_number_as_u64(value: &Value) -> Option<u64> {
-    let Value::Number(number) = value else {
-        return None;
-    };
-    let text = number.as_str();
-    if text.starts_with('-') {
-        return Some(0);
-    }
-    if let Some(whole) = number.as_whole_u64() {
-        return Some(whole);
-    }
-    Some(match text.split_once(['e', 'E']) {
-        // JSON.stringify writes an exponent only below 1e-6 or from 1e21 on.
-        Some((_, exponent)) if exponent.starts_with('-') => 0,
-        Some(_) => u64::MAX,
-        None => {
-            let integer = text.split('.').next().unwrap_or("0");
-            integer.parse().unwrap_or(u64::MAX)
-        }
-    })
-}
-
-/// A JS value as serde_json's Value, through `JSON.stringify`. `undefined`,
-/// functions and symbols have no JSON text; they fail like a BigInt does.
+/// A JS value as the core's JSON value; `undefined`, functions and symbols
+/// have no JSON text, and fail like a BigInt does.
 fn value_from_js(value: &JsValue, what: &str) -> Result<Value, JsValue> {
-    let text = JSON::stringify(value)
-        .ok()
-        .and_then(|text| text.as_string());
-    match text {
-        Some(text) => parse_json(&text, what),
-        None => Err(invalid_message(what)),
-    }
+    json_from_js(value).ok_or_else(|| invalid_message(what))
 }
 
 /// Event data as the broker sent it: its JSON, or the text itself as a string
@@ -68,10 +38,6 @@ fn value_from_js(value: &JsValue, what: &str) -> Result<Value, JsValue> {
 /// then ignores as malformed like any other wrong shape.
 fn event_data(text: &str) -> Value {
     crate::json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
-}
-
-fn parse_json(text: &str, what: &str) -> Result<Value, JsValue> {
-    crate::json::from_str(text).map_err(|e| invalid_message(&format!("{what} ({e})")))
 }
 
 fn invalid_message(reason: &str) -> JsValue {
@@ -334,11 +300,8 @@ impl ChatRoomSession {
     pub fn view_since(&self, epoch: f64, cursor: f64) -> Result<JsValue, JsValue> {
         let session = self.view();
         let delta = session.view_since(to_u64(epoch), to_u64(cursor));
-        let mut out = String::from("{");
-        let mut object = JsonObject {
-            out: &mut out,
-            empty: true,
-        };
+        let mut out = String::new();
+        let mut object = JsonObject::open(&mut out);
         object
             .u64("epoch", delta.epoch)
             .u64("cursor", delta.cursor)
@@ -475,63 +438,6 @@ pub(crate) fn feed_channel_event(
     true
 }
 
-/// One JSON object written field by field, straight into the text that
-/// `JSON.parse` reads: no serde_json `Value` built per action or message (the
-/// `json!` trees cost a parse, a tree and a second serialisation per message,
-/// and their code was the largest export of the module).
-struct JsonObject<'a> {
-    out: &'a mut String,
-    empty: bool,
-}
-
-impl<'a> JsonObject<'a> {
-    /// `{"type":kind` — every action and event object starts with its type.
-    fn typed(out: &'a mut String, kind: &str) -> Self {
-        out.push('{');
-        let mut object = JsonObject { out, empty: true };
-        object.str("type", kind);
-        object
-    }
-
-    /// Writes `"key":` (keys are fixed ASCII names: nothing to escape).
-    fn key(&mut self, key: &str) -> &mut String {
-        if !self.empty {
-            self.out.push(',');
-        }
-        self.empty = false;
-        self.out.push('"');
-        self.out.push_str(key);
-        self.out.push_str("\":");
-        self.out
-    }
-
-    fn str(&mut self, key: &str, value: &str) -> &mut Self {
-        let out = self.key(key);
-        push_json_string(out, value);
-        self
-    }
-
-    fn u64(&mut self, key: &str, value: u64) -> &mut Self {
-        push_u64(self.key(key), value);
-        self
-    }
-
-    fn bool(&mut self, key: &str, value: bool) -> &mut Self {
-        self.key(key).push_str(if value { "true" } else { "false" });
-        self
-    }
-
-    /// A value that is already JSON text.
-    fn raw(&mut self, key: &str, json: &str) -> &mut Self {
-        self.key(key).push_str(json);
-        self
-    }
-
-    fn end(&mut self) {
-        self.out.push('}');
-    }
-}
-
 /// Appends a view message, with its `decryption_error` when opening failed.
 fn push_message(session: &RoomSession, out: &mut String, message: &ChatMessage) {
     let error = message
@@ -602,11 +508,7 @@ fn push_action(session: &RoomSession, out: &mut String, action: Action) {
         Action::Open { message } => {
             let mut object = JsonObject::typed(out, "open");
             let inner = object.key("message");
-            inner.push('{');
-            let mut fields = JsonObject {
-                out: inner,
-                empty: true,
-            };
+            let mut fields = JsonObject::open(inner);
             fields
                 .str("message_id", &message.message_id)
                 .str("user_id", &message.user_id);

@@ -30,7 +30,7 @@ use crate::connection::{Action, ChannelState, Connection, Notice, Options};
 use crate::protocol::{self, Error};
 
 use super::chat::{self, ChatRoomSession};
-use super::js_error;
+use super::{js_error, js_number_as_u64, json_from_js, JsonObject};
 
 #[wasm_bindgen]
 extern "C" {
@@ -42,9 +42,9 @@ extern "C" {
     fn console_error_value(message: &str, error: &JsValue);
 
     /// Where notices go: `{ message(channel, event, dataJson, userId),
-    /// notice(object), authorize(socketId, channel) }`. Channel messages, the
-    /// hot path, arrive as plain arguments; the rarer notices as one object
-    /// with a `type`; auth requests to make as `authorize` calls.
+    /// notice(noticeJson), authorize(socketId, channel) }`. Channel messages,
+    /// the hot path, arrive as plain arguments; the rarer notices as the JSON
+    /// text of one object with a `type`; auth requests to make as `authorize` calls.
     #[wasm_bindgen(typescript_type = "NoticeSink")]
     #[derive(Clone)]
     pub type NoticeSink;
@@ -60,8 +60,9 @@ extern "C" {
         user_id: &JsValue,
     ) -> Result<(), JsValue>;
 
+    /// A notice as JSON text (see [`notice_json`]).
     #[wasm_bindgen(method, catch, js_name = notice)]
-    fn notice(this: &NoticeSink, notice: &JsValue) -> Result<(), JsValue>;
+    fn notice(this: &NoticeSink, notice_json: &str) -> Result<(), JsValue>;
 
     #[wasm_bindgen(method, catch, js_name = authorize)]
     fn authorize(this: &NoticeSink, socket_id: &str, channel: Option<&str>) -> Result<(), JsValue>;
@@ -72,7 +73,8 @@ const NOTICE_SINK_TYPE: &str = r#"
 /** Receives a connection's notices; see RealtimeConnection.setListener. */
 export interface NoticeSink {
   message(channel: string | undefined, event: string, dataJson: string | undefined, userId: string | undefined): void;
-  notice(notice: { type: string; [field: string]: unknown }): void;
+  /** A notice as JSON text: `{"type": ..., ...}` (`JSON.parse` it). */
+  notice(noticeJson: string): void;
   /**
    * POST the auth request for `channel` (undefined: the user authentication
    * for `pusher:signin`), then hand the answer to `channelAuthorized` or
@@ -198,28 +200,34 @@ impl RealtimeConnection {
     /// unavailableTimeoutMs? }`. (The auth endpoints, headers and params are
     /// the TS layer's: it makes the requests.)
     #[wasm_bindgen(constructor)]
-    pub fn new(options: &JsValue) -> Result<RealtimeConnection, JsValue> {
-        let key = string_field(options, "key")?.ok_or_else(|| config_error("key is required"))?;
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "object")] options: JsValue,
+    ) -> Result<RealtimeConnection, JsValue> {
+        // As JSON: one JSON.stringify instead of an import call per field.
+        let options = json_from_js(&options)
+            .ok_or_else(|| config_error("the options are not a plain object"))?;
+        let key = string_option(&options, "key")?.ok_or_else(|| config_error("key is required"))?;
         let host =
-            string_field(options, "host")?.ok_or_else(|| config_error("host is required"))?;
+            string_option(&options, "host")?.ok_or_else(|| config_error("host is required"))?;
         let mut machine_options = Options::new(key.clone(), host);
-        machine_options.port = number_field(options, "port")?.map(|port| port as u16);
-        machine_options.force_tls = bool_field(options, "forceTLS").unwrap_or(false);
+        machine_options.port =
+            number_option(&options, "port")?.map(|port| u16::try_from(port).unwrap_or(u16::MAX));
+        machine_options.force_tls = bool_option(&options, "forceTLS").unwrap_or(false);
         // Absent: the core's default (off), stated once in `Options`.
-        if let Some(client_events) = bool_field(options, "clientEvents") {
+        if let Some(client_events) = bool_option(&options, "clientEvents") {
             machine_options.client_events = client_events;
         }
-        if let Some(ms) = number_field(options, "activityTimeoutMs")? {
-            machine_options.activity_timeout_ms = Some(ms as u64);
+        if let Some(ms) = number_option(&options, "activityTimeoutMs")? {
+            machine_options.activity_timeout_ms = Some(ms);
         }
-        if let Some(ms) = number_field(options, "pongTimeoutMs")? {
-            machine_options.pong_timeout_ms = ms as u64;
+        if let Some(ms) = number_option(&options, "pongTimeoutMs")? {
+            machine_options.pong_timeout_ms = ms;
         }
-        if let Some(ms) = number_field(options, "unavailableTimeoutMs")? {
-            machine_options.unavailable_timeout_ms = ms as u64;
+        if let Some(ms) = number_option(&options, "unavailableTimeoutMs")? {
+            machine_options.unavailable_timeout_ms = ms;
         }
         machine_options.user_authentication =
-            bool_field(options, "userAuthentication").unwrap_or(false);
+            bool_option(&options, "userAuthentication").unwrap_or(false);
         // Jitter needs spread, not secrecy: Math.random is enough for a seed.
         let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
         let shared = Rc::new(Shared {
@@ -717,7 +725,7 @@ fn notify(shared: &Rc<Shared>, notice: &Notice) {
             data.as_deref(),
             &js_name(shared, user_id.as_deref()),
         ),
-        other => sink.notice(&notice_object(other)),
+        other => sink.notice(&notice_json(other)),
     };
     if let Err(thrown) = delivered {
         console_error_value(
@@ -727,104 +735,84 @@ fn notify(shared: &Rc<Shared>, notice: &Notice) {
     }
 }
 
-fn set(object: &js_sys::Object, key: &str, value: JsValue) {
-    // Reflect.set on a plain object of ours (not frozen, not a proxy) cannot fail.
-    js_sys::Reflect::set(object, &JsValue::from_str(key), &value).ok();
-}
-
-fn opt_str(value: Option<&str>) -> JsValue {
-    value.map(JsValue::from_str).unwrap_or(JsValue::UNDEFINED)
-}
-
-fn opt_json(value: Option<&Value>) -> JsValue {
-    value
-        .map(|value| JsValue::from_str(&value.to_string()))
-        .unwrap_or(JsValue::UNDEFINED)
-}
-
-/// A notice as a plain object; `data`/`user_info` travel as JSON text
-/// (`dataJson`, `userInfoJson`), which JSON.parse turns into objects faster
-/// than building them field by field across the boundary. Channel messages
-/// take the direct `NoticeSink.message` path instead; their object form is
-/// kept so every notice has one.
-fn notice_object(notice: &Notice) -> JsValue {
-    let object = js_sys::Object::new();
+/// A notice as JSON text, which the TS layer parses once (`JSON.parse` is
+/// native): `type` and the notice's fields; a member's `user_info` goes in
+/// as the JSON it is (`userInfo`), `user_data` as the text the broker signed
+/// (`userDataJson`). Channel messages take the direct `NoticeSink.message`
+/// path instead; their JSON form is kept so every notice has one.
+fn notice_json(notice: &Notice) -> String {
+    let mut out = String::new();
     match notice {
         Notice::StateChange {
             previous,
             current,
             reason,
-        } => {
-            set(&object, "type", "state_change".into());
-            set(&object, "previous", previous.as_str().into());
-            set(&object, "current", current.as_str().into());
-            set(&object, "reason", opt_str(reason.as_deref()));
-        }
-        Notice::Subscribed { channel } => {
-            set(&object, "type", "subscribed".into());
-            set(&object, "channel", channel.as_str().into());
-        }
+        } => JsonObject::typed(&mut out, "state_change")
+            .str("previous", previous.as_str())
+            .str("current", current.as_str())
+            .opt_str("reason", reason.as_deref())
+            .end(),
+        Notice::Subscribed { channel } => JsonObject::typed(&mut out, "subscribed")
+            .str("channel", channel)
+            .end(),
         Notice::SubscriptionError {
             channel,
             status,
             message,
         } => {
-            set(&object, "type", "subscription_error".into());
-            set(&object, "channel", channel.as_str().into());
-            set(
-                &object,
-                "status",
-                status.map(JsValue::from).unwrap_or(JsValue::UNDEFINED),
-            );
-            set(&object, "message", message.as_str().into());
+            let mut object = JsonObject::typed(&mut out, "subscription_error");
+            object.str("channel", channel).str("message", message);
+            if let Some(status) = status {
+                object.u64("status", u64::from(*status));
+            }
+            object.end();
         }
         Notice::MemberAdded {
             channel,
             user_id,
             user_info,
-        } => {
-            set(&object, "type", "member_added".into());
-            set(&object, "channel", channel.as_str().into());
-            set(&object, "userId", user_id.as_str().into());
-            set(&object, "userInfoJson", opt_json(user_info.as_ref()));
         }
-        Notice::MemberRemoved {
+        | Notice::MemberRemoved {
             channel,
             user_id,
             user_info,
         } => {
-            set(&object, "type", "member_removed".into());
-            set(&object, "channel", channel.as_str().into());
-            set(&object, "userId", user_id.as_str().into());
-            set(&object, "userInfoJson", opt_json(user_info.as_ref()));
+            let kind = if matches!(notice, Notice::MemberAdded { .. }) {
+                "member_added"
+            } else {
+                "member_removed"
+            };
+            let mut object = JsonObject::typed(&mut out, kind);
+            object.str("channel", channel).str("userId", user_id);
+            if let Some(info) = user_info {
+                info.push_json(object.key("userInfo"));
+            }
+            object.end();
         }
         Notice::Message {
             channel,
             event,
             data,
             user_id,
-        } => {
-            set(&object, "type", "message".into());
-            set(&object, "channel", opt_str(channel.as_deref()));
-            set(&object, "event", event.as_str().into());
-            set(&object, "dataJson", opt_str(data.as_deref()));
-            set(&object, "userId", opt_str(user_id.as_deref()));
-        }
+        } => JsonObject::typed(&mut out, "message")
+            .opt_str("channel", channel.as_deref())
+            .str("event", event)
+            .opt_str("dataJson", data.as_deref())
+            .opt_str("userId", user_id.as_deref())
+            .end(),
         Notice::Error { code, message } => {
-            set(&object, "type", "error".into());
-            set(
-                &object,
-                "code",
-                code.map(JsValue::from).unwrap_or(JsValue::UNDEFINED),
-            );
-            set(&object, "message", message.as_str().into());
+            let mut object = JsonObject::typed(&mut out, "error");
+            object.str("message", message);
+            if let Some(code) = code {
+                object.u64("code", u64::from(*code));
+            }
+            object.end();
         }
-        Notice::SignedIn { user_data } => {
-            set(&object, "type", "signed_in".into());
-            set(&object, "userDataJson", user_data.as_str().into());
-        }
+        Notice::SignedIn { user_data } => JsonObject::typed(&mut out, "signed_in")
+            .str("userDataJson", user_data)
+            .end(),
     }
-    object.into()
+    out
 }
 
 fn config_error(reason: &str) -> JsValue {
@@ -833,34 +821,32 @@ fn config_error(reason: &str) -> JsValue {
     })
 }
 
-fn field(options: &JsValue, name: &str) -> JsValue {
-    js_sys::Reflect::get(options, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+/// A string option; absent or null is `None`.
+fn string_option(options: &Value, name: &str) -> Result<Option<String>, JsValue> {
+    match options.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(config_error(&format!("{name} must be a string"))),
+    }
 }
 
-fn string_field(options: &JsValue, name: &str) -> Result<Option<String>, JsValue> {
-    let value = field(options, name);
-    if value.is_undefined() || value.is_null() {
-        return Ok(None);
-    }
-    value
-        .as_string()
-        .map(Some)
-        .ok_or_else(|| config_error(&format!("{name} must be a string")))
-}
-
-fn number_field(options: &JsValue, name: &str) -> Result<Option<f64>, JsValue> {
-    let value = field(options, name);
-    if value.is_undefined() || value.is_null() {
-        return Ok(None);
-    }
-    match value.as_f64() {
-        Some(number) if number.is_finite() && number >= 0.0 => Ok(Some(number)),
-        _ => Err(config_error(&format!(
+/// A number option, fractions dropped; absent is `None`. `JSON.stringify`
+/// writes NaN and the infinities as null, so null is refused like them.
+fn number_option(options: &Value, name: &str) -> Result<Option<u64>, JsValue> {
+    match options.get(name) {
+        None => Ok(None),
+        Some(value @ Value::Number(number)) if !number.as_str().starts_with('-') => {
+            Ok(js_number_as_u64(value))
+        }
+        Some(_) => Err(config_error(&format!(
             "{name} must be a non-negative number"
         ))),
     }
 }
 
-fn bool_field(options: &JsValue, name: &str) -> Option<bool> {
-    field(options, name).as_bool()
+fn bool_option(options: &Value, name: &str) -> Option<bool> {
+    match options.get(name) {
+        Some(Value::Bool(value)) => Some(*value),
+        _ => None,
+    }
 }

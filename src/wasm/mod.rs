@@ -6,9 +6,13 @@
 //! Built as two modules (scripts/build): `connection` gates the base exports
 //! every app loads, `e2ee` the encryption classes only encrypted rooms load.
 
+#[cfg(feature = "connection")]
+use crate::chat::json::push_u64;
 use crate::error::Error;
 #[cfg(feature = "connection")]
-use crate::protocol::{self, CloseAction};
+use crate::json::Value;
+#[cfg(feature = "connection")]
+use crate::protocol::{self, push_json_string, CloseAction};
 use wasm_bindgen::prelude::*;
 
 #[cfg(feature = "connection")]
@@ -68,6 +72,112 @@ pub(crate) fn js_error(error: &Error) -> JsValue {
     )
     .ok();
     js.into()
+}
+
+/// One JSON object written field by field, straight into the text that
+/// `JSON.parse` reads on the JS side: the chat session's actions and the
+/// connection's notices cross this way. No `Value` tree is built per object,
+/// and one `JSON.parse` in the glue replaces a `Reflect.set` import call (and
+/// a JS string made from UTF-8) per field.
+#[cfg(feature = "connection")]
+pub(crate) struct JsonObject<'a> {
+    out: &'a mut String,
+    empty: bool,
+}
+
+#[cfg(feature = "connection")]
+impl<'a> JsonObject<'a> {
+    /// `{`: an object with no field yet.
+    pub(crate) fn open(out: &'a mut String) -> Self {
+        out.push('{');
+        JsonObject { out, empty: true }
+    }
+
+    /// `{"type":kind` — every action, event and notice object starts with its type.
+    pub(crate) fn typed(out: &'a mut String, kind: &str) -> Self {
+        let mut object = JsonObject::open(out);
+        object.str("type", kind);
+        object
+    }
+
+    /// Writes `"key":` (keys are fixed ASCII names: nothing to escape).
+    pub(crate) fn key(&mut self, key: &str) -> &mut String {
+        if !self.empty {
+            self.out.push(',');
+        }
+        self.empty = false;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
+    }
+
+    pub(crate) fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        let out = self.key(key);
+        push_json_string(out, value);
+        self
+    }
+
+    pub(crate) fn u64(&mut self, key: &str, value: u64) -> &mut Self {
+        push_u64(self.key(key), value);
+        self
+    }
+
+    pub(crate) fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+        self.key(key).push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    /// A value that is already JSON text.
+    pub(crate) fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        self.key(key).push_str(json);
+        self
+    }
+
+    /// A string field, left out when `None` (the TS side reads `undefined` as "none").
+    pub(crate) fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut Self {
+        if let Some(value) = value {
+            self.str(key, value);
+        }
+        self
+    }
+
+    pub(crate) fn end(&mut self) {
+        self.out.push('}');
+    }
+}
+
+#[cfg(feature = "connection")]
+/// A JS number (from `JSON.stringify`) as the core's u64, as [`to_u64`] reads
+/// one: fractions dropped, negatives 0, beyond `u64::MAX` saturated.
+pub(crate) fn js_number_as_u64(value: &Value) -> Option<u64> {
+    let Value::Number(number) = value else {
+        return None;
+    };
+    let text = number.as_str();
+    if text.starts_with('-') {
+        return Some(0);
+    }
+    if let Some(whole) = number.as_whole_u64() {
+        return Some(whole);
+    }
+    Some(match text.split_once(['e', 'E']) {
+        // JSON.stringify writes an exponent only below 1e-6 or from 1e21 on.
+        Some((_, exponent)) if exponent.starts_with('-') => 0,
+        Some(_) => u64::MAX,
+        None => {
+            let integer = text.split('.').next().unwrap_or("0");
+            integer.parse().unwrap_or(u64::MAX)
+        }
+    })
+}
+
+/// A JS value as the core's JSON value, through `JSON.stringify`; `None` for
+/// what has no JSON text (`undefined`, functions, symbols, BigInts).
+#[cfg(feature = "connection")]
+pub(crate) fn json_from_js(value: &JsValue) -> Option<Value> {
+    let text = js_sys::JSON::stringify(value).ok()?.as_string()?;
+    crate::json::from_str(&text).ok()
 }
 
 #[cfg(feature = "connection")]

@@ -146,12 +146,12 @@ export interface Channel {
   unsubscribe(): void;
 }
 
-/** The core's notices other than channel messages, as the wasm boundary hands them over. */
+/** The core's notices other than channel messages, as the wasm boundary hands them over (JSON text). */
 type Notice =
   | { type: "state_change"; previous: ConnectionState; current: ConnectionState; reason?: string }
   | { type: "subscribed"; channel: string }
   | { type: "subscription_error"; channel: string; status?: number; message: string }
-  | { type: "member_added" | "member_removed"; channel: string; userId: string; userInfoJson?: string }
+  | { type: "member_added" | "member_removed"; channel: string; userId: string; userInfo?: unknown }
   | { type: "error"; code?: number; message: string }
   | { type: "signed_in"; userDataJson: string };
 
@@ -416,7 +416,7 @@ export class DomViaRealtime {
     this.#core = core;
     core.setListener({
       message: (channel, event, dataJson, userId) => this.#deliver(channel, event, dataJson, userId),
-      notice: (notice) => this.#dispatch(notice as Notice),
+      notice: (noticeJson) => this.#dispatch(JSON.parse(noticeJson) as Notice),
       authorize: (socketId, channel) => void this.#authorize(core, socketId, channel),
     });
     for (const name of this.#channels.keys()) core.subscribe(name);
@@ -542,7 +542,7 @@ export class DomViaRealtime {
       }
       case "member_added":
       case "member_removed": {
-        const member: Member = { id: notice.userId, info: parseJson(notice.userInfoJson) ?? null };
+        const member: Member = { id: notice.userId, info: notice.userInfo ?? null };
         const event = notice.type === "member_added" ? "pusher:member_added" : "pusher:member_removed";
         this.#channels.get(notice.channel)?._emit(event, member, {});
         return;
