@@ -300,8 +300,16 @@ fn bad_options_and_bad_channels_are_coded_errors() {
     // JSON.stringify writes as null) are each refused with the field's name.
     for (key, value, expected) in [
         ("host", JsValue::from(7), "host must be a string"),
-        ("port", JsValue::from(-1), "port must be a non-negative number"),
-        ("port", JsValue::from(f64::NAN), "port must be a non-negative number"),
+        (
+            "port",
+            JsValue::from(-1),
+            "port must be a non-negative number",
+        ),
+        (
+            "port",
+            JsValue::from(f64::NAN),
+            "port must be a non-negative number",
+        ),
         (
             "pongTimeoutMs",
             JsValue::from("5"),
