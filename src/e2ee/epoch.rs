@@ -109,8 +109,9 @@ pub fn members_digest(members: &[DeviceRecord]) -> Result<[u8; 32], Error> {
     if members.is_empty() {
         return Err(malformed("an epoch needs at least one member device"));
     }
-    let mut identities: Vec<Vec<u8>> = members.iter().map(DeviceRecord::identity).collect();
-    identities.sort_unstable();
+    let identities: Vec<Vec<u8>> = members.iter().map(DeviceRecord::identity).collect();
+    let order = super::sorted_order(identities.len(), &|a, b| identities[a].cmp(&identities[b]));
+    let identities: Vec<&[u8]> = order.iter().map(|&i| identities[i].as_slice()).collect();
     // An identity is `lp(user_id) || lp(device_id)` then the two 32-byte
     // keys, so sorted, the identities of one device (whatever its keys) are
     // adjacent: comparing neighbours without their keys finds every repeat.
@@ -119,7 +120,7 @@ pub fn members_digest(members: &[DeviceRecord]) -> Result<[u8; 32], Error> {
     }
     if identities
         .windows(2)
-        .any(|pair| device_ids(&pair[0]) == device_ids(&pair[1]))
+        .any(|pair| device_ids(pair[0]) == device_ids(pair[1]))
     {
         return Err(listed_twice(members));
     }

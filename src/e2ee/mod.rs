@@ -38,6 +38,19 @@ pub use rand_core;
 pub use room::{OpenedMessage, RoomKeys, LATE_EPOCH_WINDOW_MS};
 pub use session::RoomSession;
 
+/// The order that sorts `len` items by `compare` (indices into them). Every
+/// sort of this module goes through this one `sort_unstable_by`: each call
+/// site of a generic sort is its own copy of the quicksort, ~1.5 KB of wasm
+/// apiece, and the lists sorted here (member devices) are small.
+pub(crate) fn sorted_order(
+    len: usize,
+    compare: &dyn Fn(usize, usize) -> std::cmp::Ordering,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.sort_unstable_by(|&a, &b| compare(a, b));
+    order
+}
+
 /// The most bytes of a device record as compact JSON (the backend's limit).
 pub const MAX_RECORD_BYTES: usize = 4096;
 

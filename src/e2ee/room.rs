@@ -149,10 +149,9 @@ impl RoomKeys {
             return Err(Error::E2eeMembersMismatch { epoch });
         }
         // members_digest refused a device listed twice, so the order is total.
-        let mut members = members.to_vec();
-        members.sort_unstable_by(|a, b| {
-            (a.user_id(), a.device_id()).cmp(&(b.user_id(), b.device_id()))
-        });
+        let id = |i: usize| (members[i].user_id(), members[i].device_id());
+        let order = super::sorted_order(members.len(), &|a, b| id(a).cmp(&id(b)));
+        let members: Vec<DeviceRecord> = order.iter().map(|&i| members[i].clone()).collect();
         let state = EpochState { key, members };
         let key = &state.key;
         if state
