@@ -35,7 +35,7 @@ const wasmFeatures = ["bulk-memory", "nontrapping-float-to-int", "sign-ext", "mu
 execFileSync("wasm-pack", ["--quiet", "build", "--release", "--target", "web", "--mode", "no-install", "--no-pack",
   "--out-dir", moduleDir, "--out-name", "domvia_e2ee", ".", "--", "--no-default-features", "--features", "e2ee,e2ee-primitives"],
 { cwd: repoRoot, stdio: "inherit" });
-execFileSync(`${repoRoot}node_modules/.bin/wasm-opt`, ["--flatten", "--rereloop", "-Oz", "-Oz", "--strip-debug", "--strip-producers", "--strip-target-features",
+execFileSync(`${repoRoot}node_modules/.bin/wasm-opt`, ["--low-memory-unused", "--flatten", "--rereloop", "-Oz", "-Oz", "--strip-debug", "--strip-producers", "--strip-target-features",
   ...wasmFeatures.map((feature) => `--enable-${feature}`), `${moduleDir}/domvia_e2ee_bg.wasm`, "-o", `${moduleDir}/domvia_e2ee_bg.wasm`]);
 
 process.env.DOMVIA_SERVER_BIN ??= `${repoRoot}target/server/domvia-server`;
