@@ -444,6 +444,11 @@ impl RoomState {
         self.typing.users()
     }
 
+    /// [`typing_users`](Self::typing_users) without copying the ids.
+    pub(crate) fn typing_ids(&self) -> Vec<&str> {
+        self.typing.ids()
+    }
+
     // ---- reads ------------------------------------------------------------
 
     /// Seeds my read state from the Room object (`last_read_seq`,

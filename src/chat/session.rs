@@ -343,6 +343,32 @@ pub struct ViewDelta {
     pub pending: Vec<ChatMessage>,
 }
 
+/// Brings `reported` (who is typing, as last reported) to `now` (as the room
+/// has it), and returns who stopped and who started. Both lists are in the
+/// order the typists started, and between two reports typists only leave
+/// (wherever they are) or join at the end, so one pass in step finds every
+/// change: an id that does not match the next one of `now` stopped, and what
+/// `now` has past the last match started. (Were that order ever broken, a
+/// typist would be reported stopped and started again, and the events would
+/// still rebuild `now` exactly.) Comparing every id with every other was
+/// quadratic, per typing signal: a busy 100-member room's largest wasm cost.
+fn follow_typing(reported: &mut Vec<String>, now: &[&str]) -> (Vec<String>, Vec<String>) {
+    let mut stopped = Vec::new();
+    let mut kept = 0;
+    reported.retain(|id| {
+        let keep = now.get(kept) == Some(&id.as_str());
+        if keep {
+            kept += 1;
+        } else {
+            stopped.push(id.clone());
+        }
+        keep
+    });
+    let started: Vec<String> = now[kept..].iter().map(|id| (*id).to_owned()).collect();
+    reported.extend(started.iter().cloned());
+    (stopped, started)
+}
+
 fn delay_until(deadline: u64, now_ms: u64) -> u64 {
     deadline.saturating_sub(now_ms) + 1
 }
@@ -1609,19 +1635,8 @@ impl RoomSession {
         let Some(state) = self.state.as_ref() else {
             return;
         };
-        let now = state.typing_users();
         let deadline = state.next_typing_deadline();
-        let before = std::mem::take(&mut self.typing_reported);
-        let stopped: Vec<String> = before
-            .iter()
-            .filter(|id| !now.contains(id))
-            .cloned()
-            .collect();
-        let started: Vec<String> = now
-            .iter()
-            .filter(|id| !before.contains(id))
-            .cloned()
-            .collect();
+        let (stopped, started) = follow_typing(&mut self.typing_reported, &state.typing_ids());
         // No `Changed` here: each change of the list is its own `Typing`
         // event, and `Changed` would have the app re-read the whole view
         // (messages, unread count, read positions) per typing signal.
@@ -1641,7 +1656,6 @@ impl RoomSession {
                 verified,
             });
         }
-        self.typing_reported = now;
         if let Some(deadline) = deadline {
             if self.typing_timer_at.is_none_or(|at| at > deadline) {
                 self.typing_timer_at = Some(deadline);
@@ -1843,4 +1857,47 @@ fn percent_encode(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::follow_typing;
+
+    fn owned(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    /// Each shape of change, the one-pass ones and the fallback: the result
+    /// is what comparing every id with every other gives, and `reported`
+    /// ends equal to `now`, order included.
+    #[test]
+    fn follow_typing_reports_each_change_and_ends_at_now() {
+        // (reported before, now, stopped, started)
+        type Case = (
+            &'static [&'static str],
+            &'static [&'static str],
+            &'static [&'static str],
+            &'static [&'static str],
+        );
+        let cases: [Case; 7] = [
+            (&[], &[], &[], &[]),
+            (&["a", "b"], &["a", "b"], &[], &[]),
+            (&["a", "b"], &["a", "b", "c"], &[], &["c"]),
+            (&["a", "b", "c"], &["a", "c"], &["b"], &[]),
+            (&["a", "b", "c"], &["a", "b"], &["c"], &[]),
+            // Two expired at once, and one stopped while another started.
+            (&["a", "b", "c"], &["c"], &["a", "b"], &[]),
+            (&["a", "b"], &["b", "c"], &["a"], &["c"]),
+        ];
+        for (before, now, stopped, started) in cases {
+            let mut reported = owned(before);
+            let changes = follow_typing(&mut reported, now);
+            assert_eq!(
+                changes,
+                (owned(stopped), owned(started)),
+                "{before:?} -> {now:?}"
+            );
+            assert_eq!(reported, owned(now), "{before:?} -> {now:?}");
+        }
+    }
 }

@@ -111,4 +111,8 @@ impl Typing {
     pub(crate) fn users(&self) -> Vec<String> {
         self.others.iter().map(|(id, _)| id.clone()).collect()
     }
+
+    pub(crate) fn ids(&self) -> Vec<&str> {
+        self.others.iter().map(|(id, _)| id.as_str()).collect()
+    }
 }
