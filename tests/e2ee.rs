@@ -10,61 +10,28 @@
 use std::convert::Infallible;
 
 use domvia_realtime::e2ee::primitives::{
-    aes256gcm_open, aes256gcm_seal, hkdf_sha256, hkdf_sha256_extract, sha256, x25519, x25519_public,
+    aes256gcm_open, hkdf_sha256, sha256, x25519, x25519_public,
 };
 use domvia_realtime::e2ee::rand_core::{TryCryptoRng, TryRng};
 use domvia_realtime::e2ee::{
-    b64u_decode, b64u_encode, create_epoch, create_epoch_with, fingerprint, members_digest,
-    safety_number, sender_key, DeviceCheck, DeviceKeys, DeviceRecord, Envelope, EpochKey, KeyShare,
-    KnownDevices, NewEpoch, OpenedMessage, RoomKeys, LATE_EPOCH_WINDOW_MS, MAX_CONTENT_BYTES,
-    MAX_ENVELOPE_BYTES,
+    b64u_decode, b64u_encode, create_epoch, create_epoch_with, members_digest, safety_number,
+    sender_key, DeviceCheck, DeviceKeys, DeviceRecord, Envelope, EpochKey, KeyShare, KnownDevices,
+    NewEpoch, OpenedMessage, RoomKeys, LATE_EPOCH_WINDOW_MS, MAX_CONTENT_BYTES, MAX_ENVELOPE_BYTES,
 };
 use domvia_realtime::protocol::Error;
 use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-const STANDARD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/vectors/crypto/standard.json"
-);
+#[path = "support/crypto_vectors.rs"]
+mod crypto_vectors;
+use crypto_vectors::{entries, to_hex, ROOM, T0};
+
 const OWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/e2ee.json");
 
 fn load(path: &str) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    assert!(text.len() % 2 == 0, "odd hex {text}");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex32(text: &str) -> [u8; 32] {
-    hex(text).try_into().expect("32 bytes")
-}
-
-fn field<'a>(value: &'a Value, key: &str) -> &'a str {
-    value
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no string {key} in {value}"))
-}
-
-fn entries<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    let list = value
-        .get(key)
-        .and_then(Value::as_array)
-        .unwrap_or_else(|| panic!("no list {key}"));
-    assert!(!list.is_empty(), "{key} is empty");
-    list
 }
 
 fn code<T: std::fmt::Debug>(result: Result<T, Error>) -> &'static str {
@@ -78,100 +45,27 @@ fn code<T: std::fmt::Debug>(result: Result<T, Error>) -> &'static str {
 // Published primitive vectors
 // ---------------------------------------------------------------------------
 
+// The checks live in tests/support/crypto_vectors.rs, shared with the
+// browser suite (tests/wasm_crypto_vectors.rs).
+
 #[test]
 fn standard_x25519() {
-    let vectors = load(STANDARD);
-    for v in entries(&vectors, "x25519") {
-        let out = x25519(hex32(field(v, "scalar")), hex32(field(v, "u")));
-        assert_eq!(to_hex(&out), field(v, "out"), "{}", field(v, "name"));
-    }
+    crypto_vectors::check_x25519();
 }
 
 #[test]
 fn standard_x25519_dh() {
-    let vectors = load(STANDARD);
-    for v in entries(&vectors, "x25519_dh") {
-        let name = field(v, "name");
-        let alice_sk = hex32(field(v, "alice_sk"));
-        let bob_sk = hex32(field(v, "bob_sk"));
-        assert_eq!(
-            to_hex(&x25519_public(&alice_sk)),
-            field(v, "alice_pk"),
-            "{name}"
-        );
-        assert_eq!(
-            to_hex(&x25519_public(&bob_sk)),
-            field(v, "bob_pk"),
-            "{name}"
-        );
-        let alice_pk = hex32(field(v, "alice_pk"));
-        let bob_pk = hex32(field(v, "bob_pk"));
-        assert_eq!(
-            to_hex(&x25519(alice_sk, bob_pk)),
-            field(v, "shared"),
-            "{name}"
-        );
-        assert_eq!(
-            to_hex(&x25519(bob_sk, alice_pk)),
-            field(v, "shared"),
-            "{name}"
-        );
-    }
+    crypto_vectors::check_x25519_dh();
 }
 
 #[test]
 fn standard_hkdf_sha256() {
-    let vectors = load(STANDARD);
-    for v in entries(&vectors, "hkdf_sha256") {
-        let name = field(v, "name");
-        let (ikm, salt, info) = (
-            hex(field(v, "ikm")),
-            hex(field(v, "salt")),
-            hex(field(v, "info")),
-        );
-        let length = v["length"].as_u64().expect("length") as usize;
-        assert_eq!(
-            to_hex(&hkdf_sha256_extract(&salt, &ikm)),
-            field(v, "prk"),
-            "{name}"
-        );
-        let mut okm = vec![0u8; length];
-        hkdf_sha256(&salt, &ikm, &info, &mut okm).expect("expand");
-        assert_eq!(to_hex(&okm), field(v, "okm"), "{name}");
-    }
+    crypto_vectors::check_hkdf_sha256();
 }
 
 #[test]
 fn standard_aes256gcm() {
-    let vectors = load(STANDARD);
-    for v in entries(&vectors, "aes256gcm") {
-        let name = field(v, "name");
-        let key = hex32(field(v, "key"));
-        let iv: [u8; 12] = hex(field(v, "iv")).try_into().expect("12-byte iv");
-        let (pt, aad) = (hex(field(v, "pt")), hex(field(v, "aad")));
-        let expected = [hex(field(v, "ct")), hex(field(v, "tag"))].concat();
-        let sealed = aes256gcm_seal(&key, &iv, &aad, &pt).expect("seal");
-        assert_eq!(to_hex(&sealed), to_hex(&expected), "{name}");
-        assert_eq!(
-            aes256gcm_open(&key, &iv, &aad, &sealed).expect("open"),
-            pt,
-            "{name}"
-        );
-        for i in 0..sealed.len() {
-            let mut bad = sealed.clone();
-            bad[i] ^= 0x01;
-            assert_eq!(
-                code(aes256gcm_open(&key, &iv, &aad, &bad)),
-                "e2ee_decrypt_failed"
-            );
-        }
-        let mut bad_aad = aad.clone();
-        bad_aad.push(0);
-        assert_eq!(
-            code(aes256gcm_open(&key, &iv, &bad_aad, &sealed)),
-            "e2ee_decrypt_failed"
-        );
-    }
+    crypto_vectors::check_aes256gcm();
 }
 
 // ---------------------------------------------------------------------------
@@ -225,9 +119,6 @@ impl TryRng for TestRng {
 }
 
 impl TryCryptoRng for TestRng {}
-
-const ROOM: &str = "r_00112233445566778899aabbccddeeff";
-const T0: u64 = 1_760_000_000_000;
 
 /// Secret bytes for the vectors: SHA-256 of a readable label.
 fn derived(label: &str) -> [u8; 32] {
@@ -504,58 +395,7 @@ fn vectors_match_the_file() {
 /// verifies, each recipient unwraps the secret, every envelope opens.
 #[test]
 fn vectors_open_from_the_file() {
-    let v = load(OWN);
-    let mut records = Vec::new();
-    let mut keys = Vec::new();
-    for d in entries(&v, "devices") {
-        let record = DeviceRecord::from_json(&d["record"]).expect("record verifies");
-        let k = DeviceKeys::from_secrets(
-            field(d, "user_id"),
-            field(d, "device_id"),
-            &hex32(field(d, "x25519_secret")),
-            &hex32(field(d, "ed25519_seed")),
-        )
-        .expect("keys");
-        assert_eq!(to_hex(&record.x25519_public()), field(d, "x25519_public"));
-        assert_eq!(to_hex(&record.ed25519_public()), field(d, "ed25519_public"));
-        assert_eq!(
-            fingerprint(&record.ed25519_public(), &record.x25519_public()),
-            field(d, "fingerprint")
-        );
-        assert!(k.record().same_keys(&record));
-        records.push(record);
-        keys.push(k);
-    }
-    let epoch = &v["epoch"];
-    assert_eq!(
-        to_hex(&members_digest(&records).expect("digest")),
-        field(epoch, "members_digest")
-    );
-    let mut rooms = Vec::new();
-    for (s, k) in entries(epoch, "shares").iter().zip(&keys) {
-        let share = KeyShare::from_json(&s["share"]).expect("share");
-        assert_eq!(
-            to_hex(&share.associated_data()),
-            field(s, "associated_data")
-        );
-        let key = share.open(k, &records[0]).expect("open share");
-        assert_eq!(to_hex(key.secret()), field(epoch, "secret"));
-        let mut room = RoomKeys::new(ROOM).expect("room");
-        room.install_epoch(key, &records).expect("install");
-        rooms.push(room);
-    }
-    for m in entries(&v, "messages") {
-        let envelope = Envelope::from_json(&m["envelope"]).expect("envelope");
-        assert_eq!(
-            to_hex(&envelope.associated_data()),
-            field(m, "associated_data")
-        );
-        for room in &mut rooms {
-            let opened = room.open_stored(&envelope, T0).expect("opens");
-            assert_eq!(to_hex(&opened.content), field(m, "content"));
-            assert_eq!(opened.message_id, field(m, "message_id"));
-        }
-    }
+    crypto_vectors::check_own_vectors_open();
 }
 
 #[test]

@@ -441,7 +441,7 @@ impl RoomState {
 
     /// Who is typing, in the order they started.
     pub fn typing_users(&self) -> Vec<String> {
-        self.typing.users()
+        self.typing_ids().into_iter().map(str::to_owned).collect()
     }
 
     /// [`typing_users`](Self::typing_users) without copying the ids.

@@ -1867,9 +1867,10 @@ mod tests {
         ids.iter().map(|id| (*id).to_owned()).collect()
     }
 
-    /// Each shape of change, the one-pass ones and the fallback: the result
-    /// is what comparing every id with every other gives, and `reported`
-    /// ends equal to `now`, order included.
+    /// Each shape of change (a join, a leave anywhere, several leaves, a
+    /// leave and a join together): the result is what comparing every id
+    /// with every other gives, and `reported` ends equal to `now`, order
+    /// included.
     #[test]
     fn follow_typing_reports_each_change_and_ends_at_now() {
         // (reported before, now, stopped, started)

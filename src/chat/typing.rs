@@ -108,10 +108,6 @@ impl Typing {
         self.others.iter().map(|(_, deadline)| *deadline).min()
     }
 
-    pub(crate) fn users(&self) -> Vec<String> {
-        self.others.iter().map(|(id, _)| id.clone()).collect()
-    }
-
     pub(crate) fn ids(&self) -> Vec<&str> {
         self.others.iter().map(|(id, _)| id.as_str()).collect()
     }
