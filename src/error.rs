@@ -190,80 +190,91 @@ error_codes! {
     E2eeNoEpoch => "e2ee_no_epoch",
 }
 
+/// The message of a protocol, connection or chat error, as written in a
+/// `Display` arm. The E2EE wasm module (built with `e2ee` and without
+/// `connection`) constructs none of these errors, but a `match` over the enum
+/// links every arm's strings and formatting; there these arms write the
+/// error's code alone instead, which keeps 0.7 KB gzip out of that module
+/// (bench/RESULTS.md). Every other build, native ones included, writes the
+/// full message.
+macro_rules! sdk_message {
+    ($error:ident, $f:ident, $message:expr) => {{
+        #[cfg(any(feature = "connection", not(target_arch = "wasm32")))]
+        let written = $message;
+        #[cfg(not(any(feature = "connection", not(target_arch = "wasm32"))))]
+        let written = $error.code_only($f);
+        written
+    }};
+}
+
+impl Error {
+    /// The error's code as its whole message (see `sdk_message!`). Not
+    /// inlined, so the arms that call it are one block instead of a copy of
+    /// `code()` each.
+    #[cfg(not(any(feature = "connection", not(target_arch = "wasm32"))))]
+    #[inline(never)]
+    fn code_only(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
 impl fmt::Display for Error {
+    // The fields that only the full messages read.
+    #[cfg_attr(
+        not(any(feature = "connection", not(target_arch = "wasm32"))),
+        allow(unused_variables)
+    )]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidChannelName { name, reason } => {
-                write!(f, "unable to use channel name {}; {reason}", quoted(name))
-            }
-            Error::InvalidRoomId { room_id, reason } => write!(
+            Error::InvalidChannelName { name, reason } => sdk_message!(self, f, write!(f, "unable to use channel name {}; {reason}", quoted(name))),
+            Error::InvalidRoomId { room_id, reason } => sdk_message!(self, f, write!(
                 f,
                 "unable to build a channel name for room id {}; {reason}",
                 quoted(room_id)
-            ),
-            Error::WrongChannelKind { channel, expected } => write!(
+            )),
+            Error::WrongChannelKind { channel, expected } => sdk_message!(self, f, write!(
                 f,
-                "unable to authorize channel {channel_q}; it is not a {expected} channel", channel_q = quoted(channel)),
-            Error::InvalidSocketId => f.write_str(
+                "unable to authorize channel {channel_q}; it is not a {expected} channel", channel_q = quoted(channel))),
+            Error::InvalidSocketId => sdk_message!(self, f, f.write_str(
                 "unable to authorize; the socket id is not of the form \"1234.5678\"",
-            ),
-            Error::MalformedFrame { reason } => write!(f, "unable to decode frame; {reason}"),
-            Error::InvalidEventData { event, reason } => {
-                write!(f, "unable to read event {event_q}; {reason}", event_q = quoted(event))
-            }
-            Error::InvalidUserData => {
-                f.write_str("unable to authorize the user; the user id must be a non-empty string")
-            }
-            Error::AuthKeyMismatch => f.write_str(
+            )),
+            Error::MalformedFrame { reason } => sdk_message!(self, f, write!(f, "unable to decode frame; {reason}")),
+            Error::InvalidEventData { event, reason } => sdk_message!(self, f, write!(f, "unable to read event {event_q}; {reason}", event_q = quoted(event))),
+            Error::InvalidUserData => sdk_message!(self, f, f.write_str("unable to authorize the user; the user id must be a non-empty string")),
+            Error::AuthKeyMismatch => sdk_message!(self, f, f.write_str(
                 "unable to accept the signature; it was signed with another app key (check that client and server use the same key)",
-            ),
-            Error::InvalidSignature => {
-                f.write_str("unable to verify the signature; it is malformed or does not match")
-            }
-            Error::MissingAuthParam { name } => {
-                write!(f, "unable to verify the request; the {name} parameter is missing")
-            }
-            Error::UnsupportedAuthVersion => {
-                f.write_str("unable to verify the request; only auth_version 1.0 is supported")
-            }
-            Error::TimestampOutOfWindow => write!(
+            )),
+            Error::InvalidSignature => sdk_message!(self, f, f.write_str("unable to verify the signature; it is malformed or does not match")),
+            Error::MissingAuthParam { name } => sdk_message!(self, f, write!(f, "unable to verify the request; the {name} parameter is missing")),
+            Error::UnsupportedAuthVersion => sdk_message!(self, f, f.write_str("unable to verify the request; only auth_version 1.0 is supported")),
+            Error::TimestampOutOfWindow => sdk_message!(self, f, write!(
                 f,
                 "unable to verify the request; auth_timestamp is more than {} seconds away from the server clock",
                 crate::protocol::AUTH_TIMESTAMP_WINDOW_SECS
-            ),
-            Error::BodyMd5Mismatch => {
-                f.write_str("unable to verify the request; body_md5 does not match the body")
-            }
-            Error::InvalidAuthResponse { reason } => {
-                write!(f, "unable to use the auth endpoint's response; {reason}")
-            }
-            Error::ClientEventsDisabled { event } => write!(
+            )),
+            Error::BodyMd5Mismatch => sdk_message!(self, f, f.write_str("unable to verify the request; body_md5 does not match the body")),
+            Error::InvalidAuthResponse { reason } => sdk_message!(self, f, write!(f, "unable to use the auth endpoint's response; {reason}")),
+            Error::ClientEventsDisabled { event } => sdk_message!(self, f, write!(
                 f,
-                "unable to trigger event {event_q}; client events are disabled in the options", event_q = quoted(event)),
-            Error::InvalidEventName { event, reason } => {
-                write!(f, "unable to trigger event {event_q}; {reason}", event_q = quoted(event))
-            }
-            Error::NotSubscribed { channel, event } => write!(
+                "unable to trigger event {event_q}; client events are disabled in the options", event_q = quoted(event))),
+            Error::InvalidEventName { event, reason } => sdk_message!(self, f, write!(f, "unable to trigger event {event_q}; {reason}", event_q = quoted(event))),
+            Error::NotSubscribed { channel, event } => sdk_message!(self, f, write!(
                 f,
-                "unable to trigger event {event_q} on channel {channel_q}; the channel is not subscribed (or the broker has not acknowledged the subscription yet)", event_q = quoted(event), channel_q = quoted(channel)),
-            Error::InvalidConfig { reason } => {
-                write!(f, "unable to create the connection; {reason}")
-            }
-            Error::PayloadTooLarge { event, size, limit } => write!(
+                "unable to trigger event {event_q} on channel {channel_q}; the channel is not subscribed (or the broker has not acknowledged the subscription yet)", event_q = quoted(event), channel_q = quoted(channel))),
+            Error::InvalidConfig { reason } => sdk_message!(self, f, write!(f, "unable to create the connection; {reason}")),
+            Error::PayloadTooLarge { event, size, limit } => sdk_message!(self, f, write!(
                 f,
-                "unable to trigger event {event_q}; data has {size} bytes, more than the limit of {limit}", event_q = quoted(event)),
-            Error::InvalidMessage { reason } => write!(f, "unable to read the message; {reason}"),
-            Error::InvalidText { reason } => write!(f, "unable to send the message; {reason}"),
-            Error::TextTooLarge { size, limit } => write!(
+                "unable to trigger event {event_q}; data has {size} bytes, more than the limit of {limit}", event_q = quoted(event))),
+            Error::InvalidMessage { reason } => sdk_message!(self, f, write!(f, "unable to read the message; {reason}")),
+            Error::InvalidText { reason } => sdk_message!(self, f, write!(f, "unable to send the message; {reason}")),
+            Error::TextTooLarge { size, limit } => sdk_message!(self, f, write!(
                 f,
                 "unable to send the message; the text has {size} UTF-8 bytes, more than the limit of {limit}"
-            ),
-            Error::InvalidClientId { client_id, reason } => {
-                write!(f, "unable to send message {client_id_q}; {reason}", client_id_q = quoted(client_id))
-            }
-            Error::UnknownClientId { client_id } => write!(
+            )),
+            Error::InvalidClientId { client_id, reason } => sdk_message!(self, f, write!(f, "unable to send message {client_id_q}; {reason}", client_id_q = quoted(client_id))),
+            Error::UnknownClientId { client_id } => sdk_message!(self, f, write!(
                 f,
-                "unable to retry message {client_id_q}; no failed message of this room has that client id", client_id_q = quoted(client_id)),
+                "unable to retry message {client_id_q}; no failed message of this room has that client id", client_id_q = quoted(client_id))),
             Error::E2eeUnsupportedVersion { what, version } => write!(
                 f,
                 "unable to read the {what}; format version {version} is not supported (only 1)"
