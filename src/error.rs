@@ -190,28 +190,32 @@ error_codes! {
     E2eeNoEpoch => "e2ee_no_epoch",
 }
 
-/// The message of a protocol, connection or chat error, as written in a
-/// `Display` arm. The E2EE wasm module (built with `e2ee` and without
-/// `connection`) constructs none of these errors, but a `match` over the enum
-/// links every arm's strings and formatting; there these arms write the
-/// error's code alone instead, which keeps 0.7 KB gzip out of that module
-/// (bench/RESULTS.md). Every other build, native ones included, writes the
-/// full message.
-macro_rules! sdk_message {
-    ($error:ident, $f:ident, $message:expr) => {{
-        #[cfg(any(feature = "connection", not(target_arch = "wasm32")))]
+/// A `Display` arm's message, written in full by every build that can
+/// construct the error: native builds, and the wasm module built with
+/// `$feature`. One `match` links the arms of every variant into each wasm
+/// module, but each module constructs only its own errors: the base module
+/// (`connection`) never an E2EE one, the E2EE module (`e2ee`) never a
+/// protocol, connection or chat one. There the other module's arms write the
+/// code alone, which keeps 0.55 KB gzip out of the base module and 0.7 KB out
+/// of the E2EE module (bench/RESULTS.md).
+macro_rules! message_in {
+    ($feature:literal, $error:ident, $f:ident, $message:expr) => {{
+        #[cfg(any(feature = $feature, not(target_arch = "wasm32")))]
         let written = $message;
-        #[cfg(not(any(feature = "connection", not(target_arch = "wasm32"))))]
+        #[cfg(not(any(feature = $feature, not(target_arch = "wasm32"))))]
         let written = $error.code_only($f);
         written
     }};
 }
 
 impl Error {
-    /// The error's code as its whole message (see `sdk_message!`). Not
-    /// inlined, so the arms that call it are one block instead of a copy of
+    /// The code as the whole message (see `message_in!`). Not inlined, so
+    /// the arms that call it merge into one block instead of a copy of
     /// `code()` each.
-    #[cfg(not(any(feature = "connection", not(target_arch = "wasm32"))))]
+    #[cfg(all(
+        target_arch = "wasm32",
+        not(all(feature = "connection", feature = "e2ee"))
+    ))]
     #[inline(never)]
     fn code_only(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
@@ -219,120 +223,180 @@ impl Error {
 }
 
 impl fmt::Display for Error {
-    // The fields that only the full messages read.
+    // A module's code-only arms leave their fields unread.
     #[cfg_attr(
-        not(any(feature = "connection", not(target_arch = "wasm32"))),
+        all(
+            target_arch = "wasm32",
+            not(all(feature = "connection", feature = "e2ee"))
+        ),
         allow(unused_variables)
     )]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidChannelName { name, reason } => sdk_message!(self, f, write!(f, "unable to use channel name {}; {reason}", quoted(name))),
-            Error::InvalidRoomId { room_id, reason } => sdk_message!(self, f, write!(
-                f,
-                "unable to build a channel name for room id {}; {reason}",
-                quoted(room_id)
-            )),
-            Error::WrongChannelKind { channel, expected } => sdk_message!(self, f, write!(
-                f,
-                "unable to authorize channel {channel_q}; it is not a {expected} channel", channel_q = quoted(channel))),
-            Error::InvalidSocketId => sdk_message!(self, f, f.write_str(
-                "unable to authorize; the socket id is not of the form \"1234.5678\"",
-            )),
-            Error::MalformedFrame { reason } => sdk_message!(self, f, write!(f, "unable to decode frame; {reason}")),
-            Error::InvalidEventData { event, reason } => sdk_message!(self, f, write!(f, "unable to read event {event_q}; {reason}", event_q = quoted(event))),
-            Error::InvalidUserData => sdk_message!(self, f, f.write_str("unable to authorize the user; the user id must be a non-empty string")),
-            Error::AuthKeyMismatch => sdk_message!(self, f, f.write_str(
-                "unable to accept the signature; it was signed with another app key (check that client and server use the same key)",
-            )),
-            Error::InvalidSignature => sdk_message!(self, f, f.write_str("unable to verify the signature; it is malformed or does not match")),
-            Error::MissingAuthParam { name } => sdk_message!(self, f, write!(f, "unable to verify the request; the {name} parameter is missing")),
-            Error::UnsupportedAuthVersion => sdk_message!(self, f, f.write_str("unable to verify the request; only auth_version 1.0 is supported")),
-            Error::TimestampOutOfWindow => sdk_message!(self, f, write!(
-                f,
-                "unable to verify the request; auth_timestamp is more than {} seconds away from the server clock",
-                crate::protocol::AUTH_TIMESTAMP_WINDOW_SECS
-            )),
-            Error::BodyMd5Mismatch => sdk_message!(self, f, f.write_str("unable to verify the request; body_md5 does not match the body")),
-            Error::InvalidAuthResponse { reason } => sdk_message!(self, f, write!(f, "unable to use the auth endpoint's response; {reason}")),
-            Error::ClientEventsDisabled { event } => sdk_message!(self, f, write!(
-                f,
-                "unable to trigger event {event_q}; client events are disabled in the options", event_q = quoted(event))),
-            Error::InvalidEventName { event, reason } => sdk_message!(self, f, write!(f, "unable to trigger event {event_q}; {reason}", event_q = quoted(event))),
-            Error::NotSubscribed { channel, event } => sdk_message!(self, f, write!(
-                f,
-                "unable to trigger event {event_q} on channel {channel_q}; the channel is not subscribed (or the broker has not acknowledged the subscription yet)", event_q = quoted(event), channel_q = quoted(channel))),
-            Error::InvalidConfig { reason } => sdk_message!(self, f, write!(f, "unable to create the connection; {reason}")),
-            Error::PayloadTooLarge { event, size, limit } => sdk_message!(self, f, write!(
-                f,
-                "unable to trigger event {event_q}; data has {size} bytes, more than the limit of {limit}", event_q = quoted(event))),
-            Error::InvalidMessage { reason } => sdk_message!(self, f, write!(f, "unable to read the message; {reason}")),
-            Error::InvalidText { reason } => sdk_message!(self, f, write!(f, "unable to send the message; {reason}")),
-            Error::TextTooLarge { size, limit } => sdk_message!(self, f, write!(
-                f,
-                "unable to send the message; the text has {size} UTF-8 bytes, more than the limit of {limit}"
-            )),
-            Error::InvalidClientId { client_id, reason } => sdk_message!(self, f, write!(f, "unable to send message {client_id_q}; {reason}", client_id_q = quoted(client_id))),
-            Error::UnknownClientId { client_id } => sdk_message!(self, f, write!(
-                f,
-                "unable to retry message {client_id_q}; no failed message of this room has that client id", client_id_q = quoted(client_id))),
-            Error::E2eeUnsupportedVersion { what, version } => write!(
-                f,
-                "unable to read the {what}; format version {version} is not supported (only 1)"
-            ),
-            Error::E2eeMalformed { reason } => {
+            Error::InvalidChannelName { name, reason } => message_in!("connection", self, f, {
+                write!(f, "unable to use channel name {}; {reason}", quoted(name))
+            }),
+            Error::InvalidRoomId { room_id, reason } => message_in!("connection", self, f, {
+                write!(
+                    f,
+                    "unable to build a channel name for room id {}; {reason}",
+                    quoted(room_id)
+                )
+            }),
+            Error::WrongChannelKind { channel, expected } => message_in!("connection", self, f, {
+                write!(
+                    f,
+                    "unable to authorize channel {channel_q}; it is not a {expected} channel",
+                    channel_q = quoted(channel)
+                )
+            }),
+            Error::InvalidSocketId => message_in!("connection", self, f, {
+                f.write_str("unable to authorize; the socket id is not of the form \"1234.5678\"")
+            }),
+            Error::MalformedFrame { reason } => message_in!("connection", self, f, {
+                write!(f, "unable to decode frame; {reason}")
+            }),
+            Error::InvalidEventData { event, reason } => message_in!("connection", self, f, {
+                write!(
+                    f,
+                    "unable to read event {event_q}; {reason}",
+                    event_q = quoted(event)
+                )
+            }),
+            Error::InvalidUserData => message_in!("connection", self, f, {
+                f.write_str("unable to authorize the user; the user id must be a non-empty string")
+            }),
+            Error::AuthKeyMismatch => message_in!("connection", self, f, {
+                f.write_str("unable to accept the signature; it was signed with another app key (check that client and server use the same key)")
+            }),
+            Error::InvalidSignature => message_in!("connection", self, f, {
+                f.write_str("unable to verify the signature; it is malformed or does not match")
+            }),
+            Error::MissingAuthParam { name } => message_in!("connection", self, f, {
+                write!(
+                    f,
+                    "unable to verify the request; the {name} parameter is missing"
+                )
+            }),
+            Error::UnsupportedAuthVersion => message_in!("connection", self, f, {
+                f.write_str("unable to verify the request; only auth_version 1.0 is supported")
+            }),
+            Error::TimestampOutOfWindow => message_in!("connection", self, f, {
+                write!(f, "unable to verify the request; auth_timestamp is more than {} seconds away from the server clock", crate::protocol::AUTH_TIMESTAMP_WINDOW_SECS)
+            }),
+            Error::BodyMd5Mismatch => message_in!("connection", self, f, {
+                f.write_str("unable to verify the request; body_md5 does not match the body")
+            }),
+            Error::InvalidAuthResponse { reason } => message_in!("connection", self, f, {
+                write!(f, "unable to use the auth endpoint's response; {reason}")
+            }),
+            Error::ClientEventsDisabled { event } => {
+                message_in!("connection", self, f, {
+                    write!(f, "unable to trigger event {event_q}; client events are disabled in the options", event_q = quoted(event))
+                })
+            }
+            Error::InvalidEventName { event, reason } => message_in!("connection", self, f, {
+                write!(
+                    f,
+                    "unable to trigger event {event_q}; {reason}",
+                    event_q = quoted(event)
+                )
+            }),
+            Error::NotSubscribed { channel, event } => message_in!("connection", self, f, {
+                write!(f, "unable to trigger event {event_q} on channel {channel_q}; the channel is not subscribed (or the broker has not acknowledged the subscription yet)", event_q = quoted(event), channel_q = quoted(channel))
+            }),
+            Error::InvalidConfig { reason } => message_in!("connection", self, f, {
+                write!(f, "unable to create the connection; {reason}")
+            }),
+            Error::PayloadTooLarge { event, size, limit } => message_in!("connection", self, f, {
+                write!(f, "unable to trigger event {event_q}; data has {size} bytes, more than the limit of {limit}", event_q = quoted(event))
+            }),
+            Error::InvalidMessage { reason } => message_in!("connection", self, f, {
+                write!(f, "unable to read the message; {reason}")
+            }),
+            Error::InvalidText { reason } => message_in!("connection", self, f, {
+                write!(f, "unable to send the message; {reason}")
+            }),
+            Error::TextTooLarge { size, limit } => message_in!("connection", self, f, {
+                write!(f, "unable to send the message; the text has {size} UTF-8 bytes, more than the limit of {limit}")
+            }),
+            Error::InvalidClientId { client_id, reason } => message_in!("connection", self, f, {
+                write!(
+                    f,
+                    "unable to send message {client_id_q}; {reason}",
+                    client_id_q = quoted(client_id)
+                )
+            }),
+            Error::UnknownClientId { client_id } => message_in!("connection", self, f, {
+                write!(f, "unable to retry message {client_id_q}; no failed message of this room has that client id", client_id_q = quoted(client_id))
+            }),
+            Error::E2eeUnsupportedVersion { what, version } => {
+                message_in!("e2ee", self, f, {
+                    write!(f, "unable to read the {what}; format version {version} is not supported (only 1)")
+                })
+            }
+            Error::E2eeMalformed { reason } => message_in!("e2ee", self, f, {
                 write!(f, "unable to read the encrypted object; {reason}")
-            }
-            Error::E2eeBadSignature { what } => {
-                write!(f, "unable to verify the {what}; the signature does not match")
-            }
-            Error::E2eeDecryptFailed => f.write_str(
-                "unable to decrypt; the ciphertext, nonce or associated data was altered or the key is wrong",
-            ),
-            Error::E2eeWrongRoom { expected, actual } => write!(
-                f,
-                "unable to open the encrypted object in room {expected_q}; it belongs to room {actual_q}", expected_q = quoted(expected), actual_q = quoted(actual)),
-            Error::E2eeUnknownEpoch { epoch } => write!(
-                f,
-                "unable to decrypt; this device holds no key for epoch {epoch}"
-            ),
+            }),
+            Error::E2eeBadSignature { what } => message_in!("e2ee", self, f, {
+                write!(
+                    f,
+                    "unable to verify the {what}; the signature does not match"
+                )
+            }),
+            Error::E2eeDecryptFailed => message_in!("e2ee", self, f, {
+                f.write_str("unable to decrypt; the ciphertext, nonce or associated data was altered or the key is wrong")
+            }),
+            Error::E2eeWrongRoom { expected, actual } => message_in!("e2ee", self, f, {
+                write!(f, "unable to open the encrypted object in room {expected_q}; it belongs to room {actual_q}", expected_q = quoted(expected), actual_q = quoted(actual))
+            }),
+            Error::E2eeUnknownEpoch { epoch } => message_in!("e2ee", self, f, {
+                write!(
+                    f,
+                    "unable to decrypt; this device holds no key for epoch {epoch}"
+                )
+            }),
             Error::E2eeNotAMember {
                 user_id,
                 device_id,
                 epoch,
-            } => write!(
-                f,
-                "unable to accept device {device_id_q} of user {user_id_q}; it is not a member of epoch {epoch}", device_id_q = quoted(device_id), user_id_q = quoted(user_id)),
+            } => message_in!("e2ee", self, f, {
+                write!(f, "unable to accept device {device_id_q} of user {user_id_q}; it is not a member of epoch {epoch}", device_id_q = quoted(device_id), user_id_q = quoted(user_id))
+            }),
             Error::E2eeReplay {
                 user_id,
                 message_id,
-            } => write!(
-                f,
-                "unable to accept message {message_id_q} of user {user_id_q}; it was already opened (replay)", message_id_q = quoted(message_id), user_id_q = quoted(user_id)),
-            Error::E2eeDeviceKeyChanged { user_id, device_id } => write!(
-                f,
-                "unable to trust device {device_id_q} of user {user_id_q}; its keys changed since it was first seen", device_id_q = quoted(device_id), user_id_q = quoted(user_id)),
-            Error::E2eeEpochExpired { epoch } => write!(
-                f,
-                "unable to accept a message of epoch {epoch}; it arrived after the late-message window of a newer epoch"
-            ),
-            Error::E2eeWrongRecipient { device_id } => write!(
-                f,
-                "unable to open the key share; it is addressed to device {device_id_q}", device_id_q = quoted(device_id)),
-            Error::E2eeWrongSender { user_id, device_id } => write!(
-                f,
-                "unable to open the key share; it names sender device {device_id_q} of user {user_id_q}, not the record given", device_id_q = quoted(device_id), user_id_q = quoted(user_id)),
-            Error::E2eeMembersMismatch { epoch } => write!(
-                f,
-                "unable to install epoch {epoch}; the member devices differ from those its creator shared it with"
-            ),
-            Error::E2eeContentTooLarge { size, limit } => write!(
-                f,
-                "unable to encrypt the message; the content has {size} bytes, more than the limit of {limit}"
-            ),
-            Error::E2eeInvalidKey { reason } => write!(f, "unable to use the public key; {reason}"),
-            Error::E2eeNoEpoch { room_id } => write!(
-                f,
-                "unable to encrypt for room {room_id_q}; it has no epoch yet (create one first)", room_id_q = quoted(room_id)),
+            } => message_in!("e2ee", self, f, {
+                write!(f, "unable to accept message {message_id_q} of user {user_id_q}; it was already opened (replay)", message_id_q = quoted(message_id), user_id_q = quoted(user_id))
+            }),
+            Error::E2eeDeviceKeyChanged { user_id, device_id } => message_in!("e2ee", self, f, {
+                write!(f, "unable to trust device {device_id_q} of user {user_id_q}; its keys changed since it was first seen", device_id_q = quoted(device_id), user_id_q = quoted(user_id))
+            }),
+            Error::E2eeEpochExpired { epoch } => message_in!("e2ee", self, f, {
+                write!(f, "unable to accept a message of epoch {epoch}; it arrived after the late-message window of a newer epoch")
+            }),
+            Error::E2eeWrongRecipient { device_id } => message_in!("e2ee", self, f, {
+                write!(
+                    f,
+                    "unable to open the key share; it is addressed to device {device_id_q}",
+                    device_id_q = quoted(device_id)
+                )
+            }),
+            Error::E2eeWrongSender { user_id, device_id } => message_in!("e2ee", self, f, {
+                write!(f, "unable to open the key share; it names sender device {device_id_q} of user {user_id_q}, not the record given", device_id_q = quoted(device_id), user_id_q = quoted(user_id))
+            }),
+            Error::E2eeMembersMismatch { epoch } => message_in!("e2ee", self, f, {
+                write!(f, "unable to install epoch {epoch}; the member devices differ from those its creator shared it with")
+            }),
+            Error::E2eeContentTooLarge { size, limit } => message_in!("e2ee", self, f, {
+                write!(f, "unable to encrypt the message; the content has {size} bytes, more than the limit of {limit}")
+            }),
+            Error::E2eeInvalidKey { reason } => message_in!("e2ee", self, f, {
+                write!(f, "unable to use the public key; {reason}")
+            }),
+            Error::E2eeNoEpoch { room_id } => message_in!("e2ee", self, f, {
+                write!(f, "unable to encrypt for room {room_id_q}; it has no epoch yet (create one first)", room_id_q = quoted(room_id))
+            }),
         }
     }
 }
