@@ -195,10 +195,18 @@ error_codes! {
 /// `$feature`. One `match` links the arms of every variant into each wasm
 /// module, but each module constructs only its own errors: the base module
 /// (`connection`) never an E2EE one, the E2EE module (`e2ee`) never a
-/// protocol, connection or chat one. There the other module's arms write the
-/// code alone, which keeps 0.55 KB gzip out of the base module and 0.7 KB out
-/// of the E2EE module (bench/RESULTS.md).
+/// protocol, connection or chat one, and neither of them one of the REST
+/// request checks that only servers make (`native`). There the other arms
+/// write the code alone, which keeps 0.55 KB gzip out of the base module and
+/// 0.7 KB out of the E2EE module (bench/RESULTS.md).
 macro_rules! message_in {
+    (native, $error:ident, $f:ident, $message:expr) => {{
+        #[cfg(not(target_arch = "wasm32"))]
+        let written = $message;
+        #[cfg(target_arch = "wasm32")]
+        let written = $error.code_only($f);
+        written
+    }};
     ($feature:literal, $error:ident, $f:ident, $message:expr) => {{
         #[cfg(any(feature = $feature, not(target_arch = "wasm32")))]
         let written = $message;
@@ -212,10 +220,7 @@ impl Error {
     /// The code as the whole message (see `message_in!`). Not inlined, so
     /// the arms that call it merge into one block instead of a copy of
     /// `code()` each.
-    #[cfg(all(
-        target_arch = "wasm32",
-        not(all(feature = "connection", feature = "e2ee"))
-    ))]
+    #[cfg(target_arch = "wasm32")]
     #[inline(never)]
     fn code_only(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
@@ -224,13 +229,7 @@ impl Error {
 
 impl fmt::Display for Error {
     // A module's code-only arms leave their fields unread.
-    #[cfg_attr(
-        all(
-            target_arch = "wasm32",
-            not(all(feature = "connection", feature = "e2ee"))
-        ),
-        allow(unused_variables)
-    )]
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidChannelName { name, reason } => message_in!("connection", self, f, {
@@ -272,19 +271,19 @@ impl fmt::Display for Error {
             Error::InvalidSignature => message_in!("connection", self, f, {
                 f.write_str("unable to verify the signature; it is malformed or does not match")
             }),
-            Error::MissingAuthParam { name } => message_in!("connection", self, f, {
+            Error::MissingAuthParam { name } => message_in!(native, self, f, {
                 write!(
                     f,
                     "unable to verify the request; the {name} parameter is missing"
                 )
             }),
-            Error::UnsupportedAuthVersion => message_in!("connection", self, f, {
+            Error::UnsupportedAuthVersion => message_in!(native, self, f, {
                 f.write_str("unable to verify the request; only auth_version 1.0 is supported")
             }),
-            Error::TimestampOutOfWindow => message_in!("connection", self, f, {
+            Error::TimestampOutOfWindow => message_in!(native, self, f, {
                 write!(f, "unable to verify the request; auth_timestamp is more than {} seconds away from the server clock", crate::protocol::AUTH_TIMESTAMP_WINDOW_SECS)
             }),
-            Error::BodyMd5Mismatch => message_in!("connection", self, f, {
+            Error::BodyMd5Mismatch => message_in!(native, self, f, {
                 f.write_str("unable to verify the request; body_md5 does not match the body")
             }),
             Error::InvalidAuthResponse { reason } => message_in!("connection", self, f, {
