@@ -240,7 +240,7 @@ impl Connection {
                 {
                     return Ok(Err(raw));
                 }
-                let frame = raw.into_frame()?;
+                let frame = raw.into_frame();
                 // These two reach the app as the broker sent them, once they
                 // check out, rather than re-encoded from their typed form.
                 let passed_on = matches!(frame.event.as_str(), CACHE_MISS | WATCHLIST_EVENTS)

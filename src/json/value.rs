@@ -141,7 +141,7 @@ pub fn from_str(text: &str) -> Result<Value, ParseError> {
 }
 
 impl Value {
-    fn from_read(json: Json<'_>) -> Value {
+    pub(crate) fn from_read(json: Json<'_>) -> Value {
         match json {
             Json::Null => Value::Null,
             Json::Bool(b) => Value::Bool(b),

@@ -10,5 +10,5 @@ use super::{Error, Frame, RawFrame};
 pub fn decode_raw_frame(text: &str) -> Result<(Frame, Option<String>), Error> {
     let raw = RawFrame::decode(text)?;
     let data_json = raw.data_json();
-    Ok((raw.into_frame()?, data_json))
+    Ok((raw.into_frame(), data_json))
 }
