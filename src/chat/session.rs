@@ -38,6 +38,7 @@ use crate::json::{Map, Value};
 
 use super::{ChatMessage, DeliveryStatus, RoomState, StoredMessage, TypingSettings};
 use crate::connection::backoff::{self, Jitter};
+use crate::protocol::hex::percent_encode;
 use crate::protocol::Error;
 
 /// The first retry waits up to this long (full jitter), then twice as long each time.
@@ -432,7 +433,10 @@ impl RoomSession {
     }
 
     fn path(&self) -> String {
-        format!("/api/rooms/{}", percent_encode(&self.config.room_id))
+        format!(
+            "/api/rooms/{}",
+            percent_encode(&self.config.room_id, ENCODE_URI_COMPONENT_KEEPS)
+        )
     }
 
     fn emit(&mut self, event: RoomEvent) {
@@ -1845,23 +1849,23 @@ fn raw_json(text: &str) -> Value {
     crate::json::from_str(text).unwrap_or(Value::Null)
 }
 
-/// `encodeURIComponent` of a room id (ids are validated to a safe alphabet,
-/// so this rarely changes anything; it keeps a path a path).
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+/// What `encodeURIComponent` leaves as it is besides letters and digits: a
+/// room id in a backend path (ids are validated to a safe alphabet, so this
+/// rarely changes anything; it keeps a path a path).
+const ENCODE_URI_COMPONENT_KEEPS: &[u8] = b"-_.!~*'()";
 
 #[cfg(test)]
 mod tests {
-    use super::follow_typing;
+    use super::{follow_typing, percent_encode, ENCODE_URI_COMPONENT_KEEPS};
+
+    /// A room id in a path is written as `encodeURIComponent` writes it.
+    #[test]
+    fn room_ids_are_encoded_as_encode_uri_component_does() {
+        assert_eq!(
+            percent_encode("aZ09-_.!~*'() /?#%é", ENCODE_URI_COMPONENT_KEEPS),
+            "aZ09-_.!~*'()%20%2F%3F%23%25%C3%A9"
+        );
+    }
 
     fn owned(ids: &[&str]) -> Vec<String> {
         ids.iter().map(|id| (*id).to_owned()).collect()

@@ -31,6 +31,7 @@ mod machine;
 use crate::vec_map::VecMap;
 
 use crate::json::Value;
+use crate::protocol::hex::{percent_encode, UNRESERVED};
 
 pub use machine::Connection;
 
@@ -109,23 +110,10 @@ impl Options {
         format!(
             "{scheme}://{}{port}/app/{}?protocol=7&client=domvia-js&version={}&flash=false",
             self.host,
-            percent_encode(&self.key),
+            percent_encode(&self.key, UNRESERVED),
             crate::VERSION
         )
     }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// The state of the connection, as the app sees it (pusher-js's states, less

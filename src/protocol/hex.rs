@@ -2,6 +2,28 @@
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
+/// Percent-encodes every byte but ASCII letters, digits and those in `keep`,
+/// as `%` and two uppercase hex digits (as `encodeURIComponent` writes them).
+/// The one percent-encoder of the crate: the socket URL, REST queries and the
+/// chat backend's paths differ only in `keep`.
+pub(crate) fn percent_encode(text: &str, keep: &[u8]) -> String {
+    const UPPER: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || keep.contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(UPPER[usize::from(byte >> 4)]));
+            out.push(char::from(UPPER[usize::from(byte & 0x0f)]));
+        }
+    }
+    out
+}
+
+/// RFC 3986's unreserved characters other than letters and digits.
+pub(crate) const UNRESERVED: &[u8] = b"-._~";
+
 /// Encodes bytes as lowercase hex.
 pub(crate) fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);

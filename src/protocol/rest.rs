@@ -41,21 +41,6 @@ pub fn md5_hex(body: &[u8]) -> String {
     hex::encode(&Md5::digest(body))
 }
 
-/// Percent-encodes everything but the unreserved characters of RFC 3986
-/// (`A-Z a-z 0-9 - . _ ~`).
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push('%');
-            out.push_str(&hex::encode(&[byte]).to_ascii_uppercase());
-        }
-    }
-    out
-}
-
 /// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is,
 /// and `+` stays a plus (the Pusher libraries do not form-encode).
 fn percent_decode(text: &str) -> Vec<u8> {
@@ -138,9 +123,9 @@ pub fn sign_query(
     let signature = sign_hex(secret.as_bytes(), &message);
     let mut query = String::new();
     for (name, value) in &sorted {
-        query.push_str(&percent_encode(name));
+        query.push_str(&hex::percent_encode(name, hex::UNRESERVED));
         query.push('=');
-        query.push_str(&percent_encode(value));
+        query.push_str(&hex::percent_encode(value, hex::UNRESERVED));
         query.push('&');
     }
     query.push_str("auth_signature=");
@@ -242,8 +227,11 @@ mod tests {
 
     #[test]
     fn percent_coding() {
-        assert_eq!(percent_encode("aZ09-._~"), "aZ09-._~");
-        assert_eq!(percent_encode("a b&c=d+é"), "a%20b%26c%3Dd%2B%C3%A9");
+        assert_eq!(hex::percent_encode("aZ09-._~", hex::UNRESERVED), "aZ09-._~");
+        assert_eq!(
+            hex::percent_encode("a b&c=d+é", hex::UNRESERVED),
+            "a%20b%26c%3Dd%2B%C3%A9"
+        );
         assert_eq!(
             percent_decode("a%20b%26c%3Dd%2B%C3%a9"),
             "a b&c=d+é".as_bytes()
