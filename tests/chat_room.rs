@@ -693,19 +693,21 @@ fn text_is_checked_as_the_backend_does() {
         "whitespace is text to the backend"
     );
     assert!(validate_text("emoji 👋 and ünïcode").is_ok());
-    for bad in [
-        "\u{0}",
-        "a\u{7}b",
-        "\u{1b}[31m",
-        "del\u{7f}",
-        "c1\u{85}",
-        "\u{9f}",
+    for (bad, named) in [
+        ("\u{0}", "U+0000"),
+        ("a\u{7}b", "U+0007"),
+        ("\u{1b}[31m", "U+001B"),
+        ("del\u{7f}", "U+007F"),
+        ("c1\u{85}", "U+0085"),
+        ("\u{9f}", "U+009F"),
     ] {
         let error = validate_text(bad).unwrap_err();
         assert_eq!(error.code(), "invalid_text", "{bad:?}");
         assert!(error
             .to_string()
             .starts_with("unable to send the message; "));
+        // The message names the character, as U+ and four hex digits.
+        assert!(error.to_string().contains(named), "{error}");
     }
 }
 

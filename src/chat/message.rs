@@ -4,7 +4,7 @@
 use crate::json::Value;
 use serde::{Serialize, Serializer};
 
-use crate::protocol::Error;
+use crate::protocol::{hex, Error};
 
 /// The most UTF-8 bytes of text the backend stores (`text_too_large` above).
 pub const MAX_TEXT_BYTES: usize = 4000;
@@ -172,10 +172,13 @@ pub fn validate_text(text: &str) -> Result<(), Error> {
         .chars()
         .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
     {
+        // A control character is at most U+009F, so its code point is one
+        // byte: written from the hex table rather than with `{:04X}`, whose
+        // formatting code would be in the wasm for this message alone.
+        let code = hex::encode(&[u8::try_from(c).unwrap_or(u8::MAX)]).to_ascii_uppercase();
         return Err(Error::InvalidText {
             reason: format!(
-                "the text contains the control character U+{:04X} (only tab, CR and LF are allowed)",
-                u32::from(c)
+                "the text contains the control character U+00{code} (only tab, CR and LF are allowed)"
             ),
         });
     }
