@@ -5,8 +5,8 @@
 // COOP/COEP), so performance.now() has microsecond resolution.
 //
 // A benchmark, not a test: `npm run bench:rtt` (builds the release SDK and the
-// optimised server first). BENCH_ROUND_TRIPS (default 1000 per way) and
-// BENCH_PASSES (default 10: the three ways alternate in short passes, so machine noise falls on all three alike; 300 warm-up round trips each let V8 tier the wasm up first).
+// optimised server first). BENCH_ROUND_TRIPS (default 3000 per way: the p50 of 1000 moved by +-0.07 ms between runs) and
+// BENCH_PASSES (default 30, a multiple of three: the three ways alternate in short passes, so machine noise falls on all three alike, each going first in as many passes as the others; 300 warm-up round trips each let V8 tier the wasm up first).
 // A second table times the client side alone, apart from the broker and the
 // network: a socket's message handler called -> the next send, per way.
 // BENCH_PROFILE=ours (or pusher-js, or raw) runs that way alone and prints the
@@ -15,8 +15,8 @@ import { readFile } from "node:fs/promises";
 import { devApp, launchChromium, repoRoot, startServer } from "../tests/support/harness.mjs";
 import { addSelfTimes, printSelfTimes } from "./support/profile.mjs";
 
-const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 1000);
-const PASSES = Number(process.env.BENCH_PASSES ?? 10);
+const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 3000);
+const PASSES = Number(process.env.BENCH_PASSES ?? 30);
 const WARMUP = 300;
 const PROFILE = process.env.BENCH_PROFILE;
 const WAYS = ["ours", "pusher-js", "raw WebSockets"].filter((name) => PROFILE === undefined || name.startsWith(PROFILE));
@@ -221,9 +221,14 @@ try {
     for (const name of only) ways[name] = await open[name]();
     const samples = Object.fromEntries(Object.keys(ways).map((name) => [name, []]));
     for (const [name, way] of Object.entries(ways)) await measure(name, way, warmup, false);
+    // The order rotates from pass to pass: the way that runs first in a pass
+    // measured slower (0.05-0.1 ms at p50 when that was always ours), so each
+    // way goes first equally often.
+    const names = Object.keys(ways);
     for (let pass = 0; pass < passes; pass++) {
-      for (const [name, way] of Object.entries(ways)) {
-        samples[name].push(...(await measure(name, way, Math.ceil(roundTrips / passes), true)));
+      for (let k = 0; k < names.length; k++) {
+        const name = names[(pass + k) % names.length];
+        samples[name].push(...(await measure(name, ways[name], Math.ceil(roundTrips / passes), true)));
       }
     }
     hopWay = undefined;
