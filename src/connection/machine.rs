@@ -15,7 +15,7 @@ use crate::protocol::{
     close_action, parse_presence_channel_data, validate_channel_name, ChannelAuth, ChannelKind,
     CloseAction, Error, Event, Frame, PresenceSnapshot, UserAuth, CLIENT_EVENT_PREFIX,
 };
-use crate::protocol::{is_json, write_frame, RawFrame};
+use crate::protocol::{data_json, is_json, write_frame, RawFrame};
 
 /// The server's activity timeout when it announces 0 (Pusher's default).
 const DEFAULT_SERVER_ACTIVITY_MS: u64 = 120_000;
@@ -251,7 +251,7 @@ impl Connection {
                 Ok(Ok((_, Some(frame)))) => self.deliver_frame(frame),
                 Ok(Ok((event, None))) => self.handle_event(now_ms, event),
                 Ok(Err(raw)) => {
-                    let data = raw.data_json();
+                    let data = raw.data.map(data_json);
                     self.deliver(raw.channel, raw.event, data, raw.user_id);
                 }
                 Err(error) => self.notify(Notice::Error {

@@ -23,7 +23,7 @@ const F64_OVERFLOW_DIGITS: &[u8; 309] = b"17976931348623158079372897140530341507
 
 /// A JSON value borrowing from the text it was read from (a string with
 /// escapes is the one owned part).
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Json<'a> {
     Null,
     Bool(bool),

@@ -199,7 +199,7 @@ pub(crate) struct RawFrame<'a> {
     pub(crate) event: String,
     pub(crate) channel: Option<String>,
     /// The `data` member as read: strings without escapes borrow the text.
-    data: Option<Json<'a>>,
+    pub(crate) data: Option<Json<'a>>,
     pub(crate) user_id: Option<String>,
 }
 
@@ -208,9 +208,9 @@ impl<'a> RawFrame<'a> {
     /// (both use the one reader, so they agree on every text, numbers beyond
     /// the f64 range included), but leaves `data` as read.
     ///
-    /// One pass of the reader over the text: it used to be checked by one
-    /// pass, scanned for its members by a second and each member read by a
-    /// third, which was most of a received message's cost in the wasm.
+    /// The tree of one pass of the reader is kept, and the members taken
+    /// from it: checking the text, then scanning it for the members and
+    /// reading each again was most of a received message's cost in the wasm.
     pub(crate) fn decode(text: &'a str) -> Result<RawFrame<'a>, Error> {
         let Some(json) = Json::parse(text) else {
             return Err(malformed("it is not JSON"));
@@ -252,15 +252,21 @@ impl<'a> RawFrame<'a> {
         }
     }
 
-    /// The JSON text of `data` by the `data` rule, without building a value: a
-    /// string holding JSON text becomes that text (as the sender wrote it,
-    /// spacing and key order kept), any other string or value its compact
-    /// JSON text (key order and numbers as written).
+    /// The JSON text of `data` by the `data` rule (see [`data_json`]).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn data_json(&self) -> Option<String> {
-        match self.data.as_ref()? {
-            Json::String(inner) if is_json(inner) => Some(inner.to_string()),
-            other => Some(other.to_compact_string()),
-        }
+        self.data.clone().map(data_json)
+    }
+}
+
+/// The JSON text of a frame's `data` by the `data` rule, without building a
+/// value: a string holding JSON text becomes that text (as the sender wrote
+/// it, spacing and key order kept, and moved rather than copied), any other
+/// string or value its compact JSON text (key order and numbers as written).
+pub(crate) fn data_json(data: Json<'_>) -> String {
+    match data {
+        Json::String(inner) if is_json(&inner) => inner.into_owned(),
+        other => other.to_compact_string(),
     }
 }
 

@@ -35,6 +35,6 @@ pub use channel::{
 };
 pub use close::{close_action, CloseAction};
 pub use event::{Event, PresenceSnapshot, WatchlistEvent};
-pub(crate) use frame::{is_json, push_json_string, write_frame, RawFrame};
+pub(crate) use frame::{data_json, is_json, push_json_string, write_frame, RawFrame};
 pub use frame::{Frame, CLIENT_EVENT_PREFIX};
 pub use rest::{md5_hex, sign_query, verify_query, AUTH_TIMESTAMP_WINDOW_SECS, AUTH_VERSION};
