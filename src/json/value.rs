@@ -12,6 +12,7 @@
 use std::fmt;
 
 use super::read::Json;
+use super::split_once_ascii;
 use crate::protocol::push_json_string;
 use crate::vec_map::VecMap;
 
@@ -48,11 +49,12 @@ impl Number {
             Some(text) => (true, text),
             None => (false, self.0.as_str()),
         };
-        let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        let (mantissa, exponent) = match split_once_ascii(text, |b| b == b'e' || b == b'E') {
             Some((mantissa, exponent)) => (mantissa, exponent.parse::<i64>().ok()?),
             None => (text, 0),
         };
-        let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let (integer, fraction) =
+            split_once_ascii(mantissa, |b| b == b'.').unwrap_or((mantissa, ""));
         // How many of the digits come before the decimal point.
         let point = (integer.len() as i64).checked_add(exponent)?;
         let mut value: u64 = 0;

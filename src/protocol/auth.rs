@@ -8,7 +8,7 @@
 //! server signs; the broker verifies; the browser only checks the shape of what
 //! its auth endpoint returned.
 
-use crate::json::Value;
+use crate::json::{rsplit_once_ascii, split_once_ascii, Value};
 use serde::Serialize;
 
 use super::mac::{sign_hex, verify_hex};
@@ -48,7 +48,7 @@ pub struct PresenceMember {
 /// digits (`^\d+\.\d+$`, ASCII digits only).
 pub fn validate_socket_id(socket_id: &str) -> Result<(), Error> {
     let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    match socket_id.split_once('.') {
+    match split_once_ascii(socket_id, |b| b == b'.') {
         Some((left, right)) if digits(left) && digits(right) => Ok(()),
         _ => Err(Error::InvalidSocketId),
     }
@@ -151,7 +151,7 @@ pub fn authenticate_user(
 
 /// Splits `key:signature`, checking the key.
 fn signature_for<'a>(key: &str, auth: &'a str) -> Result<&'a str, Error> {
-    let (auth_key, signature) = auth.rsplit_once(':').ok_or(Error::InvalidSignature)?;
+    let (auth_key, signature) = rsplit_once_ascii(auth, b':').ok_or(Error::InvalidSignature)?;
     if auth_key != key {
         return Err(Error::AuthKeyMismatch);
     }
@@ -263,9 +263,8 @@ pub fn parse_channel_auth_response(
     let Some(Value::String(auth)) = map.get("auth") else {
         return Err(bad_response("the response has no string auth"));
     };
-    let well_formed = auth
-        .rsplit_once(':')
-        .filter(|(_, signature)| hex::is_lower_hex(signature, 64));
+    let well_formed =
+        rsplit_once_ascii(auth, b':').filter(|(_, signature)| hex::is_lower_hex(signature, 64));
     let Some((signed_key, _)) = well_formed else {
         return Err(bad_response(
             "auth is not of the form \"key:signature\" with a 64-digit lowercase hex signature",
