@@ -10,7 +10,7 @@
 use crate::chat::json::push_u64;
 use crate::error::Error;
 #[cfg(feature = "connection")]
-use crate::json::Value;
+use crate::json::{split_once_ascii, Value};
 #[cfg(feature = "connection")]
 use crate::protocol::{self, push_json_string, CloseAction};
 use wasm_bindgen::prelude::*;
@@ -161,12 +161,13 @@ pub(crate) fn js_number_as_u64(value: &Value) -> Option<u64> {
     if let Some(whole) = number.as_whole_u64() {
         return Some(whole);
     }
-    Some(match text.split_once(['e', 'E']) {
+    Some(match split_once_ascii(text, |b| b == b'e' || b == b'E') {
         // JSON.stringify writes an exponent only below 1e-6 or from 1e21 on.
         Some((_, exponent)) if exponent.starts_with('-') => 0,
         Some(_) => u64::MAX,
         None => {
-            let integer = text.split('.').next().unwrap_or("0");
+            let integer =
+                split_once_ascii(text, |b| b == b'.').map_or(text, |(integer, _)| integer);
             integer.parse().unwrap_or(u64::MAX)
         }
     })
