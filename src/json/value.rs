@@ -79,6 +79,28 @@ impl Number {
         (!negative || value == 0).then_some(value)
     }
 
+    /// The number as the wasm boundary reads a JS number into a u64 (`to_u64`
+    /// in src/wasm): fractions dropped, negatives 0, beyond `u64::MAX`
+    /// saturated. For the text `JSON.stringify` writes, which has an exponent
+    /// only below 1e-6 or from 1e21 on; pure, so that it is tested natively.
+    pub fn saturating_u64(&self) -> u64 {
+        let text = self.0.as_str();
+        if text.starts_with('-') {
+            return 0;
+        }
+        if let Some(whole) = self.as_whole_u64() {
+            return whole;
+        }
+        match split_once_ascii(text, |b| b == b'e' || b == b'E') {
+            Some((_, exponent)) if exponent.starts_with('-') => 0,
+            Some(_) => u64::MAX,
+            None => split_once_ascii(text, |b| b == b'.')
+                .map_or(text, |(integer, _)| integer)
+                .parse()
+                .unwrap_or(u64::MAX),
+        }
+    }
+
     /// The number as an i64 when it is written as an integer in range.
     pub fn as_i64(&self) -> Option<i64> {
         match self.0.strip_prefix('-') {
@@ -538,6 +560,34 @@ mod tests {
                 panic!("{text} is a number")
             };
             assert_eq!(n.as_whole_u64(), expected, "{text}");
+        }
+    }
+
+    /// What `JSON.stringify` writes for a JS number, read as the boundary's
+    /// `to_u64` reads the number itself.
+    #[test]
+    fn js_numbers_saturate_to_u64() {
+        for (text, expected) in [
+            ("0", 0),
+            ("7", 7),
+            ("2.5", 2),
+            ("0.999", 0),
+            ("-3", 0),
+            ("-0", 0),
+            ("-2.5", 0),
+            ("1e-7", 0),
+            ("1.5e-7", 0),
+            ("1e21", u64::MAX),
+            ("1.8446744073709552e+21", u64::MAX),
+            ("18446744073709551615", u64::MAX),
+            ("18446744073709551616", u64::MAX),
+            ("123456789012345680000", u64::MAX),
+            ("9007199254740991", 9_007_199_254_740_991),
+        ] {
+            let Value::Number(n) = from_str(text).unwrap() else {
+                panic!("{text} is a number")
+            };
+            assert_eq!(n.saturating_u64(), expected, "{text}");
         }
     }
 

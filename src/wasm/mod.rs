@@ -10,7 +10,7 @@
 use crate::chat::json::push_u64;
 use crate::error::Error;
 #[cfg(feature = "connection")]
-use crate::json::{split_once_ascii, Value};
+use crate::json::Value;
 #[cfg(feature = "connection")]
 use crate::protocol::{self, push_json_string, CloseAction};
 use wasm_bindgen::prelude::*;
@@ -149,28 +149,12 @@ impl<'a> JsonObject<'a> {
 
 #[cfg(feature = "connection")]
 /// A JS number (from `JSON.stringify`) as the core's u64, as [`to_u64`] reads
-/// one: fractions dropped, negatives 0, beyond `u64::MAX` saturated.
+/// one (see [`crate::json::Number::saturating_u64`]).
 pub(crate) fn js_number_as_u64(value: &Value) -> Option<u64> {
-    let Value::Number(number) = value else {
-        return None;
-    };
-    let text = number.as_str();
-    if text.starts_with('-') {
-        return Some(0);
+    match value {
+        Value::Number(number) => Some(number.saturating_u64()),
+        _ => None,
     }
-    if let Some(whole) = number.as_whole_u64() {
-        return Some(whole);
-    }
-    Some(match split_once_ascii(text, |b| b == b'e' || b == b'E') {
-        // JSON.stringify writes an exponent only below 1e-6 or from 1e21 on.
-        Some((_, exponent)) if exponent.starts_with('-') => 0,
-        Some(_) => u64::MAX,
-        None => {
-            let integer =
-                split_once_ascii(text, |b| b == b'.').map_or(text, |(integer, _)| integer);
-            integer.parse().unwrap_or(u64::MAX)
-        }
-    })
 }
 
 /// A JS value as the core's JSON value, through `JSON.stringify`; `None` for
