@@ -197,8 +197,8 @@ error_codes! {
 /// (`connection`) never an E2EE one, the E2EE module (`e2ee`) never a
 /// protocol, connection or chat one, and neither of them one of the REST
 /// request checks that only servers make (`native`). There the other arms
-/// write the code alone, which keeps 0.55 KB gzip out of the base module and
-/// 0.7 KB out of the E2EE module (bench/RESULTS.md).
+/// write the code alone, which keeps 0.7 KB gzip out of each module
+/// (bench/RESULTS.md).
 macro_rules! message_in {
     (native, $error:ident, $f:ident, $message:expr) => {{
         #[cfg(not(target_arch = "wasm32"))]

@@ -1,8 +1,8 @@
 //! Frame decoding on both sides of the wire, from arbitrary text:
-//! - the server's reader (`Frame::decode`, what the broker reads from clients)
-//!   and the client's (`RawFrame::decode`, what the SDK reads from servers)
-//!   agree, and never panic, and the client's JSON text of the data means the
-//!   data the server's reader built;
+//! - the one envelope reader (`Frame::decode`, what the broker reads from
+//!   clients, on `RawFrame::decode`, what the SDK reads from servers) never
+//!   panics, and the client's JSON text of the data means the data
+//!   `Frame::decode` built;
 //! - a decoded frame round-trips through both encoders;
 //! - a typed event read from a frame round-trips through `Event::to_frame`;
 //! - the client's connection machine takes the text as a server message.
@@ -18,18 +18,13 @@ fuzz_target!(|bytes: &[u8]| {
         return;
     };
     let server = Frame::decode(text);
-    let client = decode_raw_frame(text);
-    match (&server, &client) {
-        (Ok(frame), Ok((raw, data_json))) => {
-            assert_eq!(frame, raw, "the two readers differ");
-            // The data's JSON text, as the app gets it, means the same data.
-            let data = data_json
-                .as_deref()
-                .map(|json| domvia_realtime::json::from_str(json).expect("data_json is JSON"));
-            assert_eq!(data.as_ref(), frame.data.as_ref(), "data_json differs");
-        }
-        (Err(a), Err(b)) => assert_eq!(a.code(), b.code()),
-        _ => panic!("one reader accepts what the other refuses: {server:?} vs {client:?}"),
+    // The client reads the envelope with the same reader; the data's JSON
+    // text, as the app gets it, is built another way and means the same data.
+    if let (Ok(frame), Ok((_, data_json))) = (&server, decode_raw_frame(text)) {
+        let data = data_json
+            .as_deref()
+            .map(|json| domvia_realtime::json::from_str(json).expect("data_json is JSON"));
+        assert_eq!(data.as_ref(), frame.data.as_ref(), "data_json differs");
     }
     if let Ok(frame) = server {
         assert_eq!(Frame::decode(&frame.encode()).as_ref(), Ok(&frame));

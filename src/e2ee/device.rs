@@ -344,13 +344,12 @@ pub fn safety_number(a: &DeviceRecord, b: &DeviceRecord) -> String {
         }
         let n = chunk.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b)) % 100_000;
         for power in [10_000, 1_000, 100, 10, 1] {
-            out.push(char::from(DECIMAL_DIGITS[(n / power % 10) as usize]));
+            // A digit, 0-9: fits a u8.
+            out.push(char::from(b'0' + (n / power % 10) as u8));
         }
     }
     out
 }
-
-const DECIMAL_DIGITS: &[u8; 10] = b"0123456789";
 
 /// What [`KnownDevices::check`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

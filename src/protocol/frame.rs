@@ -92,17 +92,6 @@ fn decode_data(data: Value) -> Value {
     }
 }
 
-/// Takes an optional string member; `null` counts as absent.
-fn optional_string(member: &mut Option<Value>, key: &str) -> Result<Option<String>, Error> {
-    match member.take() {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(_) => Err(Error::MalformedFrame {
-            reason: format!("{key} is not a string"),
-        }),
-    }
-}
-
 impl Frame {
     /// A frame with only an event name.
     pub fn new(event: impl Into<String>) -> Frame {
@@ -144,24 +133,8 @@ impl Frame {
     /// has no string `event`, or has a `channel` or `user_id` that is neither a
     /// string nor null. Other members are ignored.
     pub fn decode(text: &str) -> Result<Frame, Error> {
-        let value: Value = crate::json::from_str(text).map_err(|_| malformed("it is not JSON"))?;
-        let Value::Object(mut map) = value else {
-            return Err(malformed("it is not a JSON object"));
-        };
-        let event = match map.remove("event") {
-            Some(Value::String(event)) => event,
-            Some(_) => return Err(malformed("event is not a string")),
-            None => return Err(malformed("it has no event")),
-        };
-        let channel = optional_string(&mut map.remove("channel"), "channel")?;
-        let user_id = optional_string(&mut map.remove("user_id"), "user_id")?;
-        let data = map.remove("data").map(decode_data);
-        Ok(Frame {
-            event,
-            channel,
-            data,
-            user_id,
-        })
+        // The one envelope reader, the client's, with `data` then built.
+        RawFrame::decode(text).map(RawFrame::into_frame)
     }
 
     /// Encodes the frame as a server sends it: `data` is a JSON string holding
@@ -491,7 +464,7 @@ mod tests {
     }
 
     #[test]
-    fn a_raw_frame_decodes_as_a_frame_does_and_keeps_data_text() {
+    fn data_json_means_the_frames_data_and_keeps_its_text() {
         let cases = [
             r#"{"event":"e","channel":"c","data":"{\"b\":1, \"a\":[2]}","user_id":"u"}"#,
             r#"{"event":"e","data":{"b":1,"a":"x"},"extra":[1,{"y":null}]}"#,
@@ -512,8 +485,19 @@ mod tests {
                 .as_deref()
                 .map(|t| crate::json::from_str(t).unwrap());
             assert_eq!(data, frame.data, "{text}");
-            assert_eq!(raw.into_frame(), frame, "{text}");
         }
+        // The envelope: a later duplicate wins, an escaped key is its text.
+        let frame = Frame::decode(cases[0]).unwrap();
+        assert_eq!(
+            (
+                frame.event.as_str(),
+                frame.channel.as_deref(),
+                frame.user_id.as_deref()
+            ),
+            ("e", Some("c"), Some("u"))
+        );
+        assert_eq!(Frame::decode(cases[5]).unwrap().event, "later");
+        assert_eq!(Frame::decode(cases[7]).unwrap().event, "e");
         // The sender's key order and spacing survive.
         let raw = RawFrame::decode(cases[0]).unwrap();
         assert_eq!(raw.data_json().as_deref(), Some(r#"{"b":1, "a":[2]}"#));
@@ -526,28 +510,27 @@ mod tests {
     }
 
     #[test]
-    fn a_raw_frame_fails_as_a_frame_does() {
-        for text in [
-            "",
-            "{",
-            "[1,2]",
-            "7",
-            "null",
-            r#""x""#,
-            "{}",
-            r#"{"event":5}"#,
-            r#"{"event":"e","channel":5}"#,
-            r#"{"event":"e","user_id":{}}"#,
-            r#"{"event":"e"} x"#,
+    fn a_frame_that_is_not_an_envelope_fails_with_its_reason() {
+        for (text, reason) in [
+            ("", "it is not JSON"),
+            ("{", "it is not JSON"),
+            (r#"{"event":"e"} x"#, "it is not JSON"),
+            // Numbers beyond the f64 range too, as serde_json refuses them.
+            (r#"{"event":"client-x","data":1e400}"#, "it is not JSON"),
+            ("[1,2]", "it is not a JSON object"),
+            ("7", "it is not a JSON object"),
+            ("null", "it is not a JSON object"),
+            (r#""x""#, "it is not a JSON object"),
+            ("{}", "it has no event"),
+            (r#"{"event":5}"#, "event is not a string"),
+            (r#"{"event":"e","channel":5}"#, "channel is not a string"),
+            (r#"{"event":"e","user_id":{}}"#, "user_id is not a string"),
         ] {
-            let expected = Frame::decode(text).unwrap_err();
-            assert_eq!(RawFrame::decode(text).unwrap_err(), expected, "{text}");
+            assert_eq!(
+                Frame::decode(text).unwrap_err(),
+                malformed(reason),
+                "{text}"
+            );
         }
-        // Numbers beyond the f64 range too: one reader checks both.
-        let huge = r#"{"event":"client-x","data":1e400}"#;
-        assert_eq!(
-            RawFrame::decode(huge).unwrap_err(),
-            Frame::decode(huge).unwrap_err()
-        );
     }
 }
