@@ -1014,12 +1014,7 @@ impl ActionQueue {
 }
 
 /// Starts the subscription of `entry` on the established socket `socket_id`.
-fn begin_subscription(
-    name: &str,
-    entry: &mut Channel,
-    socket_id: &str,
-    actions: &mut ActionQueue,
-) {
+fn begin_subscription(name: &str, entry: &mut Channel, socket_id: &str, actions: &mut ActionQueue) {
     if entry.kind.requires_auth() {
         entry.step = Step::Authorizing {
             socket_id: socket_id.to_owned(),
@@ -1096,7 +1091,9 @@ mod tests {
 
     #[test]
     fn actions_come_out_in_the_order_pushed_across_batches() {
-        let send = |n: usize| Action::Send { text: n.to_string() };
+        let send = |n: usize| Action::Send {
+            text: n.to_string(),
+        };
         let mut queue = ActionQueue::default();
         let mut taken = Vec::new();
         let mut next = 0;
