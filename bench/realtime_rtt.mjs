@@ -6,9 +6,15 @@
 //
 // A benchmark, not a test: `npm run bench:rtt` (builds the release SDK and the
 // optimised server first). BENCH_ROUND_TRIPS (default 3000 per way: the p50 of 1000 moved by +-0.07 ms between runs) and
-// BENCH_PASSES (default 30, a multiple of three: the three ways alternate in short passes, so machine noise falls on all three alike, each going first in as many passes as the others; 300 warm-up round trips each let V8 tier the wasm up first).
+// BENCH_PASSES (default 30, a multiple of the number of ways: the ways alternate in short passes, so machine noise falls on all three alike, each going first in as many passes as the others; 300 warm-up round trips each let V8 tier the wasm up first).
 // A second table times the client side alone, apart from the broker and the
-// network: a socket's message handler called -> the next send, per way.
+// network: a socket's message handler called -> the next send, per way, and
+// for a handler that sent, the send -> the handler's return (work after a
+// send delays the message: see BENCH_TAIL_US).
+// BENCH_TAIL_US=20 adds a fourth way, raw WebSockets that spin 20 us on the
+// main thread after each send: what that much work after a send costs a
+// round trip here (2026-12-07, four runs: +0.04 ms mean for the two 20 us
+// tails of a round trip, from -0.025 to +0.105, within run-to-run noise).
 // BENCH_PROFILE=ours (or pusher-js, or raw) runs that way alone and prints the
 // page's JavaScript self time per function (CDP Profiler) under its figures.
 import { readFile } from "node:fs/promises";
@@ -16,10 +22,14 @@ import { devApp, launchChromium, repoRoot, startServer } from "../tests/support/
 import { addSelfTimes, printSelfTimes } from "./support/profile.mjs";
 
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 3000);
-const PASSES = Number(process.env.BENCH_PASSES ?? 30);
 const WARMUP = 300;
 const PROFILE = process.env.BENCH_PROFILE;
-const WAYS = ["ours", "pusher-js", "raw WebSockets"].filter((name) => PROFILE === undefined || name.startsWith(PROFILE));
+const TAIL_US = Number(process.env.BENCH_TAIL_US ?? 0);
+// With a fourth way, 32 passes so that each goes first equally often.
+const PASSES = Number(process.env.BENCH_PASSES ?? (TAIL_US > 0 ? 32 : 30));
+const WAYS = ["ours", "pusher-js", "raw WebSockets", ...(TAIL_US > 0 ? ["raw + tail"] : [])].filter(
+  (name) => PROFILE === undefined || name.startsWith(PROFILE),
+);
 if (WAYS.length !== 1 && PROFILE !== undefined) throw new Error(`BENCH_PROFILE is ours, pusher-js or raw, not ${PROFILE}`);
 
 process.env.DOMVIA_SERVER_BIN ??= `${repoRoot}target/server/domvia-server`;
@@ -42,15 +52,17 @@ try {
     await cdp.send("Profiler.setSamplingInterval", { interval: 50 });
     await cdp.send("Profiler.start");
   }
-  const { samples: results, hops } = await page.evaluate(async ({ key, port, roundTrips, passes, warmup, only }) => {
+  const { samples: results, hops, tails } = await page.evaluate(async ({ key, port, roundTrips, passes, warmup, only, tailUs }) => {
     if (!crossOriginIsolated) throw new Error("the page is not cross-origin isolated: timings would be coarse");
     // The client side of a round trip, apart from the broker and the network:
     // from a socket's message handler being called to the next send on any
     // socket (the responder's pong, or the pinger's next ping). Installed
     // before any client exists, so all three ways are timed by the same hooks.
     const hops = {};
+    const tails = {};
     let hopWay;
     let hopStart;
+    let sentAt;
     {
       const onmessage = Object.getOwnPropertyDescriptor(WebSocket.prototype, "onmessage");
       Object.defineProperty(WebSocket.prototype, "onmessage", {
@@ -61,7 +73,13 @@ try {
         set(handler) {
           const timed = handler && function (message) {
             hopStart = performance.now();
-            return handler.call(this, message);
+            sentAt = undefined;
+            const result = handler.call(this, message);
+            if (sentAt !== undefined && hopWay !== undefined) {
+              tails[hopWay] ??= [];
+              tails[hopWay].push(performance.now() - sentAt);
+            }
+            return result;
           };
           onmessage.set.call(this, timed);
         },
@@ -73,7 +91,9 @@ try {
           hops[hopWay].push(performance.now() - hopStart);
         }
         hopStart = undefined;
-        return send.call(this, data);
+        const result = send.call(this, data);
+        sentAt = performance.now();
+        return result;
       };
     }
     const sdk = await import("/sdk/realtime/dist/index.js");
@@ -143,7 +163,11 @@ try {
       };
     }
 
-    async function raw() {
+    const spin = (us) => {
+      const end = performance.now() + us / 1000;
+      while (performance.now() < end);
+    };
+    async function raw(tailUs = 0) {
       const channelName = await newChannel();
       const make = async () => {
         const socket = new WebSocket(`ws://127.0.0.1:${port}/app/${key}?protocol=7&client=raw&version=1`);
@@ -171,7 +195,9 @@ try {
       const b = await make();
       b.onmessage = (message) => {
         const frame = JSON.parse(message.data);
-        if (frame.event === "client-ping") b.send(JSON.stringify({ event: "client-pong", channel: channelName, data: JSON.parse(frame.data) }));
+        if (frame.event !== "client-ping") return;
+        b.send(JSON.stringify({ event: "client-pong", channel: channelName, data: JSON.parse(frame.data) }));
+        if (tailUs > 0) spin(tailUs);
       };
       let handler = () => {};
       a.onmessage = (message) => {
@@ -179,7 +205,10 @@ try {
         if (frame.event === "client-pong") handler(JSON.parse(frame.data).i);
       };
       return {
-        send: (i) => a.send(JSON.stringify({ event: "client-ping", channel: channelName, data: { i } })),
+        send: (i) => {
+          a.send(JSON.stringify({ event: "client-ping", channel: channelName, data: { i } }));
+          if (tailUs > 0) spin(tailUs);
+        },
         onPong: (h) => {
           handler = h;
           return () => { handler = () => {}; };
@@ -216,7 +245,7 @@ try {
       return samples;
     }
 
-    const open = { ours, "pusher-js": pusher, "raw WebSockets": raw };
+    const open = { ours, "pusher-js": pusher, "raw WebSockets": () => raw(), "raw + tail": () => raw(tailUs) };
     const ways = {};
     for (const name of only) ways[name] = await open[name]();
     const samples = Object.fromEntries(Object.keys(ways).map((name) => [name, []]));
@@ -233,8 +262,8 @@ try {
     }
     hopWay = undefined;
     for (const way of Object.values(ways)) way.close();
-    return { samples, hops };
-  }, { key: devApp.key, port: server.port, roundTrips: ROUND_TRIPS, passes: PASSES, warmup: WARMUP, only: WAYS });
+    return { samples, hops, tails };
+  }, { key: devApp.key, port: server.port, roundTrips: ROUND_TRIPS, passes: PASSES, warmup: WARMUP, only: WAYS, tailUs: TAIL_US });
   const profile = cdp === undefined ? undefined : (await cdp.send("Profiler.stop")).profile;
 
   const summary = (values) => {
@@ -260,10 +289,11 @@ try {
     return (sorted.reduce((s, x) => s + x, 0) / sorted.length) * 1000;
   };
   console.log("\n# client side: a socket's message handler called -> the next send (two hops per round trip)");
-  console.log("| client | hops | p50 | mean of lowest 90% | that - raw |\n| --- | ---: | ---: | ---: | ---: |");
+  console.log("| client | hops | p50 | mean of lowest 90% | that - raw | after a send in the handler (lowest 90%) |\n| --- | ---: | ---: | ---: | ---: | ---: |");
   for (const [name, values] of Object.entries(hops)) {
     const p50 = [...values].sort((a, b) => a - b)[values.length >> 1] * 1000;
-    console.log(`| ${name} | ${values.length} | ${p50.toFixed(0)} us | ${lowMean(values).toFixed(1)} us | ${(lowMean(values) - lowMean(hopFloor)).toFixed(1)} us |`);
+    const tail = tails[name] === undefined ? "-" : `${lowMean(tails[name]).toFixed(1)} us`;
+    console.log(`| ${name} | ${values.length} | ${p50.toFixed(0)} us | ${lowMean(values).toFixed(1)} us | ${(lowMean(values) - lowMean(hopFloor)).toFixed(1)} us | ${tail} |`);
   }
   if (profile !== undefined) {
     console.log(`\n## Self time by function, ${WAYS[0]} alone, warm-up included (BENCH_PROFILE)\n`);
