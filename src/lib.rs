@@ -10,6 +10,7 @@ pub mod connection;
 #[cfg(feature = "e2ee")]
 pub mod e2ee;
 pub mod error;
+pub mod fifo;
 pub mod json;
 pub mod protocol;
 pub mod vec_map;

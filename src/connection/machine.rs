@@ -1,5 +1,6 @@
 //! [`Connection`]: the state machine behind the module's documentation.
 
+use crate::fifo::Fifo;
 use crate::vec_map::VecMap;
 
 use crate::json::Value;
@@ -114,7 +115,7 @@ pub struct Connection {
     user_auth: Option<String>,
     /// The broker confirmed `pusher:signin` on the current socket.
     signed_in: bool,
-    actions: ActionQueue,
+    actions: Fifo<Action>,
 }
 
 impl Connection {
@@ -134,7 +135,7 @@ impl Connection {
             channels: VecMap::new(),
             user_auth: None,
             signed_in: false,
-            actions: ActionQueue::default(),
+            actions: Fifo::new(),
         }
     }
 
@@ -990,31 +991,13 @@ impl Connection {
     }
 }
 
-/// The machine's actions, oldest first. A `Vec` and the iterator of the
-/// batch being taken rather than a `VecDeque`, whose ring-buffer code was
-/// 0.3 KB of the base wasm module: actions pushed while a batch is taken wait
-/// in `queued` until it runs out, so the order holds.
-#[derive(Debug, Default)]
-struct ActionQueue {
-    queued: Vec<Action>,
-    due: std::vec::IntoIter<Action>,
-}
-
-impl ActionQueue {
-    fn push_back(&mut self, action: Action) {
-        self.queued.push(action);
-    }
-
-    fn pop_front(&mut self) -> Option<Action> {
-        self.due.next().or_else(|| {
-            self.due = std::mem::take(&mut self.queued).into_iter();
-            self.due.next()
-        })
-    }
-}
-
 /// Starts the subscription of `entry` on the established socket `socket_id`.
-fn begin_subscription(name: &str, entry: &mut Channel, socket_id: &str, actions: &mut ActionQueue) {
+fn begin_subscription(
+    name: &str,
+    entry: &mut Channel,
+    socket_id: &str,
+    actions: &mut Fifo<Action>,
+) {
     if entry.kind.requires_auth() {
         entry.step = Step::Authorizing {
             socket_id: socket_id.to_owned(),
@@ -1039,7 +1022,7 @@ fn fail_channel(
     entry: &mut Channel,
     status: Option<u16>,
     message: String,
-    actions: &mut ActionQueue,
+    actions: &mut Fifo<Action>,
 ) {
     entry.state = ChannelState::Failed;
     entry.await_connection();
@@ -1087,32 +1070,6 @@ mod tests {
         );
         while connection.poll_action().is_some() {}
         connection
-    }
-
-    #[test]
-    fn actions_come_out_in_the_order_pushed_across_batches() {
-        let send = |n: usize| Action::Send {
-            text: n.to_string(),
-        };
-        let mut queue = ActionQueue::default();
-        let mut taken = Vec::new();
-        let mut next = 0;
-        // Pushes between pops, as when running an action makes the machine
-        // push more: they wait behind the rest of the batch being taken.
-        for round in 0..6 {
-            for _ in 0..round {
-                queue.push_back(send(next));
-                next += 1;
-            }
-            if let Some(action) = queue.pop_front() {
-                taken.push(action);
-            }
-        }
-        while let Some(action) = queue.pop_front() {
-            taken.push(action);
-        }
-        assert_eq!(taken, (0..next).map(send).collect::<Vec<_>>());
-        assert!(queue.pop_front().is_none());
     }
 
     #[test]

@@ -33,8 +33,8 @@
 //! of a finished operation) is ignored. The session never panics on any
 //! input: a malformed answer is a failure with a code.
 
+use crate::fifo::Fifo;
 use crate::vec_map::VecMap;
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::task::Poll;
@@ -507,12 +507,12 @@ pub struct RoomSession<R> {
     verified: VecMap<String, DeviceRecord>,
     room_dirty: bool,
     known_dirty: bool,
-    queue: VecDeque<(OpId, Op)>,
+    queue: Fifo<(OpId, Op)>,
     running: Option<Running>,
     awaited: Pairs<ActionId, ()>,
     replies: Pairs<ActionId, Reply>,
     next_id: u64,
-    actions: VecDeque<Action>,
+    actions: Fifo<Action>,
     closed: bool,
 }
 
@@ -554,12 +554,12 @@ impl<R: TryCryptoRng> RoomSession<R> {
             verified: VecMap::new(),
             room_dirty: false,
             known_dirty: false,
-            queue: VecDeque::new(),
+            queue: Fifo::new(),
             running: None,
             awaited: Pairs::new(),
             replies: Pairs::new(),
             next_id: 1,
-            actions: VecDeque::new(),
+            actions: Fifo::new(),
             closed: false,
         })
     }
