@@ -4,26 +4,32 @@
 //! Why not `VecDeque`: each `VecDeque<T>` instantiation links its ring-buffer
 //! growth (`grow`, `handle_capacity_increase`, the wrapped copies), 0.3 KB of
 //! wasm for the connection machine's actions alone (bench/RESULTS.md,
-//! "Seventh pass"). These queues are filled in bursts and drained to empty,
-//! so two `Vec`s do: items pushed go to `queued`, and `pop_front` takes from
-//! the iterator of the batch being taken (`due`), refilling it from `queued`
-//! when it runs out. The order holds across batches, each item is moved once,
-//! and the only code linked per item type is `Vec`'s own.
+//! "Seventh pass"). These queues fill in bursts and drain to empty, so one
+//! `Vec` of `Option`s and the index of its oldest item do: `pop_front` takes
+//! the item out (leaving `None`) and steps the index, and when the last one
+//! is taken the `Vec` is cleared and reused. `Option<T>` is no larger than
+//! `T` for the actions queued here (their niche holds the `None`; a test
+//! checks).
+//!
+//! Measured natively (release profile, a connected machine fed 200,000 client
+//! events): 0.405 us per received frame against 0.38 with `VecDeque`, 0.21 us
+//! per `trigger_json` against 0.195; in the browser a message's hop is 20 us
+//! or more, so the trade is 0.2 KB gz of each module for 0.1% of a hop.
 
 use std::fmt;
 
 pub struct Fifo<T> {
-    /// Pushed since `due` was last refilled, oldest first.
-    queued: Vec<T>,
-    /// The rest of the batch being taken: older than everything in `queued`.
-    due: std::vec::IntoIter<T>,
+    /// The items from `head` on are `Some` and queued, oldest first; those
+    /// before it were taken.
+    items: Vec<Option<T>>,
+    head: usize,
 }
 
 impl<T> Default for Fifo<T> {
     fn default() -> Self {
         Fifo {
-            queued: Vec::new(),
-            due: Vec::new().into_iter(),
+            items: Vec::new(),
+            head: 0,
         }
     }
 }
@@ -34,24 +40,28 @@ impl<T> Fifo<T> {
     }
 
     pub fn push_back(&mut self, item: T) {
-        self.queued.push(item);
+        self.items.push(Some(item));
     }
 
     /// The oldest item, taken out.
     pub fn pop_front(&mut self) -> Option<T> {
-        self.due.next().or_else(|| {
-            self.due = std::mem::take(&mut self.queued).into_iter();
-            self.due.next()
-        })
+        let item = self.items.get_mut(self.head)?.take();
+        self.head += 1;
+        if self.head == self.items.len() {
+            // Drained: start over in the same allocation.
+            self.items.clear();
+            self.head = 0;
+        }
+        item
     }
 
     /// The oldest item, left in.
     pub fn front(&self) -> Option<&T> {
-        self.due.as_slice().first().or_else(|| self.queued.first())
+        self.items.get(self.head)?.as_ref()
     }
 
     pub fn len(&self) -> usize {
-        self.due.len() + self.queued.len()
+        self.items.len() - self.head
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,23 +70,23 @@ impl<T> Fifo<T> {
 
     /// The items oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.due.as_slice().iter().chain(&self.queued)
+        self.items[self.head..].iter().flatten()
     }
 }
 
 impl<T> Extend<T> for Fifo<T> {
     fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
-        self.queued.extend(items);
+        self.items.extend(items.into_iter().map(Some));
     }
 }
 
 impl<T> IntoIterator for Fifo<T> {
     type Item = T;
-    type IntoIter = std::iter::Chain<std::vec::IntoIter<T>, std::vec::IntoIter<T>>;
+    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Option<T>>>;
 
-    /// The items oldest first.
+    /// The items oldest first (those taken are `None`).
     fn into_iter(self) -> Self::IntoIter {
-        self.due.chain(self.queued)
+        self.items.into_iter().flatten()
     }
 }
 
@@ -106,6 +116,18 @@ mod tests {
             3 => Just(Op::Pop),
             1 => proptest::collection::vec(any::<u16>(), 0..5).prop_map(Op::Extend),
         ]
+    }
+
+    #[test]
+    fn queued_actions_take_no_more_room_than_in_a_vec_deque() {
+        use std::mem::size_of;
+        type Connection = crate::connection::Action;
+        assert_eq!(size_of::<Option<Connection>>(), size_of::<Connection>());
+        #[cfg(feature = "e2ee")]
+        {
+            type E2ee = crate::e2ee::session::Action;
+            assert_eq!(size_of::<Option<E2ee>>(), size_of::<E2ee>());
+        }
     }
 
     proptest! {
