@@ -7,8 +7,8 @@
 // After `npm run build` (pkg/ then holds the module as wasm-bindgen wrote
 // it): `node bench/wasm_split.mjs`. The chat session's exports are made
 // unreachable with binaryen's wasm-metadce, then both modules go through the
-// release wasm-opt passes of scripts/build, so the full row matches
-// bench/size. The connection-only row is an upper bound: the socket handler
+// release wasm-opt passes of scripts/build, so the full row is bench/size's
+// figure. The connection-only row is an upper bound: the socket handler
 // still routes room events to sessions, so part of the session stays linked.
 // The JS column is the TS layer and glue bundled and minified by esbuild,
 // as bench/size does it.
@@ -39,7 +39,8 @@ if (!exported.some((name) => CHAT_ONLY.test(name))) {
   throw new Error(`${source} has no chat session exports: run npm run build first`);
 }
 const scratch = mkdtempSync(join(tmpdir(), "wasm-split-"));
-// GNU gzip -9, as bench/size measures (zlib's level 9 differs by ~0.5 KB here).
+// GNU gzip -9 from a pipe (no file name in the header), as bench/size
+// measures; zlib's level 9 differs by ~0.5 KB here.
 const gz = (bytes) => execFileSync("gzip", ["-9", "-c"], { input: bytes }).length;
 
 function optimised(input) {
