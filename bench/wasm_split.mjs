@@ -1,17 +1,20 @@
-// What the base module's gzip size is made of, split by what an app uses:
-// the connection alone (channels, presence, client events) against the
-// connection with the chat room session. It answers "how small can the base
-// get without the chat session", which decides whether a size budget is
-// reachable by trimming or needs a different split of the product.
+// What each wasm module's gzip size is made of, split at its room session:
+// the base module with and without the chat room session (the connection
+// alone: channels, presence, client events), and the E2EE module with and
+// without the E2EE room session (the device keys, fingerprints and safety
+// numbers alone). It answers "how small can a module get without its room
+// session", which decides whether a size budget is reachable by trimming or
+// needs a different split of the product.
 //
-// After `npm run build` (pkg/ then holds the module as wasm-bindgen wrote
-// it): `node bench/wasm_split.mjs`. The chat session's exports are made
-// unreachable with binaryen's wasm-metadce, then both modules go through the
-// release wasm-opt passes of scripts/build, so the full row is bench/size's
-// figure. The connection-only row is an upper bound: the socket handler
-// still routes room events to sessions, so part of the session stays linked.
-// The JS column is the TS layer and glue bundled and minified by esbuild,
-// as bench/size does it.
+// After `npm run build` (pkg/ then holds the modules as wasm-bindgen wrote
+// them): `npm run bench:split`. A session's exports are made unreachable with
+// binaryen's wasm-metadce, then each module goes through the release wasm-opt
+// passes of scripts/build, so a full row is bench/size's figure. A row
+// without the session is an upper bound: whatever else still reaches session
+// code keeps it linked (the base's socket handler routes room events to
+// sessions). The JS column is the TS layer and glue bundled and minified by
+// esbuild as bench/size does it; for the E2EE module it is not split (its TS
+// is mostly the room session's driver).
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,15 +32,29 @@ const release = [
   "--strip-debug", "--strip-producers", "--strip-target-features",
   "--minify-imports-and-exports-and-modules", ...features,
 ];
-// Exports that exist for the chat room session alone.
-const CHAT_ONLY = /^(chatroomsession_|__wbg_chatroomsession_|buildChatChannelName$|realtimeconnection_(routeToSession|unroute)$)/;
 
-const source = join(root, "pkg/domvia_realtime_bg.wasm");
-const module = new WebAssembly.Module(readFileSync(source));
-const exported = WebAssembly.Module.exports(module).map((entry) => entry.name);
-if (!exported.some((name) => CHAT_ONLY.test(name))) {
-  throw new Error(`${source} has no chat session exports: run npm run build first`);
-}
+const MODULES = [
+  {
+    title: "base module",
+    wasm: "pkg/domvia_realtime_bg.wasm",
+    full: "connection and chat room session (every app)",
+    without: "connection alone (chat session exports unreachable; upper bound)",
+    // Exports that exist for the chat room session alone.
+    session: /^(chatroomsession_|__wbg_chatroomsession_|buildChatChannelName$|realtimeconnection_(routeToSession|unroute)$)/,
+    js: { full: ["packages/realtime/dist/index.js", "packages/realtime-chat/dist/index.js"], without: ["packages/realtime/dist/index.js"] },
+    external: ["@domvia/realtime-e2ee"],
+  },
+  {
+    title: "E2EE module",
+    wasm: "pkg/domvia_e2ee_bg.wasm",
+    full: "device keys and the E2EE room session (encrypted rooms add)",
+    without: "device keys, fingerprints and safety numbers alone (room session exports unreachable; upper bound)",
+    session: /^(e2eeroomsession_|__wbg_e2eeroomsession_)/,
+    js: { full: ["packages/realtime-e2ee/dist/index.js"], without: ["packages/realtime-e2ee/dist/index.js"] },
+    external: ["@domvia/realtime", "@domvia/realtime/*"],
+  },
+];
+
 const scratch = mkdtempSync(join(tmpdir(), "wasm-split-"));
 // GNU gzip -9 from a pipe (no file name in the header), as bench/size
 // measures; zlib's level 9 differs by ~0.5 KB here.
@@ -49,10 +66,10 @@ function optimised(input) {
   return readFileSync(output);
 }
 
-function withoutChat() {
-  // wasm-metadce keeps what its graph's roots reach: every export but the chat session's.
+// wasm-metadce keeps what its graph's roots reach: every export but the session's.
+function withoutSession(source, exported, session) {
   const graph = [
-    { name: "root", root: true, reaches: exported.filter((name) => !CHAT_ONLY.test(name)).map((name) => `export:${name}`) },
+    { name: "root", root: true, reaches: exported.filter((name) => !session.test(name)).map((name) => `export:${name}`) },
     ...exported.map((name) => ({ name: `export:${name}`, export: name })),
   ];
   const graphFile = join(scratch, "graph.json");
@@ -62,27 +79,33 @@ function withoutChat() {
   return optimised(output);
 }
 
-function bundledJs(entries) {
+function bundledJs(entries, external) {
   const entry = entries.map((path) => `export * from ${JSON.stringify(`./${path}`)};`).join("\n");
   const bundle = execFileSync(
     bin("esbuild"),
-    ["--bundle", "--minify", "--format=esm", "--log-level=warning", "--external:@domvia/realtime-e2ee"],
+    ["--bundle", "--minify", "--format=esm", "--log-level=warning", ...external.map((name) => `--external:${name}`)],
     { cwd: root, input: entry },
   );
   return gz(bundle);
 }
 
 try {
-  const full = optimised(source);
-  const connectionOnly = withoutChat();
-  const rows = [
-    ["connection and chat room session (every app, as bench/size)", bundledJs(["packages/realtime/dist/index.js", "packages/realtime-chat/dist/index.js"]), gz(full)],
-    ["connection alone (chat session exports unreachable; upper bound)", bundledJs(["packages/realtime/dist/index.js"]), gz(connectionOnly)],
-  ];
-  console.log("| base module | min JS gz | .wasm gz | total |\n| --- | ---: | ---: | ---: |");
-  for (const [label, js, wasm] of rows) console.log(`| ${label} | ${js} | ${wasm} | ${js + wasm} |`);
-  const [[, js0, wasm0], [, js1, wasm1]] = rows;
-  console.log(`\nthe chat room session's share: ${js0 - js1} B of JS + ${wasm0 - wasm1} B of wasm = ${js0 + wasm0 - js1 - wasm1} B gzip`);
+  for (const module of MODULES) {
+    const source = join(root, module.wasm);
+    const exported = WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(source))).map((entry) => entry.name);
+    if (!exported.some((name) => module.session.test(name))) {
+      throw new Error(`${source} has no room session exports: run npm run build first`);
+    }
+    const full = { js: bundledJs(module.js.full, module.external), wasm: gz(optimised(source)) };
+    const without = { js: bundledJs(module.js.without, module.external), wasm: gz(withoutSession(source, exported, module.session)) };
+    console.log(`\n| ${module.title} | min JS gz | .wasm gz | total |\n| --- | ---: | ---: | ---: |`);
+    for (const [label, row] of [[module.full, full], [module.without, without]]) {
+      console.log(`| ${label} | ${row.js} | ${row.wasm} | ${row.js + row.wasm} |`);
+    }
+    console.log(
+      `| the room session's share | ${full.js - without.js} | ${full.wasm - without.wasm} | ${full.js + full.wasm - without.js - without.wasm} |`,
+    );
+  }
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }
