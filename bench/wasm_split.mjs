@@ -9,7 +9,9 @@
 // After `npm run build` (pkg/ then holds the modules as wasm-bindgen wrote
 // them): `npm run bench:split`. A session's exports are made unreachable with
 // binaryen's wasm-metadce, then each module goes through the release wasm-opt
-// passes of scripts/build, so a full row is bench/size's figure. A row
+// passes of scripts/build; the full module must come out byte for byte as the
+// shipped one (else the passes here have drifted from scripts/build's and the
+// script stops), so a full row is bench/size's figure. A row
 // without the session is an upper bound: whatever else still reaches session
 // code keeps it linked (the base's socket handler routes room events to
 // sessions). The JS column is the TS layer and glue bundled and minified by
@@ -37,6 +39,7 @@ const MODULES = [
   {
     title: "base module",
     wasm: "pkg/domvia_realtime_bg.wasm",
+    shipped: "packages/realtime/wasm/domvia_realtime_bg.wasm",
     full: "connection and chat room session (every app)",
     without: "connection alone (chat session exports unreachable; upper bound)",
     // Exports that exist for the chat room session alone.
@@ -47,6 +50,7 @@ const MODULES = [
   {
     title: "E2EE module",
     wasm: "pkg/domvia_e2ee_bg.wasm",
+    shipped: "packages/realtime-e2ee/wasm/domvia_e2ee_bg.wasm",
     full: "device keys and the E2EE room session (encrypted rooms add)",
     without: "device keys, fingerprints and safety numbers alone (room session exports unreachable; upper bound)",
     session: /^(e2eeroomsession_|__wbg_e2eeroomsession_)/,
@@ -96,7 +100,11 @@ try {
     if (!exported.some((name) => module.session.test(name))) {
       throw new Error(`${source} has no room session exports: run npm run build first`);
     }
-    const full = { js: bundledJs(module.js.full, module.external), wasm: gz(optimised(source)) };
+    const fullWasm = optimised(source);
+    if (!fullWasm.equals(readFileSync(join(root, module.shipped)))) {
+      throw new Error(`${module.title}: these wasm-opt passes no longer give ${module.shipped}; match them to scripts/build`);
+    }
+    const full = { js: bundledJs(module.js.full, module.external), wasm: gz(fullWasm) };
     const without = { js: bundledJs(module.js.without, module.external), wasm: gz(withoutSession(source, exported, module.session)) };
     console.log(`\n| ${module.title} | min JS gz | .wasm gz | total |\n| --- | ---: | ---: | ---: |`);
     for (const [label, row] of [[module.full, full], [module.without, without]]) {

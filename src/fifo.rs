@@ -14,7 +14,8 @@
 //! Measured natively (release profile, a connected machine fed 200,000 client
 //! events): 0.405 us per received frame against 0.38 with `VecDeque`, 0.21 us
 //! per `trigger_json` against 0.195; in the browser a message's hop is 20 us
-//! or more, so the trade is 0.2 KB gz of each module for 0.1% of a hop.
+//! or more, so the trade is 0.2 KB gz of the base module and 0.56 KB of the
+//! E2EE one for 0.1% of a hop.
 
 use std::fmt;
 
@@ -119,7 +120,7 @@ mod tests {
     }
 
     #[test]
-    fn queued_actions_take_no_more_room_than_in_a_vec_deque() {
+    fn an_option_of_a_queued_action_is_no_larger_than_the_action() {
         use std::mem::size_of;
         type Connection = crate::connection::Action;
         assert_eq!(size_of::<Option<Connection>>(), size_of::<Connection>());
